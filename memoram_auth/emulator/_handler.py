@@ -1,0 +1,229 @@
+"""HTTP handling for the emulator: routes, the token endpoint and the protected endpoints."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from ._state import Fault, RecordedRequest, State
+
+__all__ = ["EmulatorServer", "Handler"]
+
+PREFIX = "/api/v1"
+_CHALLENGE = 'Bearer error="invalid_token"'
+_MAX_BODY = 10 << 20
+
+_TAGS: list[dict[str, Any]] = [
+    {
+        "id": f"tag_{i}",
+        "name": name,
+        "description": f"Memories about {name.lower()}",
+        "color": color,
+        "is_enabled": True,
+        "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:00Z",
+    }
+    for i, (name, color) in enumerate(
+        [("Work", "#1f77b4"), ("Family", "#ff7f0e"), ("Travel", "#2ca02c")], 1
+    )
+]
+
+
+class EmulatorServer(ThreadingHTTPServer):
+    """A threading server that carries the emulator state and stays quiet about dropped peers."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], state: State, *, verbose: bool = False) -> None:
+        self.state = state
+        self.verbose = verbose
+        self.blobs: dict[str, dict[str, Any]] = {}
+        super().__init__(address, Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ANN401 - stdlib signature
+        # Clients that time out or hang up mid-answer are part of the tests, not errors.
+        pass
+
+
+class Handler(BaseHTTPRequestHandler):
+    """One request. Keep-alive (HTTP/1.1) so that benchmarks measure the auth, not TCP set-up."""
+
+    server: EmulatorServer
+    protocol_version = "HTTP/1.1"
+    server_version = "memoram-emulator"
+    sys_version = ""
+    timeout = 30  # idle keep-alive connections close by themselves
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # The Date header follows the emulated (possibly skewed) server clock.
+        return formatdate(self.server.state.now() if timestamp is None else timestamp, usegmt=True)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: ANN401 - stdlib signature
+        if self.server.verbose:
+            # Only method, path and status: never the body (key) nor headers (token).
+            super().log_message(format, *args)
+
+    def _read_body(self) -> bytes:
+        length = self.headers.get("Content-Length")
+        if not length or not length.isdigit() or int(length) > _MAX_BODY:
+            return b""
+        return self.rfile.read(int(length))
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        headers = dict(headers or {})
+        headers.setdefault("Content-Type", "application/json")
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:  # noqa: ANN401
+        self._send(status, json.dumps(data).encode(), headers)
+
+    def _error(
+        self, status: int, error: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self._json(status, {"error": error, "message": message}, headers)
+
+    def _handle(self) -> None:
+        body = self._read_body()
+        parts = urlsplit(self.path)
+        state = self.server.state
+        token_call = parts.path.rstrip("/") == f"{PREFIX}/auth/token"
+        state.record(
+            RecordedRequest(
+                self.command, self.path, dict(self.headers.items()), body, self.client_address[0]
+            ),
+            token_call=token_call,
+        )
+        if token_call:
+            if self.command != "POST":
+                self._error(405, "method_not_allowed", "use POST", {"Allow": "POST"})
+            else:
+                self._token(body)
+        elif not parts.path.startswith(PREFIX + "/"):
+            self._error(404, "not_found", "no such endpoint")
+        elif self._authorized():
+            self._api(parts.path[len(PREFIX) :].strip("/").split("/"), parts.query, body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
+
+    # -- POST /auth/token ---------------------------------------------------------------------
+
+    def _token(self, body: bytes) -> None:
+        state = self.server.state
+        fault = state.next_fault() or Fault()
+        delay = fault.delay + state.token_delay
+        if delay:
+            time.sleep(delay)
+        if fault.close:
+            self.close_connection = True
+            self.connection.close()
+            return
+        if fault.status is not None or fault.body is not None:
+            headers = {"Content-Type": "text/html", **fault.headers}
+            self._send(fault.status or 200, fault.body or b"", headers)
+            return
+        try:
+            request = json.loads(body)
+        except ValueError:
+            self._error(400, "invalid_request", "the body must be a JSON object")
+            return
+        if not isinstance(request, dict):
+            self._error(400, "invalid_request", "the body must be a JSON object")
+            return
+        api_key, expires_in = request.get("api_key"), request.get("expires_in")
+        if not isinstance(api_key, str) or not api_key:
+            self._error(400, "invalid_request", "api_key is required and must be a string")
+        elif expires_in is not None and (
+            isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in <= 0
+        ):
+            self._error(400, "invalid_request", "expires_in must be a positive integer")
+        elif api_key not in state.api_keys:
+            self._error(401, "invalid_api_key", "the API key is not valid")
+        else:
+            self._json(200, state.issue(api_key, expires_in), {"Cache-Control": "no-store"})
+
+    # -- protected endpoints ------------------------------------------------------------------
+
+    def _authorized(self) -> bool:
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() == "bearer" and self.server.state.check(token.strip()):
+            return True
+        self.server.state.count_unauthorized()
+        self._error(
+            401,
+            "invalid_token",
+            "missing, invalid, expired or revoked token",
+            {"WWW-Authenticate": _CHALLENGE},
+        )
+        return False
+
+    def _api(self, segments: list[str], query: str, body: bytes) -> None:
+        method = self.command
+        if segments == ["tags"] and method in ("GET", "HEAD"):
+            self._json(200, {"items": _TAGS})
+        elif len(segments) == 2 and segments[0] == "tags" and method in ("GET", "HEAD"):
+            tag = next((t for t in _TAGS if t["id"] == segments[1]), None)
+            if tag is None:
+                self._error(404, "not_found", "no such tag")
+            else:
+                self._json(200, tag)
+        elif segments == ["memory-blobs"] and method in ("GET", "HEAD"):
+            self._list_blobs(parse_qs(query))
+        elif segments == ["memory-blobs"] and method == "POST":
+            self._create_blob(body)
+        elif len(segments) == 2 and segments[0] == "memory-blobs":
+            self._one_blob(segments[1], body)
+        else:
+            self._error(404, "not_found", "no such endpoint")
+
+    def _list_blobs(self, query: dict[str, list[str]]) -> None:
+        blobs = list(self.server.blobs.values())
+        user = query.get("user_id", [None])[0]
+        if user is not None:
+            blobs = [b for b in blobs if b.get("user_id") == user]
+        self._json(200, {"memoryBlobs": blobs, "next_cursor": None})
+
+    def _create_blob(self, body: bytes) -> None:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            self._error(400, "invalid_request", "the body must be a JSON object")
+            return
+        blob = {**data, "id": "blob_" + uuid.uuid4().hex[:12]}
+        self.server.blobs[blob["id"]] = blob
+        self._json(201, blob)
+
+    def _one_blob(self, blob_id: str, body: bytes) -> None:
+        blob = self.server.blobs.get(blob_id)
+        if blob is None:
+            self._error(404, "not_found", "no such memory blob")
+        elif self.command in ("GET", "HEAD"):
+            self._json(200, blob)
+        elif self.command == "DELETE":
+            del self.server.blobs[blob_id]
+            self._send(204, b"")
+        else:
+            try:
+                update = json.loads(body)
+            except ValueError:
+                update = None
+            if not isinstance(update, dict):
+                self._error(400, "invalid_request", "the body must be a JSON object")
+                return
+            blob.update({k: v for k, v in update.items() if k != "id"})
+            self._json(200, blob)

@@ -1,0 +1,268 @@
+"""The token exchange: ``POST {base_url}/auth/token`` with the API key, and what the answer means.
+
+This module builds the request, judges the answer strictly, turns the server's expiry into a
+deadline on the local clock (see :func:`memoram_auth.token.token_lifetime`) and retries what is
+worth retrying. It does no caching; the provider decides when to call it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ._version import __version__
+from .exceptions import (
+    ConfigurationError,
+    EndpointUnavailableError,
+    KeyRejectedError,
+    MalformedResponseError,
+)
+from .keys import fingerprint
+from .token import Token, parse_http_date, token_lifetime
+from .transport import RawResponse, Transport, TransportError
+
+__all__ = [
+    "RETRY_STATUSES",
+    "USER_AGENT",
+    "RetryPolicy",
+    "build_request",
+    "parse_response",
+    "request_token",
+    "retry_after",
+    "token_url",
+]
+
+logger = logging.getLogger("memoram_auth")
+
+USER_AGENT = f"memoram-auth/{__version__} python/{sys.version_info[0]}.{sys.version_info[1]}"
+
+#: Answers that say "not now" rather than "no".
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_REJECT_STATUSES = frozenset({400, 401, 403})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try. The defaults bound one exchange to about 30 seconds in all.
+
+    Attributes:
+        attempts: requests in all, the first included.
+        timeout: seconds one attempt may take to connect or to wait for data.
+        total_timeout: seconds the whole exchange may take, sleeps included.
+        backoff: first delay; each retry doubles it, up to ``max_backoff``, and a random
+            jitter of up to half the delay spreads out clients that failed together.
+        retry_after_cap: the longest ``Retry-After`` we honour; longer ones are cut to this.
+    """
+
+    attempts: int = 3
+    timeout: float = 10.0
+    total_timeout: float = 30.0
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+    retry_after_cap: float = 20.0
+
+    def delay(self, retry: int) -> float:
+        """Seconds to wait before retry number *retry* (1 for the first retry)."""
+        ceiling = min(self.max_backoff, self.backoff * 2 ** (retry - 1))
+        return float(ceiling / 2 + random.uniform(0, ceiling / 2))  # noqa: S311 - jitter, not secrecy
+
+
+def token_url(base_url: str) -> str:
+    """The token endpoint under an already validated *base_url*."""
+    return f"{base_url}/auth/token"
+
+
+def build_request(api_key: str, expires_in: int | None = None) -> tuple[dict[str, str], bytes]:
+    """Headers and JSON body of a token request.
+
+    No ``Authorization`` header: the endpoint is unauthenticated and the key goes in the body
+    only. ``expires_in`` is sent only when asked for, so the server's default applies otherwise.
+    """
+    if expires_in is not None and (
+        isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in <= 0
+    ):
+        raise ConfigurationError("expires_in must be a positive whole number of seconds")
+    payload: dict[str, object] = {"api_key": api_key}
+    if expires_in is not None:
+        payload["expires_in"] = expires_in
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "User-Agent": USER_AGENT,
+    }
+    return headers, json.dumps(payload).encode("utf-8")
+
+
+def _is_header_safe(token: str) -> bool:
+    # The token goes into an HTTP header verbatim: anything outside visible ASCII (spaces,
+    # CR/LF, non-ASCII) would break the header or smuggle another one in.
+    return all("!" <= char <= "~" for char in token)
+
+
+def _describe(response: RawResponse) -> str:
+    content_type = response.header("Content-Type") or "no content type"
+    return f"{response.status} with a {len(response.body)}-byte {content_type.split(';')[0]} body"
+
+
+def parse_response(response: RawResponse, *, sent_at: float, url: str) -> Token:
+    """Turn a 2xx answer into a :class:`Token`, or raise :class:`MalformedResponseError`.
+
+    *sent_at* is ``time.time()`` just before the request left: the token's lifetime is counted
+    from then, so time spent on the wire only makes us refresh earlier.
+    """
+    hint = "check that MEMORAM_BASE_URL points at the Memoram API (it ends in /api/v1)"
+    try:
+        data = json.loads(response.body)
+    except (ValueError, RecursionError):
+        raise MalformedResponseError(
+            f"the token endpoint {url} answered {_describe(response)}, not JSON; {hint}",
+            status=response.status,
+        ) from None
+    if not isinstance(data, dict):
+        raise MalformedResponseError(
+            f"the token endpoint {url} answered JSON that is not an object; {hint}",
+            status=response.status,
+        )
+    token = data.get("token")
+    if not isinstance(token, str) or not token:
+        raise MalformedResponseError(
+            f"the token endpoint {url} answered without a token; {hint}", status=response.status
+        )
+    if not _is_header_safe(token):
+        raise MalformedResponseError(
+            f"the token endpoint {url} answered a token with characters that cannot go in an "
+            f"HTTP header; {hint}",
+            status=response.status,
+        )
+    token_type = data.get("token_type")
+    if token_type is not None and (
+        not isinstance(token_type, str) or token_type.lower() != "bearer"
+    ):
+        shown = token_type[:20] if isinstance(token_type, str) else type(token_type).__name__
+        raise MalformedResponseError(
+            f"the token endpoint {url} answered a token of type {shown!r}, not Bearer; {hint}",
+            status=response.status,
+        )
+    lifetime = token_lifetime(
+        expires_at=data.get("expires_at"),
+        date_header=response.header("Date"),
+        token=token,
+        sent_at=sent_at,
+    )
+    return Token(token, obtained_at=sent_at, expires_at=sent_at + lifetime)
+
+
+def retry_after(response: RawResponse, now: float) -> float | None:
+    """Seconds the server asked us to wait, from ``Retry-After``, or ``None``.
+
+    An HTTP date is compared with the answer's own ``Date`` header when there is one, so a
+    server whose clock is off does not make us wait hours or not at all.
+    """
+    value = (response.header("Retry-After") or "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    when = parse_http_date(value)
+    if when is None:
+        return None
+    server_now = parse_http_date(response.header("Date"))
+    reference = server_now.timestamp() if server_now is not None else now
+    return max(0.0, when.timestamp() - reference)
+
+
+def _rejected(response: RawResponse, api_key: str) -> KeyRejectedError:
+    fp = fingerprint(api_key)
+    if response.status == 400:
+        message = (
+            f"the token endpoint refused the request as invalid (400) for key {fp}; "
+            "check the API key (MEMORAM_API_KEY) and expires_in"
+        )
+    else:
+        message = (
+            f"the API key {fp} was rejected ({response.status}); check MEMORAM_API_KEY, "
+            "or create a new key in the Memoram dashboard"
+        )
+    return KeyRejectedError(message, status=response.status)
+
+
+def request_token(
+    base_url: str,
+    api_key: str,
+    *,
+    expires_in: int | None = None,
+    policy: RetryPolicy | None = None,
+    transport: Transport | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Token:
+    """Exchange *api_key* for a token at *base_url* (already validated), with retries.
+
+    Connection errors, timeouts and 429/500/502/503/504 are retried with exponential backoff
+    and jitter, honouring ``Retry-After`` up to ``policy.retry_after_cap``, within
+    ``policy.total_timeout``. 400/401/403 are final.
+
+    Raises:
+        KeyRejectedError: 400, 401 or 403.
+        EndpointUnavailableError: no usable answer within the attempts or the time allowed.
+        MalformedResponseError: any other status, or a 2xx that is not a Bearer token.
+        ConfigurationError: *expires_in* is not a positive integer.
+    """
+    from .transport import urllib_transport
+
+    policy = policy or RetryPolicy()
+    send: Transport = transport or urllib_transport
+    url = token_url(base_url)
+    headers, body = build_request(api_key, expires_in)
+    fp = fingerprint(api_key)
+    deadline = time.monotonic() + policy.total_timeout
+    problem = "no attempt was made"
+    status: int | None = None
+    attempt = 0
+    while attempt < max(1, policy.attempts):
+        attempt += 1
+        budget = deadline - time.monotonic()
+        if budget <= 0:
+            break
+        logger.debug("requesting a token for key %s from %s (attempt %d)", fp, url, attempt)
+        sent_at = time.time()
+        wait: float | None = None
+        try:
+            response = send(url, headers, body, min(policy.timeout, budget))
+        except TransportError as exc:
+            problem, status = str(exc), None
+        else:
+            status = response.status
+            if 200 <= status < 300:
+                token = parse_response(response, sent_at=sent_at, url=url)
+                logger.debug("got a token for key %s, valid %.0f s", fp, token.lifetime)
+                return token
+            if status in _REJECT_STATUSES:
+                raise _rejected(response, api_key)
+            if status not in RETRY_STATUSES:
+                raise MalformedResponseError(
+                    f"the token endpoint {url} answered {_describe(response)}; check that "
+                    "MEMORAM_BASE_URL points at the Memoram API (it ends in /api/v1)",
+                    status=status,
+                )
+            problem = f"it answered {status}"
+            wait = retry_after(response, time.time())
+        if attempt >= policy.attempts:
+            break
+        delay = policy.delay(attempt) if wait is None else min(wait, policy.retry_after_cap)
+        if time.monotonic() + delay >= deadline:
+            problem += (
+                f"; a retry in {delay:.1f} s would pass the {policy.total_timeout:g} s allowed"
+            )
+            break
+        logger.debug("token request failed (%s); retrying in %.2f s", problem, delay)
+        sleep(delay)
+    raise EndpointUnavailableError(
+        f"the token endpoint {url} is unavailable after {attempt} attempt(s): {problem}; "
+        "check your network and MEMORAM_BASE_URL, or try again later",
+        status=status,
+    )

@@ -1,0 +1,141 @@
+"""A token and its expiry maths, on the local clock, whatever the server's clock says."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+__all__ = [
+    "DEFAULT_LIFETIME",
+    "MAX_LIFETIME",
+    "Token",
+    "jwt_claims",
+    "parse_http_date",
+    "parse_iso8601",
+    "token_lifetime",
+]
+
+#: Used when an answer says nothing usable about expiry: short enough that a token the server
+#: meant for minutes is refreshed before it dies, long enough not to hammer the endpoint.
+DEFAULT_LIFETIME = 300.0
+
+#: No token is believed to live longer than a day, whatever a broken ``Date`` header implies.
+MAX_LIFETIME = 86_400.0
+
+#: ``Date`` has one-second resolution, so the server's real "now" may be up to a second later.
+_DATE_RESOLUTION = 1.0
+
+
+@dataclass(frozen=True)
+class Token:
+    """A bearer token with its expiry on the local wall clock.
+
+    ``expires_at`` and ``obtained_at`` are ``time.time()`` values on *this* machine, so they can
+    be shared with other processes through the cache. ``value`` is kept out of ``repr``.
+    """
+
+    value: str = field(repr=False)
+    obtained_at: float
+    expires_at: float
+
+    @property
+    def lifetime(self) -> float:
+        """Seconds between obtaining the token and its expiry."""
+        return self.expires_at - self.obtained_at
+
+    def remaining(self, now: float | None = None) -> float:
+        """Seconds left before expiry (negative once expired)."""
+        return self.expires_at - (time.time() if now is None else now)
+
+
+def parse_iso8601(text: object) -> datetime | None:
+    """An aware datetime from an ISO 8601 string (``Z`` accepted), or ``None``.
+
+    Naive times are taken as UTC, since the API documents ``expires_at`` in UTC.
+    """
+    if not isinstance(text, str) or not text.strip():
+        return None
+    value = text.strip()
+    if value[-1:] in "zZ":
+        value = value[:-1] + "+00:00"  # fromisoformat() before Python 3.11 does not read "Z"
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def parse_http_date(text: str | None) -> datetime | None:
+    """An aware datetime from an HTTP ``Date``/``Retry-After`` date, or ``None``."""
+    if not text:
+        return None
+    try:
+        parsed = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def jwt_claims(token: str) -> dict[str, Any]:
+    """The payload of a JWT, read *without* verifying it (we only want ``exp``/``iat`` hints).
+
+    Returns an empty dict for anything that is not a JWT with a JSON object payload.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return {}
+    payload = parts[1]
+    try:
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        claims = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def _number(value: object) -> float | None:
+    # bool is an int subclass, and "exp": true is not a time.
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+        return float(value)
+    return None
+
+
+def token_lifetime(
+    *, expires_at: object, date_header: str | None, token: str, sent_at: float
+) -> float:
+    """How long a freshly issued token lives, in seconds, measured without trusting clocks.
+
+    ``expires_at`` is on the server's clock, so it is compared with the server's own ``Date``
+    header rather than with ours; the JWT's ``exp - iat`` is server-clock too. Each usable
+    estimate is taken and the shortest wins: a wrong answer errs towards refreshing early,
+    never towards sending an expired token. Only when the server gives ``expires_at`` and nothing
+    to compare it with is our own clock (*sent_at*) used, and then capped at
+    :data:`DEFAULT_LIFETIME`. With no usable estimate, :data:`DEFAULT_LIFETIME`. The result is
+    clamped to ``[0, MAX_LIFETIME]``.
+    """
+    estimates: list[float] = []
+    server_now = parse_http_date(date_header)
+    expiry = parse_iso8601(expires_at)
+    claims = jwt_claims(token)
+    exp, iat = _number(claims.get("exp")), _number(claims.get("iat"))
+    try:
+        if expiry is not None and server_now is not None:
+            estimates.append((expiry - server_now).total_seconds() - _DATE_RESOLUTION)
+        if exp is not None and iat is not None:
+            estimates.append(exp - iat)
+        elif exp is not None and server_now is not None:
+            estimates.append(exp - server_now.timestamp() - _DATE_RESOLUTION)
+        if not estimates and expiry is not None:
+            local = expiry.timestamp() - sent_at
+            estimates.append(min(local, DEFAULT_LIFETIME) if local > 0 else DEFAULT_LIFETIME)
+    except (OverflowError, ValueError, OSError):  # absurd dates far outside datetime's range
+        pass
+    if not estimates:
+        return DEFAULT_LIFETIME
+    return min(max(min(estimates), 0.0), MAX_LIFETIME)

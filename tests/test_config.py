@@ -1,0 +1,117 @@
+"""Base URLs and API keys as users type them."""
+
+from __future__ import annotations
+
+import pytest
+
+from memoram_auth import ConfigurationError
+from memoram_auth.keys import fingerprint, normalize_api_key
+from memoram_auth.urls import Origin, is_loopback_host, origin_of, validate_base_url
+
+KEY = "mem_71c8d4fd816f195801803cd4c801735dfbafaaba72a88eea"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://api.memoram.app/api/v1", "https://api.memoram.app/api/v1"),
+        ("https://api.memoram.app/api/v1/", "https://api.memoram.app/api/v1"),
+        ("  https://api.memoram.app/api/v1\n", "https://api.memoram.app/api/v1"),
+        ("http://127.0.0.1:8765/api/v1", "http://127.0.0.1:8765/api/v1"),
+        ("http://127.1.2.3/api/v1", "http://127.1.2.3/api/v1"),
+        ("http://localhost:1/api/v1", "http://localhost:1/api/v1"),
+        ("http://[::1]:80/api/v1", "http://[::1]:80/api/v1"),
+    ],
+)
+def test_accepted_base_urls(url: str, expected: str) -> None:
+    assert validate_base_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://api.memoram.app/api/v1", "refusing plain http://"),
+        ("http://10.0.0.1/api/v1", "refusing plain http://"),
+        ("http://127.0.0.1.nip.io/api/v1", "refusing plain http://"),
+        ("ftp://api.memoram.app", "not an absolute http"),
+        ("api.memoram.app/api/v1", "not an absolute http"),
+        ("", "not an absolute http"),
+        ("https://:443/", "not an absolute http"),
+        ("https://api.memoram.app:99999/", "not an absolute http"),
+        ("https://user:pw@api.memoram.app/", "user name or password"),
+        ("https://api.memoram.app/api/v1?x=1", "query or fragment"),
+    ],
+)
+def test_refused_base_urls(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        validate_base_url(url)
+
+
+def test_refusals_do_not_echo_what_may_be_a_key() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        validate_base_url(KEY)
+    assert KEY not in str(caught.value)
+    with pytest.raises(ConfigurationError) as caught:
+        validate_base_url(f"https://api.memoram.app/?api_key={KEY}")
+    assert KEY not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("LOCALHOST.", True),
+        ("a.localhost", True),
+        ("127.0.0.1", True),
+        ("127.255.0.9", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("128.0.0.1", False),
+        ("localhost.example", False),
+        ("example.com", False),
+    ],
+)
+def test_loopback_hosts(host: str, loopback: bool) -> None:
+    assert is_loopback_host(host) is loopback
+
+
+def test_origins_apply_default_ports() -> None:
+    assert origin_of("https://API.memoram.app/x") == Origin("https", "api.memoram.app", 443)
+    assert origin_of("http://127.0.0.1/x") == Origin("http", "127.0.0.1", 80)
+    assert origin_of("http://127.0.0.1:8080") == Origin("http", "127.0.0.1", 8080)
+    assert origin_of("mailto:x@y") is None
+
+
+@pytest.mark.parametrize(
+    "raw", [KEY, f"  {KEY}\n", f"\t{KEY}\r\n"], ids=["plain", "spaces", "crlf"]
+)
+def test_surrounding_whitespace_is_stripped(raw: str) -> None:
+    assert normalize_api_key(raw) == KEY
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("", "empty"),
+        ("   \n", "empty"),
+        (f"{KEY[:10]} {KEY[10:]}", "whitespace or control"),
+        (f"{KEY}\nmem_other", "whitespace or control"),
+        (f"{KEY}\x00", "whitespace or control"),
+        (f"{KEY[:10]}\u200b{KEY[10:]}", "whitespace or control"),
+        (None, "must be a string"),
+        (b"mem_bytes", "must be a string"),
+    ],
+    ids=["empty", "blank", "inner-space", "two-keys", "nul", "zero-width-space", "none", "bytes"],
+)
+def test_mangled_keys_are_refused_without_echo(raw: object, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        normalize_api_key(raw)  # type: ignore[arg-type]
+    assert KEY[4:20] not in str(caught.value)
+
+
+def test_fingerprint_is_short_stable_and_one_way() -> None:
+    assert fingerprint(KEY) == fingerprint(KEY)
+    assert fingerprint(KEY) != fingerprint(KEY + "0")
+    assert fingerprint(KEY).startswith("sha256:")
+    assert len(fingerprint(KEY)) == len("sha256:") + 12
+    assert KEY[4:] not in fingerprint(KEY)

@@ -1,0 +1,307 @@
+"""The emulator against the OpenAPI contract, over real loopback HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import jwt
+import pytest
+
+from memoram_auth import ConfigurationError
+from memoram_auth.emulator import Emulator
+
+
+def call(
+    url: str,
+    *,
+    method: str = "GET",
+    body: Any = None,
+    raw: bytes | None = None,
+    token: str | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, dict(response.headers.items()), response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, dict(exc.headers.items()), exc.read()
+
+
+def get_token(emu: Emulator, **extra: Any) -> dict[str, Any]:
+    status, _, body = call(
+        f"{emu.base_url}/auth/token", method="POST", body={"api_key": emu.api_key, **extra}
+    )
+    assert status == 200
+    return json.loads(body)
+
+
+def test_token_answer_matches_the_contract(memoram_emulator: Emulator) -> None:
+    status, headers, body = call(
+        f"{memoram_emulator.base_url}/auth/token",
+        method="POST",
+        body={"api_key": memoram_emulator.api_key},
+    )
+    assert status == 200
+    data = json.loads(body)
+    assert set(data) == {"token", "expires_at", "token_type"}
+    assert data["token_type"] == "Bearer"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", data["expires_at"])
+    server_now = parsedate_to_datetime(headers["Date"])
+    expires = datetime.fromisoformat(data["expires_at"].replace("Z", "+00:00"))
+    assert 3598 <= (expires - server_now).total_seconds() <= 3601
+
+
+def test_token_is_a_real_hs256_jwt(memoram_emulator: Emulator) -> None:
+    token = get_token(memoram_emulator)["token"]
+    # Checked with PyJWT, an implementation independent of ours.
+    claims = jwt.decode(token, memoram_emulator.state.secret, algorithms=["HS256"])
+    assert set(claims) >= {"sub", "iat", "exp", "jti"}
+    assert claims["exp"] - claims["iat"] == 3600
+    assert jwt.get_unverified_header(token)["alg"] == "HS256"
+
+
+def test_expires_in_is_honoured_up_to_the_maximum() -> None:
+    with Emulator(max_lifetime=600) as emu:
+        short = jwt.decode(
+            get_token(emu, expires_in=60)["token"], options={"verify_signature": False}
+        )
+        long = jwt.decode(
+            get_token(emu, expires_in=9999)["token"], options={"verify_signature": False}
+        )
+    assert short["exp"] - short["iat"] == 60
+    assert long["exp"] - long["iat"] == 600
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b"", id="no-body"),
+        pytest.param(b"api_key=mem_x", id="not-json"),
+        pytest.param(b"[]", id="json-array"),
+        pytest.param(b"{}", id="no-api-key"),
+        pytest.param(b'{"api_key": 42}', id="api-key-not-a-string"),
+        pytest.param(b'{"api_key": ""}', id="api-key-empty"),
+        pytest.param(b'{"api_key": "KEY", "expires_in": 0}', id="expires-in-zero"),
+        pytest.param(b'{"api_key": "KEY", "expires_in": -5}', id="expires-in-negative"),
+        pytest.param(b'{"api_key": "KEY", "expires_in": "60"}', id="expires-in-string"),
+        pytest.param(b'{"api_key": "KEY", "expires_in": true}', id="expires-in-bool"),
+        pytest.param(b'{"api_key": "KEY", "expires_in": 1.5}', id="expires-in-float"),
+    ],
+)
+def test_bad_token_requests_get_400(memoram_emulator: Emulator, raw: bytes) -> None:
+    raw = raw.replace(b"KEY", memoram_emulator.api_key.encode())
+    status, headers, body = call(f"{memoram_emulator.base_url}/auth/token", method="POST", raw=raw)
+    assert status == 400
+    assert "Date" in headers
+    assert json.loads(body)["error"] == "invalid_request"
+    assert memoram_emulator.counters.tokens_issued == 0
+
+
+def test_unknown_key_gets_401(memoram_emulator: Emulator) -> None:
+    status, headers, _ = call(
+        f"{memoram_emulator.base_url}/auth/token", method="POST", body={"api_key": "mem_nope"}
+    )
+    assert status == 401
+    assert "Date" in headers
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "expected"),
+    [
+        ("GET", "/tags", None, 200),
+        ("GET", "/tags/tag_1", None, 200),
+        ("GET", "/tags/tag_99", None, 404),
+        ("GET", "/memory-blobs?user_id=u1", None, 200),
+        ("POST", "/memory-blobs", {"user_id": "u1", "content": "hello"}, 201),
+    ],
+    ids=["tags", "one-tag", "missing-tag", "list-blobs", "create-blob"],
+)
+def test_protected_endpoints_accept_a_valid_token(
+    memoram_emulator: Emulator, method: str, path: str, body: Any, expected: int
+) -> None:
+    token = get_token(memoram_emulator)["token"]
+    status, _, _ = call(memoram_emulator.base_url + path, method=method, body=body, token=token)
+    assert status == expected
+    assert memoram_emulator.counters.unauthorized == 0
+
+
+def test_created_blob_can_be_read_back(memoram_emulator: Emulator) -> None:
+    token = get_token(memoram_emulator)["token"]
+    url = f"{memoram_emulator.base_url}/memory-blobs"
+    _, _, created = call(url, method="POST", body={"user_id": "u1", "content": "x"}, token=token)
+    blob_id = json.loads(created)["id"]
+    status, _, body = call(f"{url}/{blob_id}", token=token)
+    assert status == 200
+    assert json.loads(body)["content"] == "x"
+    _, _, listing = call(f"{url}?user_id=u1", token=token)
+    assert [b["id"] for b in json.loads(listing)["memoryBlobs"]] == [blob_id]
+
+
+def _expired_token(emu: Emulator) -> str:
+    emu.clock_offset = -3600 - 5  # issue as if an hour ago: already expired now
+    try:
+        return str(get_token(emu)["token"])
+    finally:
+        emu.clock_offset = 0
+
+
+@pytest.mark.parametrize(
+    "make_token",
+    [
+        pytest.param(lambda emu: None, id="missing"),
+        pytest.param(lambda emu: "not-a-jwt", id="malformed"),
+        pytest.param(lambda emu: get_token(emu)["token"][:-2] + "xx", id="bad-signature"),
+        pytest.param(_expired_token, id="expired"),
+    ],
+)
+def test_protected_endpoints_refuse_bad_tokens(memoram_emulator: Emulator, make_token: Any) -> None:
+    token = make_token(memoram_emulator)
+    status, headers, _ = call(f"{memoram_emulator.base_url}/tags", token=token)
+    assert status == 401
+    assert headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    assert memoram_emulator.counters.unauthorized == 1
+
+
+def test_revoke_all_invalidates_earlier_tokens_only(memoram_emulator: Emulator) -> None:
+    old = get_token(memoram_emulator)["token"]
+    assert memoram_emulator.revoke_all() == 1
+    new = get_token(memoram_emulator)["token"]
+    assert call(f"{memoram_emulator.base_url}/tags", token=old)[0] == 401
+    assert call(f"{memoram_emulator.base_url}/tags", token=new)[0] == 200
+
+
+def test_counters_count_each_kind_of_request(memoram_emulator: Emulator) -> None:
+    token = get_token(memoram_emulator)["token"]
+    call(f"{memoram_emulator.base_url}/tags", token=token)
+    call(f"{memoram_emulator.base_url}/tags")
+    counters = memoram_emulator.counters
+    assert (counters.token_requests, counters.tokens_issued) == (1, 1)
+    assert (counters.api_requests, counters.unauthorized) == (2, 1)
+    memoram_emulator.reset_counters()
+    assert memoram_emulator.counters.api_requests == 0
+    assert memoram_emulator.requests == []
+
+
+@pytest.mark.parametrize("offset", [3 * 3600, -3 * 3600], ids=["ahead", "behind"])
+def test_clock_offset_moves_date_and_claims_together(offset: int) -> None:
+    with Emulator(clock_offset=offset) as emu:
+        _, headers, body = call(
+            f"{emu.base_url}/auth/token", method="POST", body={"api_key": emu.api_key}
+        )
+    claims = jwt.decode(json.loads(body)["token"], options={"verify_signature": False})
+    server_date = parsedate_to_datetime(headers["Date"]).timestamp()
+    assert abs(server_date - (time.time() + offset)) < 5
+    assert abs(claims["iat"] - server_date) <= 1
+
+
+def test_injected_faults_apply_in_order(memoram_emulator: Emulator) -> None:
+    url = f"{memoram_emulator.base_url}/auth/token"
+    body = {"api_key": memoram_emulator.api_key}
+    memoram_emulator.fail_next(1, status=503, headers={"Retry-After": "7"})
+    memoram_emulator.malformed_next(1, body=b"<html>oops</html>")
+    status, headers, _ = call(url, method="POST", body=body)
+    assert (status, headers["Retry-After"]) == (503, "7")
+    assert call(url, method="POST", body=body)[2] == b"<html>oops</html>"
+    assert call(url, method="POST", body=body)[0] == 200
+
+
+def test_delay_and_drop_faults(memoram_emulator: Emulator) -> None:
+    url = f"{memoram_emulator.base_url}/auth/token"
+    memoram_emulator.delay_next(1, 0.3)
+    start = time.monotonic()
+    assert call(url, method="POST", body={"api_key": memoram_emulator.api_key})[0] == 200
+    assert time.monotonic() - start >= 0.3
+    memoram_emulator.drop_next(1)
+    with pytest.raises((urllib.error.URLError, ConnectionError)):
+        call(url, method="POST", body={"api_key": memoram_emulator.api_key})
+
+
+def test_emulator_refuses_non_loopback_hosts() -> None:
+    with pytest.raises(ConfigurationError, match="loopback"):
+        Emulator(host="0.0.0.0")  # noqa: S104 - the point of the test
+
+
+@contextlib.contextmanager
+def emulator_process(*args: str) -> Iterator[tuple[str, str]]:
+    """Run ``python -m memoram_auth.emulator``; yields its first two output lines."""
+    command = [sys.executable, "-m", "memoram_auth.emulator", "--port", "0", *args]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None
+            yield process.stdout.readline().strip(), process.stdout.readline().strip()
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def test_command_line_prints_url_and_generated_key() -> None:
+    with emulator_process() as (first, second):
+        base_url = re.search(r"(http://127\.0\.0\.1:\d+/api/v1)", first)
+        key = re.fullmatch(r"accepted API key: (mem_[0-9a-f]{48})", second)
+        assert base_url, first
+        assert key, second
+        status, _, _ = call(
+            f"{base_url.group(1)}/auth/token", method="POST", body={"api_key": key.group(1)}
+        )
+        assert status == 200
+
+
+def test_command_line_accepts_given_keys() -> None:
+    with emulator_process("--api-key", "mem_a", "--api-key", "mem_b") as (_, second):
+        assert second == "accepted API key: mem_a"
+
+
+def test_command_line_refuses_non_loopback_host() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "memoram_auth.emulator", "--host", "192.0.2.1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "loopback" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_pytest_fixture_reaches_user_test_suites(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import urllib.request, json
+
+        def test_uses_fixture(memoram_emulator):
+            body = json.dumps({"api_key": memoram_emulator.api_key}).encode()
+            request = urllib.request.Request(
+                memoram_emulator.base_url + "/auth/token", data=body, method="POST"
+            )
+            assert urllib.request.urlopen(request).status == 200
+            assert memoram_emulator.counters.token_requests == 1
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+def test_stopped_emulator_has_no_port() -> None:
+    emu = Emulator()
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = emu.port
+    emu.start()
+    emu.stop()
+    emu.stop()  # twice is fine
+    assert "stopped" in repr(emu)

@@ -1,0 +1,55 @@
+"""The package as installed: public surface, version, and a light import."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import memoram_auth
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_public_names() -> None:
+    assert sorted(memoram_auth.__all__) == [
+        "ConfigurationError",
+        "EndpointUnavailableError",
+        "KeyRejectedError",
+        "MalformedResponseError",
+        "MemoramAuthError",
+        "TokenRequestError",
+        "__version__",
+    ]
+    for name in memoram_auth.__all__:
+        assert getattr(memoram_auth, name) is not None
+
+
+def test_every_error_derives_from_the_root() -> None:
+    for name in memoram_auth.__all__:
+        value = getattr(memoram_auth, name)
+        if isinstance(value, type) and issubclass(value, Exception):
+            assert issubclass(value, memoram_auth.MemoramAuthError)
+
+
+def test_version_matches_pyproject() -> None:
+    text = (ROOT / "pyproject.toml").read_text()
+    match = re.search(r'^version = "([^"]+)"', text, re.MULTILINE)
+    assert match
+    assert match.group(1) == memoram_auth.__version__
+
+
+def test_typed_marker_ships() -> None:
+    assert (Path(memoram_auth.__file__).parent / "py.typed").exists()
+
+
+def test_import_loads_no_http_library() -> None:
+    code = (
+        "import sys, json, memoram_auth, memoram_auth.exchange, memoram_auth.token;"
+        "print(json.dumps(sorted(m for m in sys.modules"
+        " if m.split('.')[0] in ('requests', 'httpx', 'urllib3', 'httpcore', 'ssl', 'http'))))"
+    )
+    loaded = json.loads(subprocess.check_output([sys.executable, "-c", code], text=True))
+    assert loaded == []
