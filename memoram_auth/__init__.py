@@ -13,6 +13,7 @@ from .exceptions import (
     KeyRejectedError,
     MalformedResponseError,
     MemoramAuthError,
+    MemoramAuthWarning,
     TokenRequestError,
 )
 
@@ -22,6 +23,7 @@ __all__ = [
     "KeyRejectedError",
     "MalformedResponseError",
     "MemoramAuthError",
+    "MemoramAuthWarning",
     "TokenRequestError",
     "__version__",
 ]

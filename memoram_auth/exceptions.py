@@ -8,6 +8,9 @@
           └── MalformedResponseError  an answer that is not a usable token (wrong status, not
                                       JSON, wrong shape, not a Bearer token)
 
+Degraded but working situations (a damaged cache file, an unwritable cache directory, a lock
+wait that timed out) are reported as :class:`MemoramAuthWarning`, not raised.
+
 Messages say what happened and what to do. They never contain the API key or a token: where a
 hint helps they name the key by its fingerprint (see :func:`memoram_auth.keys.fingerprint`).
 """
@@ -20,6 +23,7 @@ __all__ = [
     "KeyRejectedError",
     "MalformedResponseError",
     "MemoramAuthError",
+    "MemoramAuthWarning",
     "TokenRequestError",
 ]
 
@@ -54,3 +58,7 @@ class EndpointUnavailableError(TokenRequestError):
 
 class MalformedResponseError(TokenRequestError):
     """The token endpoint answered, but not with a usable Bearer token."""
+
+
+class MemoramAuthWarning(UserWarning):
+    """Something is degraded but still works, e.g. the disk cache fell back to memory."""

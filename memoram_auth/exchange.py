@@ -23,7 +23,7 @@ from .exceptions import (
     MalformedResponseError,
 )
 from .keys import fingerprint
-from .token import Token, parse_http_date, token_lifetime
+from .token import Token, is_header_safe, parse_http_date, token_lifetime
 from .transport import RawResponse, Transport, TransportError
 
 __all__ = [
@@ -98,12 +98,6 @@ def build_request(api_key: str, expires_in: int | None = None) -> tuple[dict[str
     return headers, json.dumps(payload).encode("utf-8")
 
 
-def _is_header_safe(token: str) -> bool:
-    # The token goes into an HTTP header verbatim: anything outside visible ASCII (spaces,
-    # CR/LF, non-ASCII) would break the header or smuggle another one in.
-    return all("!" <= char <= "~" for char in token)
-
-
 def _describe(response: RawResponse) -> str:
     content_type = response.header("Content-Type") or "no content type"
     return f"{response.status} with a {len(response.body)}-byte {content_type.split(';')[0]} body"
@@ -133,7 +127,7 @@ def parse_response(response: RawResponse, *, sent_at: float, url: str) -> Token:
         raise MalformedResponseError(
             f"the token endpoint {url} answered without a token; {hint}", status=response.status
         )
-    if not _is_header_safe(token):
+    if not is_header_safe(token):
         raise MalformedResponseError(
             f"the token endpoint {url} answered a token with characters that cannot go in an "
             f"HTTP header; {hint}",

@@ -15,6 +15,7 @@ __all__ = [
     "DEFAULT_LIFETIME",
     "MAX_LIFETIME",
     "Token",
+    "is_header_safe",
     "jwt_claims",
     "parse_http_date",
     "parse_iso8601",
@@ -52,6 +53,15 @@ class Token:
     def remaining(self, now: float | None = None) -> float:
         """Seconds left before expiry (negative once expired)."""
         return self.expires_at - (time.time() if now is None else now)
+
+
+def is_header_safe(token: str) -> bool:
+    """True if *token* can go into an HTTP header verbatim.
+
+    Anything outside visible ASCII (spaces, CR/LF, non-ASCII) would break the header or smuggle
+    another one in, whether the token came from the server or from a cache file.
+    """
+    return bool(token) and all("!" <= char <= "~" for char in token)
 
 
 def parse_iso8601(text: object) -> datetime | None:

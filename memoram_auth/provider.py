@@ -1,0 +1,340 @@
+"""The token provider: one token request per key per token lifetime, however many ask at once.
+
+A provider serves one (base URL, API key). Within a process every caller shares it (see
+:func:`get_provider`); across processes they share the cache (:mod:`memoram_auth.cache`).
+
+When is a token refreshed? With ``L`` its lifetime:
+
+- **fresh** until the last ``min(10 min, L/4)``: handed out with no lock and no I/O;
+- **advisory** window, the last ``min(10 min, L/4)``: one caller refreshes while every other
+  keeps using the current token; a failed refresh keeps the current token and is not tried
+  again for :data:`ADVISORY_RETRY_INTERVAL` seconds;
+- **mandatory** window, the last ``min(60 s, L/10)``: callers wait for the new token.
+
+So a one-hour token is refreshed from 10 minutes before expiry and never used in its last
+minute; a 4 s token from 1 s before and never in its last 0.4 s.
+
+Single flight: within the process a thread lock, across processes the cache's file lock; after
+taking the file lock the cache is read again, so the process that waited adopts the token the
+other one fetched. A rejected token is invalidated by value (compare-and-invalidate): a newer
+token, fetched meanwhile by another thread or process, survives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import threading
+import time
+import weakref
+from typing import NamedTuple
+
+from .cache import FileCache, TokenCache, default_cache, slot_for
+from .exceptions import MemoramAuthError
+from .exchange import RetryPolicy, request_token
+from .keys import fingerprint, normalize_api_key
+from .token import Token
+from .transport import Transport
+from .urls import validate_base_url
+
+__all__ = [
+    "ADVISORY_RETRY_INTERVAL",
+    "TokenProvider",
+    "advisory_window",
+    "get_provider",
+    "mandatory_window",
+]
+
+logger = logging.getLogger("memoram_auth")
+
+ADVISORY_RETRY_INTERVAL = 5.0
+
+
+def advisory_window(lifetime: float) -> float:
+    """Seconds before expiry from which one caller refreshes ahead of time."""
+    return min(600.0, lifetime / 4)
+
+
+def mandatory_window(lifetime: float) -> float:
+    """Seconds before expiry from which the token is no longer handed out."""
+    return min(60.0, lifetime / 10)
+
+
+class _Entry(NamedTuple):
+    # Deadlines precomputed once per token, so the hot path is one clock read and a compare.
+    token: Token
+    refresh_at: float
+    unusable_at: float
+
+    @classmethod
+    def of(cls, token: Token) -> _Entry:
+        lifetime = max(token.lifetime, 0.0)
+        return cls(
+            token,
+            token.expires_at - advisory_window(lifetime),
+            token.expires_at - mandatory_window(lifetime),
+        )
+
+
+_live_providers: weakref.WeakSet[TokenProvider] = weakref.WeakSet()
+
+
+class TokenProvider:
+    """Current tokens for one (base URL, API key); thread-, task- and process-safe.
+
+    Prefer :func:`get_provider`, which shares one provider per key within the process.
+
+    Args:
+        api_key: the developer API key (surrounding whitespace is dropped).
+        base_url: the API's base URL (https, or http to a loopback host).
+        cache: where tokens are shared between processes (default:
+            :func:`memoram_auth.cache.default_cache`).
+        policy: retries and timeouts of the token request.
+        expires_in: the lifetime to ask for, in seconds (the server may grant less).
+        lock_timeout: longest wait for another process's refresh before fetching anyway;
+            defaults to the policy's total timeout plus 10 s.
+        transport: how the token request is sent (tests); the stdlib one by default.
+
+    Raises:
+        ConfigurationError: a malformed key or a bad or insecure base URL.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str,
+        *,
+        cache: TokenCache | None = None,
+        policy: RetryPolicy | None = None,
+        expires_in: int | None = None,
+        lock_timeout: float | None = None,
+        transport: Transport | None = None,
+    ) -> None:
+        self._api_key = normalize_api_key(api_key)
+        self.base_url = validate_base_url(base_url)
+        self.fingerprint = fingerprint(self._api_key)
+        self.cache: TokenCache = cache if cache is not None else default_cache()
+        self.policy = policy or RetryPolicy()
+        self.expires_in = expires_in
+        self.lock_timeout = self.policy.total_timeout + 10 if lock_timeout is None else lock_timeout
+        self._transport = transport
+        self._slot = slot_for(self.base_url, self._api_key)
+        self._entry: _Entry | None = None
+        self._rejected: collections.deque[str] = collections.deque(maxlen=8)
+        self._next_advisory_try = 0.0
+        self._reset_locks()
+        _live_providers.add(self)
+
+    def _reset_locks(self) -> None:
+        self._refresh_lock = threading.Lock()  # one refresh at a time in this process
+        self._entry_lock = threading.Lock()  # compare-and-set of _entry
+        self._inflight: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, asyncio.Future[Token]
+        ] = weakref.WeakKeyDictionary()
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenProvider(base_url={self.base_url!r}, key={self.fingerprint}, "
+            f"cache={self.cache!r})"
+        )
+
+    @property
+    def slot(self) -> str:
+        """This provider's slot in the cache."""
+        return self._slot
+
+    @property
+    def current(self) -> Token | None:
+        """The token in memory, if any, without refreshing anything."""
+        entry = self._entry
+        return entry.token if entry is not None else None
+
+    # -- sync ---------------------------------------------------------------------------------
+
+    def get_token(self) -> Token:
+        """A token that is not in its mandatory refresh window, fetching one if needed.
+
+        Raises:
+            TokenRequestError: no usable token and the exchange failed (see the subclasses).
+        """
+        entry = self._entry
+        if entry is not None:
+            now = time.time()
+            if now < entry.refresh_at:
+                return entry.token
+            if now < entry.unusable_at:
+                return self._refresh_ahead(entry, now)
+        with self._refresh_lock:
+            return self._refresh_now()
+
+    def _refresh_ahead(self, entry: _Entry, now: float) -> Token:
+        # Advisory window: whoever gets the lock without waiting refreshes; the rest go on
+        # with the current token, which is still good for at least mandatory_window().
+        if now < self._next_advisory_try or not self._refresh_lock.acquire(blocking=False):
+            return entry.token
+        try:
+            current = self._entry
+            if current is not None and current is not entry and time.time() < current.refresh_at:
+                return current.token  # another thread refreshed while we were getting here
+            try:
+                return self._obtain(advisory=True)
+            except MemoramAuthError as exc:
+                self._next_advisory_try = time.time() + ADVISORY_RETRY_INTERVAL
+                logger.warning(
+                    "refreshing the token for key %s ahead of expiry failed (%s); "
+                    "using the current one, valid %.0f s more",
+                    self.fingerprint,
+                    exc,
+                    entry.token.remaining(),
+                )
+                return entry.token
+        finally:
+            self._refresh_lock.release()
+
+    def _refresh_now(self) -> Token:
+        # Mandatory: called with _refresh_lock held, after waiting for any other refresher.
+        entry = self._entry
+        if (
+            entry is not None
+            and time.time() < entry.unusable_at
+            and entry.token.value not in self._rejected
+        ):
+            return entry.token
+        return self._obtain(advisory=False)
+
+    def _usable(self, token: Token | None, *, advisory: bool) -> bool:
+        if token is None or token.value in self._rejected:
+            return False
+        entry = _Entry.of(token)
+        return time.time() < (entry.refresh_at if advisory else entry.unusable_at)
+
+    def _obtain(self, *, advisory: bool) -> Token:
+        # A token another process cached is as good as one we fetch; the lock-free read first
+        # makes the warm-cache path cost no lock at all (writes are atomic).
+        cached = self.cache.load(self._slot)
+        if self._usable(cached, advisory=advisory):
+            assert cached is not None  # noqa: S101 - for mypy; _usable() checked it
+            return self._adopt(cached, "cache")
+        with self.cache.lock(self._slot, self.lock_timeout):
+            cached = self.cache.load(self._slot)
+            if self._usable(cached, advisory=advisory):
+                assert cached is not None  # noqa: S101 - for mypy; _usable() checked it
+                return self._adopt(cached, "cache")
+            token = request_token(
+                self.base_url,
+                self._api_key,
+                expires_in=self.expires_in,
+                policy=self.policy,
+                transport=self._transport,
+            )
+            self.cache.store(
+                self._slot, token, base_url=self.base_url, key_fingerprint=self.fingerprint
+            )
+        # The fetched token is returned even if its lifetime is shorter than our windows:
+        # a server that grants 1 s tokens gets a request per use, not an endless loop.
+        return self._adopt(token, "token endpoint")
+
+    def _adopt(self, token: Token, source: str) -> Token:
+        with self._entry_lock:
+            self._entry = _Entry.of(token)
+        logger.debug(
+            "using a token for key %s from the %s, valid %.0f s",
+            self.fingerprint,
+            source,
+            token.remaining(),
+        )
+        return token
+
+    def invalidate(self, token: str) -> None:
+        """Forget *token* because the API rejected it (401), if it is still the current one.
+
+        Compare-and-invalidate: when another thread or process has already replaced it, the
+        newer token stays. The rejected value is also never adopted again from the cache.
+        """
+        self._rejected.append(token)
+        with self._entry_lock:
+            if self._entry is not None and self._entry.token.value == token:
+                self._entry = None
+        logger.debug("the API rejected a token for key %s; it will be replaced", self.fingerprint)
+
+    # -- async --------------------------------------------------------------------------------
+
+    async def get_token_async(self) -> Token:
+        """:meth:`get_token` for coroutines: concurrent callers on a loop share one refresh.
+
+        Lock waits, file I/O and the token request run in the loop's default executor, so the
+        event loop keeps running while a token is fetched.
+        """
+        entry = self._entry
+        now = time.time()
+        if entry is not None and now < entry.refresh_at:
+            return entry.token
+        loop = asyncio.get_running_loop()
+        future = self._inflight.get(loop)
+        if future is None:
+            future = loop.run_in_executor(None, self.get_token)
+            self._inflight[loop] = future
+            future.add_done_callback(lambda done: self._forget_inflight(loop, done))
+        elif entry is not None and now < entry.unusable_at:
+            return entry.token  # advisory window, and a refresh is already under way
+        # shield: one caller being cancelled must not cancel the refresh the others wait for.
+        return await asyncio.shield(future)
+
+    def _forget_inflight(
+        self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[Token]
+    ) -> None:
+        if self._inflight.get(loop) is done:
+            del self._inflight[loop]
+        if not done.cancelled():
+            done.exception()  # retrieved here so an unawaited failure is not reported as lost
+
+
+_registry: dict[tuple[object, ...], TokenProvider] = {}
+_registry_lock = threading.Lock()
+
+
+def get_provider(
+    api_key: str,
+    base_url: str,
+    *,
+    cache_dir: str | os.PathLike[str] | bool | None = None,
+    policy: RetryPolicy | None = None,
+    expires_in: int | None = None,
+) -> TokenProvider:
+    """The process-wide provider for this key, base URL and cache, created on first use.
+
+    Every auth object built with the same settings shares it, so building one per request
+    costs a dictionary lookup, and the whole process makes one token request per lifetime.
+    Arguments are as for :class:`TokenProvider`; ``cache_dir`` as for
+    :func:`memoram_auth.cache.default_cache`.
+    """
+    key = normalize_api_key(api_key)
+    url = validate_base_url(base_url)
+    cache = default_cache(cache_dir)
+    where = str(cache.directory) if isinstance(cache, FileCache) else None
+    registry_key = (url, key, where, policy, expires_in)
+    provider = _registry.get(registry_key)
+    if provider is None:
+        with _registry_lock:
+            provider = _registry.get(registry_key)
+            if provider is None:
+                provider = TokenProvider(
+                    key, url, cache=cache, policy=policy, expires_in=expires_in
+                )
+                _registry[registry_key] = provider
+    return provider
+
+
+def _after_fork_in_child() -> None:
+    # A lock held by another thread at fork time stays held forever in the child: give every
+    # provider fresh locks. The token itself is still good and is kept.
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    for provider in list(_live_providers):
+        provider._reset_locks()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,162 @@
+"""The file cache on its own: layout, modes, atomic writes and damage."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import warnings
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from memoram_auth import MemoramAuthWarning
+from memoram_auth.cache import FileCache, MemoryOnlyCache, default_cache, slot_for
+from memoram_auth.token import Token
+
+KEY = "mem_" + "ab" * 24
+TOKEN = Token("header.payload.signature", obtained_at=1_000.0, expires_at=4_600.0)
+SLOT = slot_for("https://api.memoram.app/api/v1", KEY)
+
+
+def store(cache: FileCache, token: Token = TOKEN) -> None:
+    cache.store(SLOT, token, base_url="https://api.memoram.app/api/v1", key_fingerprint="sha256:x")
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    cache = FileCache(tmp_path)
+    assert cache.load(SLOT) is None
+    store(cache)
+    assert cache.load(SLOT) == TOKEN
+    cache.delete(SLOT)
+    assert cache.load(SLOT) is None
+
+
+def test_missing_directory_is_created_private(tmp_path: Path) -> None:
+    directory = tmp_path / "a" / "cache"
+    cache = FileCache(directory)
+    store(cache)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE(cache.path(SLOT).stat().st_mode) == 0o600
+    with cache.lock(SLOT, timeout=1) as acquired:
+        assert acquired
+    lock_file = directory / f"{SLOT}.lock"
+    assert lock_file.exists(), "the lock file is never deleted"
+    assert stat.S_IMODE(lock_file.stat().st_mode) == 0o600
+
+
+def test_files_hold_no_key_and_are_named_by_digest(tmp_path: Path) -> None:
+    store(FileCache(tmp_path))
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [f"{SLOT}.json"]
+    text = (tmp_path / names[0]).read_text()
+    assert KEY not in text
+    assert KEY[4:] not in text
+    assert json.loads(text)["token"] == TOKEN.value
+    assert KEY not in SLOT
+
+
+def test_writes_leave_no_temporary_files(tmp_path: Path) -> None:
+    cache = FileCache(tmp_path)
+    for i in range(5):
+        store(cache, Token(f"t{i}", obtained_at=0.0, expires_at=60.0))
+    assert [p.name for p in tmp_path.iterdir()] == [f"{SLOT}.json"]
+    assert cache.load(SLOT) == Token("t4", obtained_at=0.0, expires_at=60.0)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"", id="empty"),
+        pytest.param(b'{"format": 1, "token": "abc", "obtai', id="truncated"),
+        pytest.param(b"\x00\xff garbage", id="binary"),
+        pytest.param(
+            b'{"format": 99, "token": "a", "obtained_at": 0, "expires_at": 60}',
+            id="foreign-version",
+        ),
+        pytest.param(
+            b'{"format": 1, "token": "a b", "obtained_at": 0, "expires_at": 60}', id="unsafe-token"
+        ),
+        pytest.param(
+            b'{"format": 1, "token": "a", "obtained_at": 60, "expires_at": 0}', id="backwards"
+        ),
+        pytest.param(b'{"format": 1, "token": "a", "obtained_at": 0, "expires_at": NaN}', id="nan"),
+        pytest.param(
+            b'{"format": 1, "token": "a", "obtained_at": true, "expires_at": 60}', id="bool-time"
+        ),
+    ],
+)
+def test_damaged_files_are_misses_that_heal(tmp_path: Path, content: bytes) -> None:
+    cache = FileCache(tmp_path)
+    cache.path(SLOT).write_bytes(content)
+    with pytest.warns(MemoramAuthWarning, match="damaged or from another version") as caught:
+        assert cache.load(SLOT) is None
+    assert "abc" not in str(caught[0].message)
+    store(cache)
+    assert cache.load(SLOT) == TOKEN
+
+
+def test_unreadable_file_is_a_miss(tmp_path: Path) -> None:
+    cache = FileCache(tmp_path)
+    cache.path(SLOT).mkdir()  # unreadable as a file, even for root
+    with pytest.warns(MemoramAuthWarning, match="cannot read the cached token"):
+        assert cache.load(SLOT) is None
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        pytest.param(lambda tmp: tmp / "file" / "cache", id="under-a-file"),
+        pytest.param(lambda tmp: Path("/proc/self"), id="unwritable"),
+    ],
+)
+def test_unusable_directory_degrades_to_memory_once(tmp_path: Path, where: object) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    cache = FileCache(where(tmp_path))  # type: ignore[operator]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        store(cache)
+        store(cache)
+        with cache.lock(SLOT, timeout=1) as acquired:
+            assert not acquired
+    assert "keeping tokens in memory only" in str(caught[0].message)
+    assert len(caught) == 1
+    assert cache.disabled
+    assert cache.load(SLOT) is None
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.binary(max_size=300) | st.text(max_size=200).map(str.encode))
+def test_any_bytes_are_a_token_or_a_miss(tmp_path: Path, content: bytes) -> None:
+    cache = FileCache(tmp_path)
+    cache.path(SLOT).write_bytes(content)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = cache.load(SLOT)
+    assert all(issubclass(w.category, MemoramAuthWarning) for w in caught)
+    # A miss is reported; a (by chance) valid entry is not.
+    assert (loaded is None) == (len(caught) == 1)
+
+
+def test_default_cache_follows_arguments_and_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert isinstance(default_cache(False), MemoryOnlyCache)
+    chosen = default_cache(tmp_path)
+    assert isinstance(chosen, FileCache)
+    assert chosen.directory == tmp_path
+    monkeypatch.setenv("MEMORAM_AUTH_CACHE_DIR", str(tmp_path / "env"))
+    from_env = default_cache()
+    assert isinstance(from_env, FileCache)
+    assert from_env.directory == tmp_path / "env"
+    monkeypatch.setenv("MEMORAM_AUTH_DISK_CACHE", "off")
+    assert isinstance(default_cache(), MemoryOnlyCache)
+    assert isinstance(default_cache(tmp_path), FileCache)  # an explicit directory wins
+    monkeypatch.delenv("MEMORAM_AUTH_DISK_CACHE")
+    monkeypatch.delenv("MEMORAM_AUTH_CACHE_DIR")
+    platform_default = default_cache()
+    assert isinstance(platform_default, FileCache)
+    assert platform_default.directory.name == "memoram-auth"
+    assert os.fspath(platform_default.directory)

@@ -1,0 +1,348 @@
+"""The token provider: single flight across threads, processes and coroutines; refresh windows."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from memoram_auth import EndpointUnavailableError, MemoramAuthWarning
+from memoram_auth.cache import FileCache, MemoryOnlyCache
+from memoram_auth.emulator import Emulator
+from memoram_auth.provider import TokenProvider, advisory_window, get_provider, mandatory_window
+from memoram_auth.token import Token
+
+from .conftest import FAST
+
+WORKER = str(Path(__file__).with_name("_worker.py"))
+
+
+def provider_for(emu: Emulator, cache_dir: Path, **kwargs: object) -> TokenProvider:
+    return TokenProvider(emu.api_key, emu.base_url, cache=FileCache(cache_dir), **kwargs)  # type: ignore[arg-type]
+
+
+def run_worker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, WORKER, *args], capture_output=True, text=True, timeout=timeout, check=True
+    )
+
+
+def api_status(emu: Emulator, token: str) -> int:
+    request = urllib.request.Request(
+        f"{emu.base_url}/tags", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return int(exc.code)
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "advisory", "mandatory"),
+    [(3600, 600, 60), (600, 150, 60), (4, 1, 0.4), (0, 0, 0)],
+    ids=["hour", "ten-minutes", "four-seconds", "zero"],
+)
+def test_refresh_windows_scale_with_lifetime(
+    lifetime: float, advisory: float, mandatory: float
+) -> None:
+    assert advisory_window(lifetime) == pytest.approx(advisory)
+    assert mandatory_window(lifetime) == pytest.approx(mandatory)
+
+
+def test_one_request_then_memory(memoram_emulator: Emulator, tmp_path: Path) -> None:
+    provider = provider_for(memoram_emulator, tmp_path)
+    first = provider.get_token()
+    assert provider.get_token() is first
+    assert memoram_emulator.counters.token_requests == 1
+    assert api_status(memoram_emulator, first.value) == 200
+
+
+def test_one_provider_per_key_and_cache(memoram_emulator: Emulator, tmp_path: Path) -> None:
+    a = get_provider(memoram_emulator.api_key, memoram_emulator.base_url, cache_dir=tmp_path)
+    b = get_provider(
+        f" {memoram_emulator.api_key}\n", memoram_emulator.base_url + "/", cache_dir=tmp_path
+    )
+    c = get_provider(
+        memoram_emulator.api_key, memoram_emulator.base_url, cache_dir=tmp_path / "other"
+    )
+    assert a is b
+    assert a is not c
+
+
+def test_repr_shows_fingerprint_not_key(memoram_emulator: Emulator, tmp_path: Path) -> None:
+    provider = provider_for(memoram_emulator, tmp_path)
+    assert memoram_emulator.api_key not in repr(provider)
+    assert provider.fingerprint in repr(provider)
+
+
+def test_threads_share_one_request(tmp_path: Path) -> None:
+    with Emulator(token_delay=0.3) as emu:
+        provider = provider_for(emu, tmp_path)
+        barrier = threading.Barrier(32)
+        values: list[str] = []
+
+        def work() -> None:
+            barrier.wait()
+            values.append(provider.get_token().value)
+
+        threads = [threading.Thread(target=work) for _ in range(32)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(values) == 32
+        assert len(set(values)) == 1
+        assert emu.counters.token_requests == 1
+
+
+def test_warm_disk_cache_serves_a_new_process(memoram_emulator: Emulator, tmp_path: Path) -> None:
+    token = provider_for(memoram_emulator, tmp_path).get_token()
+    result = run_worker(
+        "get", memoram_emulator.base_url, memoram_emulator.api_key, str(tmp_path), "4"
+    )
+    assert json.loads(result.stdout) == [token.value] * 4
+    assert memoram_emulator.counters.token_requests == 1
+
+
+def test_memory_only_cache_is_not_shared(memoram_emulator: Emulator) -> None:
+    for _ in range(2):
+        TokenProvider(
+            memoram_emulator.api_key, memoram_emulator.base_url, cache=MemoryOnlyCache()
+        ).get_token()
+    assert memoram_emulator.counters.token_requests == 2
+
+
+@pytest.mark.slow
+def test_eight_processes_of_eight_threads_make_one_request(tmp_path: Path) -> None:
+    with Emulator(token_delay=0.5) as emu:
+        command = [sys.executable, WORKER, "get", emu.base_url, emu.api_key, str(tmp_path), "8"]
+        processes = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(8)]
+        values: list[str] = []
+        for process in processes:
+            out, _ = process.communicate(timeout=120)
+            assert process.returncode == 0
+            values += json.loads(out)
+        assert len(values) == 64
+        assert len(set(values)) == 1
+        assert emu.counters.token_requests == 1
+        assert api_status(emu, values[0]) == 200
+
+
+@pytest.mark.slow
+def test_a_killed_lock_holder_does_not_delay_the_next_caller(tmp_path: Path) -> None:
+    with Emulator(token_delay=5.0) as emu:
+        command = [sys.executable, WORKER, "hold", emu.base_url, emu.api_key, str(tmp_path)]
+        with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as holder:
+            deadline = time.monotonic() + 30
+            while emu.counters.token_requests == 0:  # the holder is now mid-exchange, lock held
+                assert time.monotonic() < deadline, "the holder never asked for a token"
+                time.sleep(0.02)
+            os.kill(holder.pid, signal.SIGKILL)
+            holder.wait(timeout=10)
+        emu.token_delay = 0
+        killed_at = time.monotonic()
+        # A 30 s lock timeout: a lock left held would show as a 30 s wait (and a warning).
+        token = provider_for(emu, tmp_path, lock_timeout=30.0).get_token()
+        waited = time.monotonic() - killed_at
+        assert api_status(emu, token.value) == 200
+        assert waited < 5.0, f"waited {waited:.2f} s after the kill"
+
+
+def test_a_lock_held_too_long_is_waited_for_only_up_to_the_timeout(
+    memoram_emulator: Emulator, tmp_path: Path
+) -> None:
+    provider = provider_for(memoram_emulator, tmp_path, lock_timeout=0.3)
+    # Another "process" holds the lock and hangs.
+    held = provider.cache.lock(provider.slot, timeout=1)
+    with held, pytest.warns(MemoramAuthWarning, match="fetching one anyway"):
+        token = provider.get_token()
+    assert api_status(memoram_emulator, token.value) == 200
+
+
+def test_corrupt_cache_file_is_replaced(memoram_emulator: Emulator, tmp_path: Path) -> None:
+    provider = provider_for(memoram_emulator, tmp_path)
+    path = tmp_path / f"{provider.slot}.json"
+    path.write_bytes(b'{"format": 1, "token": "half')
+    with pytest.warns(MemoramAuthWarning, match="damaged"):
+        token = provider.get_token()
+    assert json.loads(path.read_text())["token"] == token.value
+
+
+def test_unwritable_directory_degrades_to_memory(memoram_emulator: Emulator) -> None:
+    provider = TokenProvider(
+        memoram_emulator.api_key, memoram_emulator.base_url, cache=FileCache("/proc/self")
+    )
+    with pytest.warns(MemoramAuthWarning, match="memory only"):
+        token = provider.get_token()
+    assert provider.get_token() is token
+    assert memoram_emulator.counters.token_requests == 1
+
+
+def test_missing_directory_is_created(memoram_emulator: Emulator, tmp_path: Path) -> None:
+    directory = tmp_path / "new" / "memoram-auth"
+    provider = provider_for(memoram_emulator, directory)
+    provider.get_token()
+    assert oct(directory.stat().st_mode & 0o777) == "0o700"
+    files = sorted(p.name for p in directory.iterdir())
+    assert files == [f"{provider.slot}.json", f"{provider.slot}.lock"]
+    for path in directory.iterdir():
+        assert oct(path.stat().st_mode & 0o777) == "0o600"
+        assert memoram_emulator.api_key not in path.read_text()
+
+
+def test_invalidate_replaces_the_rejected_token(memoram_emulator: Emulator, tmp_path: Path) -> None:
+    provider = provider_for(memoram_emulator, tmp_path)
+    first = provider.get_token()
+    memoram_emulator.revoke_all()
+    assert api_status(memoram_emulator, first.value) == 401
+    provider.invalidate(first.value)
+    second = provider.get_token()
+    assert second.value != first.value
+    assert api_status(memoram_emulator, second.value) == 200
+    assert memoram_emulator.counters.token_requests == 2
+
+
+def test_invalidate_leaves_a_newer_token_alone(memoram_emulator: Emulator, tmp_path: Path) -> None:
+    provider = provider_for(memoram_emulator, tmp_path)
+    current = provider.get_token()
+    provider.invalidate("an.older.token")
+    assert provider.get_token() is current
+    assert memoram_emulator.counters.token_requests == 1
+
+
+def test_another_process_adopts_the_replacement_without_a_request(
+    memoram_emulator: Emulator, tmp_path: Path
+) -> None:
+    # Two providers on one cache directory behave as two processes would.
+    a, b = provider_for(memoram_emulator, tmp_path), provider_for(memoram_emulator, tmp_path)
+    old = a.get_token()
+    assert b.get_token().value == old.value
+    memoram_emulator.revoke_all()
+    a.invalidate(old.value)
+    new = a.get_token()
+    b.invalidate(old.value)
+    assert b.get_token().value == new.value
+    assert memoram_emulator.counters.token_requests == 2
+
+
+def seed(provider: TokenProvider, token: str, *, remaining: float, lifetime: float = 3600) -> None:
+    """Put *token* in the cache as if it had *remaining* seconds left of *lifetime*."""
+    now = time.time()
+    fake = Token(token, obtained_at=now + remaining - lifetime, expires_at=now + remaining)
+    provider.cache.store(provider.slot, fake, base_url=provider.base_url, key_fingerprint="x")
+
+
+def test_advisory_window_refreshes_once_and_keeps_serving(
+    memoram_emulator: Emulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = provider_for(memoram_emulator, tmp_path, policy=FAST)
+    current = memoram_emulator.state.issue(memoram_emulator.api_key, None)["token"]
+    seed(provider, current, remaining=300)  # inside the last 10 minutes, outside the last minute
+    memoram_emulator.fail_next(3, status=503)
+    with caplog.at_level(logging.WARNING, logger="memoram_auth"):
+        assert provider.get_token().value == current  # adopted from the cache: no request
+        assert provider.get_token().value == current  # refresh failed: the current token serves
+    assert memoram_emulator.counters.token_requests == 3
+    assert "ahead of expiry failed" in caplog.text
+    assert memoram_emulator.api_key not in caplog.text
+    assert current not in caplog.text
+    provider.get_token()  # within the retry interval: no new attempt
+    assert memoram_emulator.counters.token_requests == 3
+    provider._next_advisory_try = 0  # the interval has passed
+    fresh = provider.get_token()
+    assert fresh.value != current
+    assert memoram_emulator.counters.token_requests == 4
+
+
+def test_mandatory_window_waits_for_a_new_token(memoram_emulator: Emulator, tmp_path: Path) -> None:
+    provider = provider_for(memoram_emulator, tmp_path, policy=FAST)
+    current = memoram_emulator.state.issue(memoram_emulator.api_key, None)["token"]
+    seed(provider, current, remaining=30)  # inside the last minute: not handed out
+    memoram_emulator.fail_next(3, status=503)
+    with pytest.raises(EndpointUnavailableError):
+        provider.get_token()
+    fresh = provider.get_token()
+    assert fresh.value != current
+    assert fresh.remaining() > 3000
+
+
+def test_coroutines_share_one_request_and_the_loop_keeps_running(tmp_path: Path) -> None:
+    async def scenario(emu: Emulator) -> tuple[set[str], list[float]]:
+        provider = provider_for(emu, tmp_path)
+        ticks: list[float] = []
+
+        async def ticker() -> None:
+            while True:
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.01)
+
+        task = asyncio.ensure_future(ticker())
+        tokens = await asyncio.gather(*(provider.get_token_async() for _ in range(50)))
+        task.cancel()
+        return {t.value for t in tokens}, ticks
+
+    with Emulator(token_delay=0.3) as emu:
+        values, ticks = asyncio.run(scenario(emu))
+        assert len(values) == 1
+        assert emu.counters.token_requests == 1
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    assert len(ticks) >= 10, "the ticker was starved while the token was fetched"
+    assert max(gaps) < 0.2
+
+
+def test_async_failure_reaches_every_waiter(memoram_emulator: Emulator, tmp_path: Path) -> None:
+    provider = provider_for(memoram_emulator, tmp_path, policy=FAST)
+    memoram_emulator.fail_next(3, status=503)
+
+    async def scenario() -> list[object]:
+        return await asyncio.gather(
+            *(provider.get_token_async() for _ in range(5)), return_exceptions=True
+        )
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(r, EndpointUnavailableError) for r in results)
+    assert memoram_emulator.counters.token_requests == 3
+
+
+def test_a_forked_child_does_not_inherit_a_held_lock(
+    memoram_emulator: Emulator, tmp_path: Path
+) -> None:
+    result = run_worker("fork", memoram_emulator.base_url, memoram_emulator.api_key, str(tmp_path))
+    assert json.loads(result.stdout) == {"child_exit": 0}
+
+
+@pytest.mark.slow
+def test_short_tokens_under_steady_traffic_never_reach_the_api_expired(tmp_path: Path) -> None:
+    with Emulator(max_lifetime=4) as emu:
+        provider = provider_for(emu, tmp_path)
+        statuses: list[int] = []
+        stop = time.monotonic() + 10
+
+        def traffic() -> None:
+            while time.monotonic() < stop:
+                statuses.append(api_status(emu, provider.get_token().value))
+                time.sleep(0.02)
+
+        threads = [threading.Thread(target=traffic) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(statuses) > 100
+        assert set(statuses) == {200}
+        assert emu.counters.unauthorized == 0
+        # 4 s tokens, of which 3 s are certain (Date has whole seconds), refreshed 0.75 s early.
+        assert 3 <= emu.counters.token_requests <= 7
