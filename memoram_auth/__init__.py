@@ -6,6 +6,8 @@ resolved on first use (see ``__getattr__``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
 from .exceptions import (
     ConfigurationError,
@@ -17,13 +19,27 @@ from .exceptions import (
     TokenRequestError,
 )
 
+if TYPE_CHECKING:
+    from .auth import MemoramAuth
+
 __all__ = [
     "ConfigurationError",
     "EndpointUnavailableError",
     "KeyRejectedError",
     "MalformedResponseError",
+    "MemoramAuth",
     "MemoramAuthError",
     "MemoramAuthWarning",
     "TokenRequestError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:  # noqa: ANN401 - module __getattr__ returns anything
+    # MemoramAuth subclasses requests' and httpx's auth classes, so it imports both: load it
+    # only when asked for, so that the CLI and `import memoram_auth` stay fast.
+    if name == "MemoramAuth":
+        from .auth import MemoramAuth
+
+        return MemoramAuth
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

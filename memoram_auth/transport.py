@@ -72,6 +72,7 @@ def urllib_transport(
 ) -> RawResponse:
     """The default :class:`Transport`, built on ``urllib.request``."""
     import http.client
+    import socket
     import urllib.error
     import urllib.request
 
@@ -91,7 +92,7 @@ def urllib_transport(
         return RawResponse(exc.code, exc.headers.items(), error_body)
     except urllib.error.URLError as exc:
         raise TransportError(f"cannot connect: {exc.reason}") from exc
-    except TimeoutError as exc:
+    except (TimeoutError, socket.timeout) as exc:  # distinct classes before Python 3.10
         raise TransportError(f"no answer within {timeout:g} s") from exc
     except (OSError, http.client.HTTPException, ValueError) as exc:
         raise TransportError(f"the connection failed: {type(exc).__name__}: {exc}") from exc

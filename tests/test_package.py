@@ -19,6 +19,7 @@ def test_public_names() -> None:
         "EndpointUnavailableError",
         "KeyRejectedError",
         "MalformedResponseError",
+        "MemoramAuth",
         "MemoramAuthError",
         "MemoramAuthWarning",
         "TokenRequestError",
@@ -58,3 +59,20 @@ def test_import_loads_no_http_library() -> None:
     )
     loaded = json.loads(subprocess.check_output([sys.executable, "-c", code], text=True))
     assert loaded == []
+
+
+def test_memoram_auth_loads_on_first_use() -> None:
+    code = (
+        "import sys, memoram_auth; before = 'requests' in sys.modules;"
+        "from memoram_auth import MemoramAuth;"
+        "print(before, 'requests' in sys.modules, 'httpx' in sys.modules)"
+    )
+    out = subprocess.check_output([sys.executable, "-c", code], text=True)
+    assert out.split() == ["False", "True", "True"]
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    import pytest
+
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        memoram_auth.Nope  # noqa: B018

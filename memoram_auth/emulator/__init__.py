@@ -231,6 +231,23 @@ class Emulator:
     def token_delay(self, seconds: float) -> None:
         self.state.token_delay = seconds
 
+    @property
+    def reject_all_tokens(self) -> bool:
+        """When true, the API endpoints answer 401 to every token, even fresh ones."""
+        return self.state.reject_all_tokens
+
+    @reject_all_tokens.setter
+    def reject_all_tokens(self, value: bool) -> None:
+        self.state.reject_all_tokens = value
+
+    def redirect(self, path: str, location: str, status: int = 302) -> None:
+        """Answer any request for *path* (e.g. ``/api/v1/moved``) with a redirect to *location*.
+
+        Not part of the Memoram API: it lets tests check where clients carry the token.
+        """
+        with self.state.lock:
+            self.state.redirects[path] = (status, location)
+
     def revoke_all(self) -> int:
         """Revoke every token issued so far; returns how many were still unrevoked."""
         return self.state.revoke_all()

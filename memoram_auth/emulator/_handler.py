@@ -112,6 +112,9 @@ class Handler(BaseHTTPRequestHandler):
                 self._error(405, "method_not_allowed", "use POST", {"Allow": "POST"})
             else:
                 self._token(body)
+        elif parts.path in state.redirects:
+            status, location = state.redirects[parts.path]
+            self._send(status, b"", {"Location": location})
         elif not parts.path.startswith(PREFIX + "/"):
             self._error(404, "not_found", "no such endpoint")
         elif self._authorized():

@@ -83,6 +83,8 @@ class State:
         self.default_lifetime = default_lifetime
         self.clock_offset = clock_offset
         self.token_delay = token_delay
+        self.reject_all_tokens = False
+        self.redirects: dict[str, tuple[int, str]] = {}
         self.counters = Counters()
         self.secret = secrets.token_bytes(32)
         self.requests: deque[RecordedRequest] = deque(maxlen=record_limit)
@@ -147,7 +149,7 @@ class State:
     def check(self, token: str) -> bool:
         """True if *token* was issued here, is unexpired on the server clock and not revoked."""
         claims = _jwt.decode(token, self.secret)
-        if claims is None:
+        if claims is None or self.reject_all_tokens:
             return False
         exp, jti = claims.get("exp"), claims.get("jti")
         if not isinstance(exp, int) or exp <= self.now():
