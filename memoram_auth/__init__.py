@@ -21,6 +21,7 @@ from .exceptions import (
 
 if TYPE_CHECKING:
     from .auth import MemoramAuth
+    from .hookspecs import hookimpl
 
 __all__ = [
     "ConfigurationError",
@@ -32,6 +33,7 @@ __all__ = [
     "MemoramAuthWarning",
     "TokenRequestError",
     "__version__",
+    "hookimpl",
 ]
 
 
@@ -42,4 +44,8 @@ def __getattr__(name: str) -> Any:  # noqa: ANN401 - module __getattr__ returns 
         from .auth import MemoramAuth
 
         return MemoramAuth
+    if name == "hookimpl":  # pluggy is needed only by code that writes plugins
+        from .hookspecs import hookimpl
+
+        return hookimpl
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 if TYPE_CHECKING:
-    from .auth import MemoramAuth
+    from ._authcore import AuthCore
 
 __all__ = ["async_auth_flow", "sync_auth_flow"]
 
@@ -27,7 +27,7 @@ def _replayable(request: httpx.Request) -> bool:
     )
 
 
-def _rejected(auth: MemoramAuth, response: httpx.Response, header: str) -> bool:
+def _rejected(auth: AuthCore, response: httpx.Response, header: str) -> bool:
     # Only our own header, on the API's origin (not after a redirect elsewhere).
     request = response.request
     return (
@@ -38,7 +38,7 @@ def _rejected(auth: MemoramAuth, response: httpx.Response, header: str) -> bool:
 
 
 def sync_auth_flow(
-    auth: MemoramAuth, request: httpx.Request
+    auth: AuthCore, request: httpx.Request
 ) -> Generator[httpx.Request, httpx.Response, None]:
     """The flow ``httpx.Client`` drives."""
     if not auth.targets(str(request.url)):
@@ -60,7 +60,7 @@ def sync_auth_flow(
 
 
 async def async_auth_flow(
-    auth: MemoramAuth, request: httpx.Request
+    auth: AuthCore, request: httpx.Request
 ) -> AsyncGenerator[httpx.Request, httpx.Response]:
     """The flow ``httpx.AsyncClient`` drives; the event loop never waits on a lock or a file."""
     if not auth.targets(str(request.url)):

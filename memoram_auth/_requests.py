@@ -15,7 +15,7 @@ from requests.utils import rewind_body
 if TYPE_CHECKING:
     import requests
 
-    from .auth import MemoramAuth
+    from ._authcore import AuthCore
 
 __all__ = ["apply"]
 
@@ -30,7 +30,7 @@ def _replayable(request: requests.PreparedRequest) -> bool:
     )
 
 
-def apply(auth: MemoramAuth, request: requests.PreparedRequest) -> requests.PreparedRequest:
+def apply(auth: AuthCore, request: requests.PreparedRequest) -> requests.PreparedRequest:
     """Set ``Authorization`` on requests to the API's origin and hook the 401 replay."""
     if not request.url or not auth.targets(request.url):
         return request
@@ -42,7 +42,7 @@ def apply(auth: MemoramAuth, request: requests.PreparedRequest) -> requests.Prep
 
 
 def _on_response(
-    auth: MemoramAuth, header: str, *, replayable: bool
+    auth: AuthCore, header: str, *, replayable: bool
 ) -> Callable[..., requests.Response]:
     def handle_401(response: requests.Response, **kwargs: Any) -> requests.Response:  # noqa: ANN401
         sent = response.request

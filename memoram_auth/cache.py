@@ -27,28 +27,36 @@ import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Union
 
-from .exceptions import MemoramAuthWarning
+from .exceptions import ConfigurationError, MemoramAuthWarning
 from .token import Token, is_header_safe
 
 __all__ = [
+    "CACHE_BACKEND_ENV",
     "CACHE_DIR_ENV",
     "CACHE_FORMAT",
     "DISK_CACHE_ENV",
+    "CacheDir",
     "FileCache",
     "MemoryOnlyCache",
     "TokenCache",
+    "cache_identity",
     "default_cache",
+    "default_directory",
     "slot_for",
 ]
 
 logger = logging.getLogger("memoram_auth")
 
 CACHE_DIR_ENV = "MEMORAM_AUTH_CACHE_DIR"
+CACHE_BACKEND_ENV = "MEMORAM_AUTH_CACHE_BACKEND"
 DISK_CACHE_ENV = "MEMORAM_AUTH_DISK_CACHE"
 CACHE_FORMAT = 1
 _OFF = frozenset({"0", "off", "false", "no"})
+
+#: A ``cache_dir`` argument: a directory, ``False`` for memory only, ``None`` for the default.
+CacheDir = Union[str, "os.PathLike[str]", bool, None]
 
 
 def slot_for(base_url: str, api_key: str) -> str:
@@ -261,22 +269,63 @@ class FileCache:
             lock.release()
 
 
-def default_cache(cache_dir: str | os.PathLike[str] | bool | None = None) -> TokenCache:
-    """The cache for a ``cache_dir`` argument, following the environment when it is ``None``.
+def _disk_cache_off() -> bool:
+    return os.environ.get(DISK_CACHE_ENV, "").strip().lower() in _OFF
+
+
+def default_directory() -> Path:
+    """``MEMORAM_AUTH_CACHE_DIR``, else the platform's user cache directory for memoram-auth."""
+    configured = os.environ.get(CACHE_DIR_ENV, "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("memoram-auth", appauthor=False))
+
+
+def _backend_name(cache_dir: CacheDir, backend: str | None) -> str:
+    if cache_dir is False or (cache_dir is None and _disk_cache_off()):
+        return "memory"
+    return backend or os.environ.get(CACHE_BACKEND_ENV, "").strip() or "file"
+
+
+def _given_directory(cache_dir: CacheDir) -> Path | None:
+    return None if isinstance(cache_dir, bool) or cache_dir is None else Path(cache_dir)
+
+
+def cache_identity(cache_dir: CacheDir = None, backend: str | None = None) -> tuple[str, str]:
+    """What :func:`default_cache` would build, as a key: equal keys, equal caches. No I/O."""
+    name = _backend_name(cache_dir, backend)
+    directory = _given_directory(cache_dir)
+    if name == "file":
+        directory = directory or default_directory()
+    return name, str(directory.expanduser()) if directory is not None else ""
+
+
+def default_cache(cache_dir: CacheDir = None, backend: str | None = None) -> TokenCache:
+    """The cache for a ``cache_dir`` argument, following the environment where it is ``None``.
 
     ``False`` (or ``MEMORAM_AUTH_DISK_CACHE=0``) keeps tokens in memory only; a path uses that
     directory; otherwise ``MEMORAM_AUTH_CACHE_DIR``, else the platform's user cache directory
-    (``~/.cache/memoram-auth`` on Linux).
-    """
-    if cache_dir is False or (
-        cache_dir is None and os.environ.get(DISK_CACHE_ENV, "").strip().lower() in _OFF
-    ):
-        return MemoryOnlyCache()
-    if cache_dir is None or cache_dir is True:
-        configured = os.environ.get(CACHE_DIR_ENV, "").strip()
-        if configured:
-            return FileCache(configured)
-        import platformdirs
+    (``~/.cache/memoram-auth`` on Linux). *backend* (or ``MEMORAM_AUTH_CACHE_BACKEND``) picks
+    a cache backend that a plugin provides, instead of the built-in ``file``.
 
-        return FileCache(platformdirs.user_cache_dir("memoram-auth", appauthor=False))
-    return FileCache(cache_dir)
+    Raises:
+        ConfigurationError: no installed plugin provides the backend named.
+    """
+    name = _backend_name(cache_dir, backend)
+    directory = _given_directory(cache_dir)
+    if name == "memory":
+        return MemoryOnlyCache()
+    if name == "file":
+        return FileCache(directory or default_directory())
+    from .plugins import cache_backends  # only a third-party backend needs the plugins
+
+    backends = cache_backends()
+    factory = backends.get(name)
+    if factory is None:
+        raise ConfigurationError(
+            f"no installed plugin provides the cache backend {name!r} "
+            f"(available: {', '.join(sorted(backends))}); check {CACHE_BACKEND_ENV}"
+        )
+    return factory(directory)

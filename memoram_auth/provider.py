@@ -31,7 +31,8 @@ import time
 import weakref
 from typing import NamedTuple
 
-from .cache import FileCache, TokenCache, default_cache, slot_for
+from . import plugins
+from .cache import CacheDir, TokenCache, cache_identity, default_cache, slot_for
 from .exceptions import MemoramAuthError
 from .exchange import RetryPolicy, request_token
 from .keys import fingerprint, normalize_api_key
@@ -222,16 +223,31 @@ class TokenProvider:
             if self._usable(cached, advisory=advisory):
                 assert cached is not None  # noqa: S101 - for mypy; _usable() checked it
                 return self._adopt(cached, "cache")
-            token = request_token(
-                self.base_url,
-                self._api_key,
-                expires_in=self.expires_in,
-                policy=self.policy,
-                transport=self._transport,
-            )
+            try:
+                token = request_token(
+                    self.base_url,
+                    self._api_key,
+                    expires_in=self.expires_in,
+                    policy=self.policy,
+                    transport=self._transport,
+                )
+            except MemoramAuthError as exc:
+                plugins.notify(
+                    "memoram_auth_refresh_failed",
+                    base_url=self.base_url,
+                    key_fingerprint=self.fingerprint,
+                    error=str(exc),
+                )
+                raise
             self.cache.store(
                 self._slot, token, base_url=self.base_url, key_fingerprint=self.fingerprint
             )
+        plugins.notify(
+            "memoram_auth_token_acquired",
+            base_url=self.base_url,
+            key_fingerprint=self.fingerprint,
+            expires_at=token.expires_at,
+        )
         # The fetched token is returned even if its lifetime is shorter than our windows:
         # a server that grants 1 s tokens gets a request per use, not an endless loop.
         return self._adopt(token, "token endpoint")
@@ -299,7 +315,8 @@ def get_provider(
     api_key: str,
     base_url: str,
     *,
-    cache_dir: str | os.PathLike[str] | bool | None = None,
+    cache_dir: CacheDir = None,
+    cache_backend: str | None = None,
     policy: RetryPolicy | None = None,
     expires_in: int | None = None,
 ) -> TokenProvider:
@@ -307,19 +324,18 @@ def get_provider(
 
     Every auth object built with the same settings shares it, so building one per request
     costs a dictionary lookup, and the whole process makes one token request per lifetime.
-    Arguments are as for :class:`TokenProvider`; ``cache_dir`` as for
+    Arguments are as for :class:`TokenProvider`; ``cache_dir`` and ``cache_backend`` as for
     :func:`memoram_auth.cache.default_cache`.
     """
     key = normalize_api_key(api_key)
     url = validate_base_url(base_url)
-    cache = default_cache(cache_dir)
-    where = str(cache.directory) if isinstance(cache, FileCache) else None
-    registry_key = (url, key, where, policy, expires_in)
+    registry_key = (url, key, cache_identity(cache_dir, cache_backend), policy, expires_in)
     provider = _registry.get(registry_key)
     if provider is None:
         with _registry_lock:
             provider = _registry.get(registry_key)
             if provider is None:
+                cache = default_cache(cache_dir, cache_backend)
                 provider = TokenProvider(
                     key, url, cache=cache, policy=policy, expires_in=expires_in
                 )

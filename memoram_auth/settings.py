@@ -25,19 +25,16 @@ def resolve_base_url(base_url: str | None = None) -> str:
     return validate_base_url(base_url)
 
 
-def _key_from_plugins(base_url: str) -> str | None:
-    # The seam for key plugins (keyring and others): none are consulted yet.
-    return None
-
-
 def resolve_api_key(api_key: str | None, base_url: str) -> str:
-    """The argument, else ``MEMORAM_API_KEY``, else a key plugin's answer; normalized.
+    """The argument, else the key hook: ``MEMORAM_API_KEY``, then key plugins; normalized.
 
     Raises:
         ConfigurationError: no key anywhere, or a key that cannot be one.
     """
     if api_key is None:
-        api_key = os.environ.get(API_KEY_ENV) or _key_from_plugins(base_url)
+        from .plugins import get_api_key  # plugins imports this module
+
+        api_key = get_api_key(base_url)
     if api_key is None or not api_key.strip():
         raise ConfigurationError(
             f"no Memoram API key: set {API_KEY_ENV}, or pass api_key= "

@@ -24,6 +24,7 @@ def test_public_names() -> None:
         "MemoramAuthWarning",
         "TokenRequestError",
         "__version__",
+        "hookimpl",
     ]
     for name in memoram_auth.__all__:
         assert getattr(memoram_auth, name) is not None

@@ -1,0 +1,67 @@
+"""What every auth adapter shares, with no HTTP library: settings, provider, which URLs."""
+
+from __future__ import annotations
+
+from .cache import CacheDir
+from .exchange import RetryPolicy, token_url
+from .provider import TokenProvider, get_provider
+from .settings import resolve_api_key, resolve_base_url
+from .urls import origin_of
+
+__all__ = ["AuthCore"]
+
+
+class AuthCore:
+    """Resolves the settings once and decides which requests get the token.
+
+    See :class:`memoram_auth.auth.MemoramAuth` for the arguments.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        cache_dir: CacheDir = None,
+        cache_backend: str | None = None,
+        expires_in: int | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        url = resolve_base_url(base_url)
+        key = resolve_api_key(api_key, url)
+        self.provider: TokenProvider = get_provider(
+            key,
+            url,
+            cache_dir=cache_dir,
+            cache_backend=cache_backend,
+            policy=policy,
+            expires_in=expires_in,
+        )
+        origin = origin_of(url)
+        assert origin is not None  # noqa: S101 - validate_base_url() accepted it
+        self._origin = origin
+        # Most URLs start with the base URL's own spelling of the origin: a prefix test decides
+        # them without parsing. The trailing "/" keeps "api.memoram.app.evil" out.
+        self._origin_prefix = "/".join(url.split("/", 3)[:3]) + "/"
+        self._token_url = token_url(url)
+
+    @property
+    def base_url(self) -> str:
+        return self.provider.base_url
+
+    @property
+    def fingerprint(self) -> str:
+        """A one-way name of the key, safe to show."""
+        return self.provider.fingerprint
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, key={self.fingerprint})"
+
+    def targets(self, url: str) -> bool:
+        """True if a request to *url* gets the token: same origin, not the token endpoint."""
+        if not url.startswith(self._origin_prefix) and origin_of(url) != self._origin:
+            return False
+        if url.startswith(self._token_url):
+            rest = url[len(self._token_url) :]
+            return bool(rest) and rest[0] not in "/?#"
+        return True

@@ -1,0 +1,60 @@
+"""The hooks other packages implement to extend memoram-auth (pluggy, project ``memoram_auth``).
+
+A plugin is a module or object with functions marked ``@hookimpl`` and named like the specs
+below, published under the entry-point group ``memoram_auth``::
+
+    [project.entry-points.memoram_auth]
+    my_plugin = "my_package.memoram_plugin"
+
+Hook names are stable. Events carry metadata only: never an API key or a token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .cache import TokenCache
+
+__all__ = ["PROJECT", "CacheFactory", "hookimpl", "hookspec"]
+
+PROJECT = "memoram_auth"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+#: Builds a token cache; gets the ``cache_dir`` asked for (``None`` for the default).
+CacheFactory = Callable[["Path | None"], "TokenCache"]
+
+
+@hookspec(firstresult=True)
+def memoram_auth_get_api_key(base_url: str) -> str | None:
+    """Return the API key for *base_url*, or ``None`` to let the next plugin answer.
+
+    The first non-``None`` answer wins. The built-in plugin reads ``MEMORAM_API_KEY`` and is
+    marked ``tryfirst``; mark yours ``@hookimpl(tryfirst=True)`` to be asked before it.
+    """
+
+
+@hookspec
+def memoram_auth_cache_backends() -> Mapping[str, CacheFactory]:  # type: ignore[empty-body]
+    """Return token cache backends by name, e.g. ``{"redis": make_redis_cache}``.
+
+    ``MEMORAM_AUTH_CACHE_BACKEND=NAME`` (or ``cache_backend="NAME"``) selects one; the built-in
+    ones are ``file`` (the default) and ``memory``. A factory gets the ``cache_dir`` asked for
+    and returns an object with the :class:`memoram_auth.cache.TokenCache` methods.
+    """
+
+
+@hookspec
+def memoram_auth_token_acquired(base_url: str, key_fingerprint: str, expires_at: float) -> None:
+    """A new token was obtained from the token endpoint (``expires_at``: local ``time.time()``)."""
+
+
+@hookspec
+def memoram_auth_refresh_failed(base_url: str, key_fingerprint: str, error: str) -> None:
+    """Getting a new token failed; *error* is the message of the ``MemoramAuthError``."""

@@ -1,0 +1,52 @@
+"""memoram-auth plugin: the Memoram API key from the operating system's keyring.
+
+Keys are stored under the service ``memoram-auth`` with the API's base URL as the user name,
+so different APIs (production, a staging server, a local emulator) can have different keys::
+
+    memoram-auth-keyring set                       # prompts for the key, for the default API
+    memoram-auth-keyring set --base-url URL        # for another API
+    keyring set memoram-auth https://api.memoram.app/api/v1   # the same, with keyring's own CLI
+
+``MEMORAM_API_KEY``, when set, still comes first (memoram-auth's built-in plugin is ``tryfirst``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import keyring
+import keyring.errors
+
+from memoram_auth import hookimpl
+
+__all__ = ["SERVICE", "delete_api_key", "memoram_auth_get_api_key", "store_api_key"]
+
+SERVICE = "memoram-auth"
+
+logger = logging.getLogger("memoram_auth_keyring")
+
+
+@hookimpl
+def memoram_auth_get_api_key(base_url: str) -> str | None:
+    """The key stored for *base_url*, or ``None`` (nothing stored, or no keyring here)."""
+    try:
+        return keyring.get_password(SERVICE, base_url)
+    except keyring.errors.KeyringError as exc:
+        # No usable keyring (a headless machine without a backend) is not an error: the next
+        # key source, or the "no API key" message, tells the user what to do.
+        logger.debug("no key from the keyring: %s", type(exc).__name__)
+        return None
+
+
+def store_api_key(base_url: str, api_key: str) -> None:
+    """Store *api_key* for *base_url* in the keyring."""
+    keyring.set_password(SERVICE, base_url, api_key)
+
+
+def delete_api_key(base_url: str) -> None:
+    """Remove the key stored for *base_url*.
+
+    Raises:
+        keyring.errors.PasswordDeleteError: no key is stored for it.
+    """
+    keyring.delete_password(SERVICE, base_url)
