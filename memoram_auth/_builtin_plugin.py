@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 from .cache import FileCache, MemoryOnlyCache, TokenCache, default_directory
 from .hookspecs import CacheFactory, hookimpl
@@ -21,11 +20,11 @@ def memoram_auth_get_api_key(base_url: str) -> str | None:
     return os.environ.get(API_KEY_ENV) or None
 
 
-def _file_cache(cache_dir: Path | None) -> TokenCache:
+def _file_cache(cache_dir: str | None) -> TokenCache:
     return FileCache(cache_dir or default_directory())
 
 
-def _memory_cache(cache_dir: Path | None) -> TokenCache:
+def _memory_cache(cache_dir: str | None) -> TokenCache:
     return MemoryOnlyCache()
 
 

@@ -22,11 +22,9 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Protocol, Union
 
 from .exceptions import ConfigurationError, MemoramAuthWarning
@@ -129,22 +127,25 @@ class FileCache:
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.directory = Path(directory).expanduser()
+        # Strings and os.path rather than pathlib: importing pathlib costs the command line
+        # about as much as all of this module.
+        self.directory = os.path.expanduser(os.fspath(directory))
         self._disabled_because: str | None = None
         self._ready = False
         self._guard = threading.Lock()
 
     def __repr__(self) -> str:
         state = f", memory-only: {self._disabled_because}" if self._disabled_because else ""
-        return f"FileCache({str(self.directory)!r}{state})"
+        return f"FileCache({self.directory!r}{state})"
 
     @property
     def disabled(self) -> bool:
         """True once the cache has fallen back to memory only."""
         return self._disabled_because is not None
 
-    def path(self, slot: str) -> Path:
-        return self.directory / f"{slot}.json"
+    def path(self, slot: str) -> str:
+        """The file that holds *slot*'s token."""
+        return os.path.join(self.directory, f"{slot}.json")
 
     def _disable(self, what: str, exc: OSError) -> None:
         with self._guard:
@@ -166,7 +167,7 @@ class FileCache:
             return False
         try:
             # 0700: the files hold bearer tokens. An existing directory is left as it is.
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
             if not os.access(self.directory, os.W_OK | os.X_OK):
                 raise PermissionError(13, "Permission denied")
         except OSError as exc:
@@ -180,13 +181,14 @@ class FileCache:
             return None
         path = self.path(slot)
         try:
-            raw = path.read_bytes()
+            with open(path, "rb") as handle:
+                raw = handle.read()
         except FileNotFoundError:
             return None
         except OSError as exc:
             warnings.warn(
-                f"memoram-auth: cannot read the cached token {path.name} ({exc.strerror or exc}); "
-                "treating it as missing",
+                f"memoram-auth: cannot read the cached token {os.path.basename(path)} "
+                f"({exc.strerror or exc}); treating it as missing",
                 MemoramAuthWarning,
                 stacklevel=2,
             )
@@ -217,6 +219,8 @@ class FileCache:
         temp = None
         try:
             # mkstemp creates the file 0600; same directory so os.replace is an atomic rename.
+            import tempfile
+
             fd, temp = tempfile.mkstemp(prefix=f".{slot}.", suffix=".tmp", dir=self.directory)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -233,7 +237,7 @@ class FileCache:
 
     def delete(self, slot: str) -> None:
         with contextlib.suppress(OSError):
-            self.path(slot).unlink()
+            os.unlink(self.path(slot))
 
     @contextlib.contextmanager
     def lock(self, slot: str, timeout: float) -> Iterator[bool]:
@@ -242,18 +246,18 @@ class FileCache:
             return
         import filelock
 
-        path = self.directory / f"{slot}.lock"
+        path = os.path.join(self.directory, f"{slot}.lock")
         try:
             # Kept after release: unlinking lets a late-comer lock a fresh inode (see docstring).
-            lock = filelock.FileLock(str(path), mode=0o600, preserve_lock_file=True)
+            lock = filelock.FileLock(path, mode=0o600, preserve_lock_file=True)
         except TypeError:  # filelock < 4 has no such option, and never deletes anyway
-            lock = filelock.FileLock(str(path), mode=0o600)
+            lock = filelock.FileLock(path, mode=0o600)
         try:
             lock.acquire(timeout=timeout)
         except filelock.Timeout:
             warnings.warn(
                 f"memoram-auth: waited {timeout:g} s for another process to finish refreshing "
-                f"the token ({path.name}); fetching one anyway",
+                f"the token ({os.path.basename(path)}); fetching one anyway",
                 MemoramAuthWarning,
                 stacklevel=3,
             )
@@ -273,14 +277,14 @@ def _disk_cache_off() -> bool:
     return os.environ.get(DISK_CACHE_ENV, "").strip().lower() in _OFF
 
 
-def default_directory() -> Path:
+def default_directory() -> str:
     """``MEMORAM_AUTH_CACHE_DIR``, else the platform's user cache directory for memoram-auth."""
     configured = os.environ.get(CACHE_DIR_ENV, "").strip()
     if configured:
-        return Path(configured).expanduser()
+        return os.path.expanduser(configured)
     import platformdirs
 
-    return Path(platformdirs.user_cache_dir("memoram-auth", appauthor=False))
+    return str(platformdirs.user_cache_dir("memoram-auth", appauthor=False))
 
 
 def _backend_name(cache_dir: CacheDir, backend: str | None) -> str:
@@ -289,8 +293,10 @@ def _backend_name(cache_dir: CacheDir, backend: str | None) -> str:
     return backend or os.environ.get(CACHE_BACKEND_ENV, "").strip() or "file"
 
 
-def _given_directory(cache_dir: CacheDir) -> Path | None:
-    return None if isinstance(cache_dir, bool) or cache_dir is None else Path(cache_dir)
+def _given_directory(cache_dir: CacheDir) -> str | None:
+    if isinstance(cache_dir, bool) or cache_dir is None:
+        return None
+    return os.path.expanduser(os.fspath(cache_dir))
 
 
 def cache_identity(cache_dir: CacheDir = None, backend: str | None = None) -> tuple[str, str]:
@@ -299,7 +305,7 @@ def cache_identity(cache_dir: CacheDir = None, backend: str | None = None) -> tu
     directory = _given_directory(cache_dir)
     if name == "file":
         directory = directory or default_directory()
-    return name, str(directory.expanduser()) if directory is not None else ""
+    return name, directory or ""
 
 
 def default_cache(cache_dir: CacheDir = None, backend: str | None = None) -> TokenCache:

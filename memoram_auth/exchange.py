@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ._version import __version__
 from .exceptions import (
@@ -23,6 +21,7 @@ from .exceptions import (
     MalformedResponseError,
 )
 from .keys import fingerprint
+from .policy import RetryPolicy
 from .token import Token, is_header_safe, parse_http_date, token_lifetime
 from .transport import RawResponse, Transport, TransportError
 
@@ -44,32 +43,6 @@ USER_AGENT = f"memoram-auth/{__version__} python/{sys.version_info[0]}.{sys.vers
 #: Answers that say "not now" rather than "no".
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _REJECT_STATUSES = frozenset({400, 401, 403})
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to try. The defaults bound one exchange to about 30 seconds in all.
-
-    Attributes:
-        attempts: requests in all, the first included.
-        timeout: seconds one attempt may take to connect or to wait for data.
-        total_timeout: seconds the whole exchange may take, sleeps included.
-        backoff: first delay; each retry doubles it, up to ``max_backoff``, and a random
-            jitter of up to half the delay spreads out clients that failed together.
-        retry_after_cap: the longest ``Retry-After`` we honour; longer ones are cut to this.
-    """
-
-    attempts: int = 3
-    timeout: float = 10.0
-    total_timeout: float = 30.0
-    backoff: float = 0.5
-    max_backoff: float = 8.0
-    retry_after_cap: float = 20.0
-
-    def delay(self, retry: int) -> float:
-        """Seconds to wait before retry number *retry* (1 for the first retry)."""
-        ceiling = min(self.max_backoff, self.backoff * 2 ** (retry - 1))
-        return float(ceiling / 2 + random.uniform(0, ceiling / 2))  # noqa: S311 - jitter, not secrecy
 
 
 def token_url(base_url: str) -> str:

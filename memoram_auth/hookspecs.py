@@ -12,7 +12,6 @@ Hook names are stable. Events carry metadata only: never an API key or a token.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -28,7 +27,7 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 #: Builds a token cache; gets the ``cache_dir`` asked for (``None`` for the default).
-CacheFactory = Callable[["Path | None"], "TokenCache"]
+CacheFactory = Callable[["str | None"], "TokenCache"]
 
 
 @hookspec(firstresult=True)

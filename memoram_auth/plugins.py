@@ -18,7 +18,6 @@ import sys
 import threading
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import MemoramAuthWarning
@@ -68,7 +67,9 @@ def third_party_plugins_installed() -> bool:
         for name in names:
             if name.endswith((".dist-info", ".egg-info")):
                 try:
-                    text = Path(entry or ".", name, "entry_points.txt").read_text("utf-8")
+                    path = os.path.join(entry or ".", name, "entry_points.txt")
+                    with open(path, encoding="utf-8") as handle:
+                        text = handle.read()
                 except (OSError, UnicodeDecodeError):
                     continue
                 if marker in text:

@@ -22,23 +22,28 @@ token, fetched meanwhile by another thread or process, survives.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
 import os
 import threading
 import time
 import weakref
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import plugins
 from .cache import CacheDir, TokenCache, cache_identity, default_cache, slot_for
 from .exceptions import MemoramAuthError
-from .exchange import RetryPolicy, request_token
 from .keys import fingerprint, normalize_api_key
+from .policy import RetryPolicy
 from .token import Token
-from .transport import Transport
 from .urls import validate_base_url
+
+if TYPE_CHECKING:
+    # asyncio and the exchange are imported where they are used: a process that finds its
+    # token in the cache needs neither, and the command line starts faster without them.
+    import asyncio
+
+    from .transport import Transport
 
 __all__ = [
     "ADVISORY_RETRY_INTERVAL",
@@ -223,6 +228,8 @@ class TokenProvider:
             if self._usable(cached, advisory=advisory):
                 assert cached is not None  # noqa: S101 - for mypy; _usable() checked it
                 return self._adopt(cached, "cache")
+            from .exchange import request_token
+
             try:
                 token = request_token(
                     self.base_url,
@@ -287,6 +294,8 @@ class TokenProvider:
         now = time.time()
         if entry is not None and now < entry.refresh_at:
             return entry.token
+        import asyncio
+
         loop = asyncio.get_running_loop()
         future = self._inflight.get(loop)
         if future is None:

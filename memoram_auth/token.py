@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+# datetime, email.utils and base64 are imported inside the functions that parse server
+# answers: a cached token is used without them, and the command line starts faster.
 
 __all__ = [
     "DEFAULT_LIFETIME",
@@ -33,17 +33,19 @@ MAX_LIFETIME = 86_400.0
 _DATE_RESOLUTION = 1.0
 
 
-@dataclass(frozen=True)
-class Token:
+class Token(NamedTuple):
     """A bearer token with its expiry on the local wall clock.
 
     ``expires_at`` and ``obtained_at`` are ``time.time()`` values on *this* machine, so they can
     be shared with other processes through the cache. ``value`` is kept out of ``repr``.
     """
 
-    value: str = field(repr=False)
+    value: str
     obtained_at: float
     expires_at: float
+
+    def __repr__(self) -> str:
+        return f"Token(obtained_at={self.obtained_at!r}, expires_at={self.expires_at!r})"
 
     @property
     def lifetime(self) -> float:
@@ -71,6 +73,8 @@ def parse_iso8601(text: object) -> datetime | None:
     """
     if not isinstance(text, str) or not text.strip():
         return None
+    from datetime import datetime, timezone
+
     value = text.strip()
     if value[-1:] in "zZ":
         value = value[:-1] + "+00:00"  # fromisoformat() before Python 3.11 does not read "Z"
@@ -85,6 +89,9 @@ def parse_http_date(text: str | None) -> datetime | None:
     """An aware datetime from an HTTP ``Date``/``Retry-After`` date, or ``None``."""
     if not text:
         return None
+    from datetime import timezone
+    from email.utils import parsedate_to_datetime
+
     try:
         parsed = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -97,6 +104,10 @@ def jwt_claims(token: str) -> dict[str, Any]:
 
     Returns an empty dict for anything that is not a JWT with a JSON object payload.
     """
+    import base64
+    import binascii
+    import json
+
     parts = token.split(".")
     if len(parts) != 3:
         return {}
