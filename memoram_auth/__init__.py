@@ -6,8 +6,6 @@ resolved on first use (see ``__getattr__``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from ._version import __version__
 from .exceptions import (
     ConfigurationError,
@@ -19,7 +17,10 @@ from .exceptions import (
     TokenRequestError,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .auth import MemoramAuth
     from .hookspecs import hookimpl
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from .cache import CacheDir
 from .exchange import RetryPolicy, token_url
 from .provider import TokenProvider, get_provider
 from .settings import resolve_api_key, resolve_base_url
-from .urls import origin_of
+from .urls import base_url_origin, origin_of
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from .cache import CacheDir
 
 __all__ = ["AuthCore"]
 
@@ -37,9 +40,7 @@ class AuthCore:
             policy=policy,
             expires_in=expires_in,
         )
-        origin = origin_of(url)
-        assert origin is not None  # noqa: S101 - validate_base_url() accepted it
-        self._origin = origin
+        self._origin = base_url_origin(url)
         # Most URLs start with the base URL's own spelling of the origin: a prefix test decides
         # them without parsing. The trailing "/" keeps "api.memoram.app.evil" out.
         self._origin_prefix = "/".join(url.split("/", 3)[:3]) + "/"

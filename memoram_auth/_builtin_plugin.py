@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from .cache import FileCache, MemoryOnlyCache, TokenCache, default_directory
-from .hookspecs import CacheFactory, hookimpl
+from .cache import FileCache, MemoryOnlyCache, default_directory
+from .hookspecs import CacheFactory, TokenCache, hookimpl
 from .settings import API_KEY_ENV
 
 __all__ = ["memoram_auth_cache_backends", "memoram_auth_get_api_key"]

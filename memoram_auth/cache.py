@@ -1,4 +1,4 @@
-"""Where tokens are kept between processes: one small JSON file per (base URL, key).
+"""Where tokens are kept between processes: one small text file per (base URL, key).
 
 The file cache is safe to share between any number of processes:
 
@@ -17,65 +17,49 @@ The file cache is safe to share between any number of processes:
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import logging
 import os
-import threading
+import sys
 import warnings
-from collections.abc import Iterator
-from typing import Any, Protocol, Union
 
 from .exceptions import ConfigurationError, MemoramAuthWarning
+from .keys import sha256_hex
 from .token import Token, is_header_safe
 
 __all__ = [
     "CACHE_BACKEND_ENV",
     "CACHE_DIR_ENV",
-    "CACHE_FORMAT",
+    "CACHE_HEADER",
     "DISK_CACHE_ENV",
-    "CacheDir",
     "FileCache",
     "MemoryOnlyCache",
-    "TokenCache",
     "cache_identity",
     "default_cache",
     "default_directory",
     "slot_for",
 ]
 
-logger = logging.getLogger("memoram_auth")
-
 CACHE_DIR_ENV = "MEMORAM_AUTH_CACHE_DIR"
 CACHE_BACKEND_ENV = "MEMORAM_AUTH_CACHE_BACKEND"
 DISK_CACHE_ENV = "MEMORAM_AUTH_DISK_CACHE"
-CACHE_FORMAT = 1
+#: The first line of every cache file; another first line is another format (or damage).
+#: Plain "name: value" lines rather than JSON: the command line reads this file on every
+#: call, and importing json would cost it more than reading and checking the file does.
+CACHE_HEADER = "memoram-auth token cache v1"
 _OFF = frozenset({"0", "off", "false", "no"})
 
-#: A ``cache_dir`` argument: a directory, ``False`` for memory only, ``None`` for the default.
-CacheDir = Union[str, "os.PathLike[str]", bool, None]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any, Union
+
+    from .hookspecs import TokenCache
+
+    #: A ``cache_dir`` argument: a directory, ``False`` for memory only, ``None`` for default.
+    CacheDir = Union[str, "os.PathLike[str]", bool, None]
 
 
 def slot_for(base_url: str, api_key: str) -> str:
     """The cache slot of a (base URL, key) pair: a one-way digest, safe as a file name."""
-    return hashlib.sha256(f"{base_url}\n{api_key}".encode()).hexdigest()[:32]
-
-
-class TokenCache(Protocol):
-    """Storage shared by every process that uses the same key (see :class:`FileCache`)."""
-
-    def load(self, slot: str) -> Token | None:
-        """The stored token, or ``None`` (missing, damaged or unreadable: all misses)."""
-
-    def store(self, slot: str, token: Token, *, base_url: str, key_fingerprint: str) -> None:
-        """Keep *token*; failures degrade the cache, they never raise."""
-
-    def delete(self, slot: str) -> None:
-        """Forget the token in *slot*, if any."""
-
-    def lock(self, slot: str, timeout: float) -> contextlib.AbstractContextManager[bool]:
-        """Hold the slot's cross-process lock; the value is ``False`` if it could not be had."""
+    return sha256_hex(f"{base_url}\n{api_key}")[:32]
 
 
 class MemoryOnlyCache:
@@ -90,30 +74,42 @@ class MemoryOnlyCache:
     def delete(self, slot: str) -> None:
         return None
 
-    def lock(self, slot: str, timeout: float) -> contextlib.AbstractContextManager[bool]:
-        return contextlib.nullcontext(True)
+    def lock(self, slot: str, timeout: float) -> _NoLock:
+        return _NoLock()
 
     def __repr__(self) -> str:
         return "MemoryOnlyCache()"
 
 
+def _encode(token: Token, *, base_url: str, key_fingerprint: str) -> bytes:
+    """A cache file's bytes: a header line, then one ``name: value`` line per field."""
+    lines = [
+        CACHE_HEADER,
+        f"base_url: {base_url}",
+        f"key: {key_fingerprint}",
+        f"obtained_at: {token.obtained_at!r}",
+        f"expires_at: {token.expires_at!r}",
+        f"token: {token.value}",
+    ]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
 def _decode(raw: bytes) -> Token | None:
     """The token in a cache file's bytes, or ``None`` if they are not a valid entry."""
     try:
-        data: Any = json.loads(raw)
-    except (ValueError, RecursionError):
+        header, *lines = raw.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
         return None
-    if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
+    if header != CACHE_HEADER:
+        return None  # empty, damaged, or written by another version
+    fields = dict(line.partition(": ")[::2] for line in lines if line)
+    value = fields.get("token", "")
+    if not is_header_safe(value):
         return None
-    value, obtained, expires = data.get("token"), data.get("obtained_at"), data.get("expires_at")
-    if not isinstance(value, str) or not value or not is_header_safe(value):
+    try:
+        obtained_at, expires_at = float(fields["obtained_at"]), float(fields["expires_at"])
+    except (KeyError, ValueError):
         return None
-    times = [
-        t for t in (obtained, expires) if isinstance(t, (int, float)) and not isinstance(t, bool)
-    ]
-    if len(times) != 2:
-        return None
-    obtained_at, expires_at = float(times[0]), float(times[1])
     # "not <=" also refuses NaN; no token lives two days (MAX_LIFETIME is one).
     if not obtained_at <= expires_at or expires_at - obtained_at > 2 * 86_400:
         return None
@@ -130,28 +126,29 @@ class FileCache:
         # Strings and os.path rather than pathlib: importing pathlib costs the command line
         # about as much as all of this module.
         self.directory = os.path.expanduser(os.fspath(directory))
-        self._disabled_because: str | None = None
+        # {"disabled": reason} once the cache falls back to memory. dict.setdefault is atomic,
+        # which makes the warning once-only without a lock (and without importing threading).
+        self._state: dict[str, str] = {}
         self._ready = False
-        self._guard = threading.Lock()
 
     def __repr__(self) -> str:
-        state = f", memory-only: {self._disabled_because}" if self._disabled_because else ""
+        reason = self._state.get("disabled")
+        state = f", memory-only: {reason}" if reason else ""
         return f"FileCache({self.directory!r}{state})"
 
     @property
     def disabled(self) -> bool:
         """True once the cache has fallen back to memory only."""
-        return self._disabled_because is not None
+        return "disabled" in self._state
 
     def path(self, slot: str) -> str:
         """The file that holds *slot*'s token."""
-        return os.path.join(self.directory, f"{slot}.json")
+        return os.path.join(self.directory, f"{slot}.token")
 
     def _disable(self, what: str, exc: OSError) -> None:
-        with self._guard:
-            if self._disabled_because is not None:
-                return
-            self._disabled_because = f"{what}: {exc.strerror or exc}"
+        reason = f"{what}: {exc.strerror or exc}"
+        if self._state.setdefault("disabled", reason) is not reason:
+            return  # another thread got here first and warned
         warnings.warn(
             f"memoram-auth: cannot use the token cache in {self.directory} ({what}: "
             f"{exc.strerror or exc}); keeping tokens in memory only. Fix the directory's "
@@ -207,15 +204,7 @@ class FileCache:
     def store(self, slot: str, token: Token, *, base_url: str, key_fingerprint: str) -> None:
         if not self._ensure_directory():
             return
-        entry = {
-            "format": CACHE_FORMAT,
-            "base_url": base_url,
-            "key": key_fingerprint,
-            "token": token.value,
-            "obtained_at": token.obtained_at,
-            "expires_at": token.expires_at,
-        }
-        data = json.dumps(entry).encode()
+        data = _encode(token, base_url=base_url, key_fingerprint=key_fingerprint)
         temp = None
         try:
             # mkstemp creates the file 0600; same directory so os.replace is an atomic rename.
@@ -232,45 +221,90 @@ class FileCache:
             self._disable("cannot write a token file", exc)
         finally:
             if temp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(temp)
+                _unlink_quietly(temp)
 
     def delete(self, slot: str) -> None:
-        with contextlib.suppress(OSError):
-            os.unlink(self.path(slot))
+        _unlink_quietly(self.path(slot))
 
-    @contextlib.contextmanager
-    def lock(self, slot: str, timeout: float) -> Iterator[bool]:
-        if not self._ensure_directory():
-            yield False
-            return
+    def clear_all(self) -> int:
+        """Remove every cached token in the directory; returns how many. Lock files stay."""
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return 0
+        removed = 0
+        for name in names:
+            if name.endswith((".token", ".tmp")):
+                gone = _unlink_quietly(os.path.join(self.directory, name))
+                removed += gone and name.endswith(".token")
+        return removed
+
+    def lock(self, slot: str, timeout: float) -> _SlotLock:
+        return _SlotLock(self, slot, timeout)
+
+
+def _unlink_quietly(path: str) -> bool:
+    # What contextlib.suppress(OSError) would do; contextlib is left out of start-up.
+    try:
+        os.unlink(path)
+    except OSError:
+        return False
+    return True
+
+
+class _NoLock:
+    """The lock of a memory-only cache: always had, nothing to hold."""
+
+    def __enter__(self) -> bool:
+        return True
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+class _SlotLock:
+    """``with cache.lock(slot, timeout) as acquired``: the slot's lock file, held until exit.
+
+    ``acquired`` is False when the wait timed out (warned) or locking is impossible (the cache
+    falls back to memory): the caller goes on without the lock rather than never.
+    """
+
+    def __init__(self, cache: FileCache, slot: str, timeout: float) -> None:
+        self._cache = cache
+        self._path = os.path.join(cache.directory, f"{slot}.lock")
+        self._timeout = timeout
+        self._held: Any = None
+
+    def __enter__(self) -> bool:
+        if not self._cache._ensure_directory():
+            return False
         import filelock
 
-        path = os.path.join(self.directory, f"{slot}.lock")
         try:
             # Kept after release: unlinking lets a late-comer lock a fresh inode (see docstring).
-            lock = filelock.FileLock(path, mode=0o600, preserve_lock_file=True)
+            lock = filelock.FileLock(self._path, mode=0o600, preserve_lock_file=True)
         except TypeError:  # filelock < 4 has no such option, and never deletes anyway
-            lock = filelock.FileLock(path, mode=0o600)
+            lock = filelock.FileLock(self._path, mode=0o600)
         try:
-            lock.acquire(timeout=timeout)
+            lock.acquire(timeout=self._timeout)
         except filelock.Timeout:
             warnings.warn(
-                f"memoram-auth: waited {timeout:g} s for another process to finish refreshing "
-                f"the token ({os.path.basename(path)}); fetching one anyway",
+                f"memoram-auth: waited {self._timeout:g} s for another process to finish "
+                f"refreshing the token ({os.path.basename(self._path)}); fetching one anyway",
                 MemoramAuthWarning,
-                stacklevel=3,
+                stacklevel=2,
             )
-            yield False
-            return
+            return False
         except OSError as exc:
-            self._disable("cannot lock a token file", exc)
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            lock.release()
+            self._cache._disable("cannot lock a token file", exc)
+            return False
+        self._held = lock
+        return True
+
+    def __exit__(self, *exc_info: object) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.release()
 
 
 def _disk_cache_off() -> bool:
@@ -282,6 +316,12 @@ def default_directory() -> str:
     configured = os.environ.get(CACHE_DIR_ENV, "").strip()
     if configured:
         return os.path.expanduser(configured)
+    if sys.platform.startswith("linux"):
+        # What platformdirs answers on Linux (the XDG base directory spec), without importing
+        # it: platformdirs alone would more than double the command line's start-up time.
+        xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+        root = xdg if os.path.isabs(xdg) else os.path.expanduser("~/.cache")
+        return os.path.join(root, "memoram-auth")
     import platformdirs
 
     return str(platformdirs.user_cache_dir("memoram-auth", appauthor=False))

@@ -8,11 +8,11 @@ worth retrying. It does no caching; the provider decides when to call it.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
 from collections.abc import Callable
 
+from . import _log
 from ._version import __version__
 from .exceptions import (
     ConfigurationError,
@@ -35,8 +35,6 @@ __all__ = [
     "retry_after",
     "token_url",
 ]
-
-logger = logging.getLogger("memoram_auth")
 
 USER_AGENT = f"memoram-auth/{__version__} python/{sys.version_info[0]}.{sys.version_info[1]}"
 
@@ -195,7 +193,7 @@ def request_token(
         budget = deadline - time.monotonic()
         if budget <= 0:
             break
-        logger.debug("requesting a token for key %s from %s (attempt %d)", fp, url, attempt)
+        _log.debug("requesting a token for key %s from %s (attempt %d)", fp, url, attempt)
         sent_at = time.time()
         wait: float | None = None
         try:
@@ -206,7 +204,7 @@ def request_token(
             status = response.status
             if 200 <= status < 300:
                 token = parse_response(response, sent_at=sent_at, url=url)
-                logger.debug("got a token for key %s, valid %.0f s", fp, token.lifetime)
+                _log.debug("got a token for key %s, valid %.0f s", fp, token.lifetime)
                 return token
             if status in _REJECT_STATUSES:
                 raise _rejected(response, api_key)
@@ -226,7 +224,7 @@ def request_token(
                 f"; a retry in {delay:.1f} s would pass the {policy.total_timeout:g} s allowed"
             )
             break
-        logger.debug("token request failed (%s); retrying in %.2f s", problem, delay)
+        _log.debug("token request failed (%s); retrying in %.2f s", problem, delay)
         sleep(delay)
     raise EndpointUnavailableError(
         f"the token endpoint {url} is unavailable after {attempt} attempt(s): {problem}; "

@@ -11,23 +11,40 @@ Hook names are stable. Events carry metadata only: never an API key or a token.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import pluggy
 
-if TYPE_CHECKING:
-    from .cache import TokenCache
+from .token import Token
 
-__all__ = ["PROJECT", "CacheFactory", "hookimpl", "hookspec"]
+__all__ = ["PROJECT", "CacheFactory", "TokenCache", "hookimpl", "hookspec"]
 
 PROJECT = "memoram_auth"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
+
+class TokenCache(Protocol):
+    """What a cache backend provides (see :class:`memoram_auth.cache.FileCache`)."""
+
+    def load(self, slot: str) -> Token | None:
+        """The stored token, or ``None`` (missing, damaged or unreadable: all misses)."""
+
+    def store(self, slot: str, token: Token, *, base_url: str, key_fingerprint: str) -> None:
+        """Keep *token*; failures degrade the cache, they never raise."""
+
+    def delete(self, slot: str) -> None:
+        """Forget the token in *slot*, if any."""
+
+    def lock(self, slot: str, timeout: float) -> contextlib.AbstractContextManager[bool]:
+        """Hold the slot's cross-process lock; the value is ``False`` if it could not be had."""
+
+
 #: Builds a token cache; gets the ``cache_dir`` asked for (``None`` for the default).
-CacheFactory = Callable[["str | None"], "TokenCache"]
+CacheFactory = Callable[["str | None"], TokenCache]
 
 
 @hookspec(firstresult=True)
@@ -45,7 +62,7 @@ def memoram_auth_cache_backends() -> Mapping[str, CacheFactory]:  # type: ignore
 
     ``MEMORAM_AUTH_CACHE_BACKEND=NAME`` (or ``cache_backend="NAME"``) selects one; the built-in
     ones are ``file`` (the default) and ``memory``. A factory gets the ``cache_dir`` asked for
-    and returns an object with the :class:`memoram_auth.cache.TokenCache` methods.
+    and returns a :class:`TokenCache`.
     """
 
 

@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
-import hashlib
-import unicodedata
-
 from .exceptions import ConfigurationError
 
-__all__ = ["fingerprint", "normalize_api_key"]
+__all__ = ["fingerprint", "normalize_api_key", "sha256_hex"]
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+
+def _load_sha256() -> Callable[[bytes], Any]:
+    # The interpreter's built-in SHA-256, the one hashlib itself falls back to: importing
+    # hashlib loads OpenSSL, which costs the command line more than all of our own modules.
+    import importlib
+
+    for name in ("_sha2", "_sha256"):  # Python 3.12+, then 3.9 to 3.11
+        try:
+            return importlib.import_module(name).sha256  # type: ignore[no-any-return]
+        except (ImportError, AttributeError):
+            continue
+    from hashlib import sha256
+
+    return sha256
+
+
+_sha256 = _load_sha256()
+
+
+def sha256_hex(text: str) -> str:
+    """The hex SHA-256 digest of *text* (UTF-8)."""
+    return str(_sha256(text.encode("utf-8")).hexdigest())
 
 
 def normalize_api_key(api_key: str) -> str:
@@ -30,12 +55,21 @@ def normalize_api_key(api_key: str) -> str:
     if not key:
         raise ConfigurationError("the API key is empty; set MEMORAM_API_KEY or pass api_key=")
     for char in key:
-        if char.isspace() or unicodedata.category(char).startswith("C"):
+        if char.isspace() or _is_control(char):
             raise ConfigurationError(
                 "the API key contains whitespace or control characters; copy it again "
                 "from the Memoram dashboard (keys look like mem_ followed by hex digits)"
             )
     return key
+
+
+def _is_control(char: str) -> bool:
+    if char < "\x80":  # ASCII, the usual case, without importing unicodedata
+        return char < " " or char == "\x7f"
+    import unicodedata
+
+    # Control, format (zero-width, bidi), surrogate, private-use and unassigned characters.
+    return unicodedata.category(char).startswith("C")
 
 
 def fingerprint(api_key: str) -> str:
@@ -44,5 +78,4 @@ def fingerprint(api_key: str) -> str:
     Twelve hex digits of SHA-256: enough to tell a user's keys apart, and since real keys
     carry ~192 bits of randomness the digest reveals nothing usable.
     """
-    digest = hashlib.sha256(api_key.encode("utf-8")).hexdigest()
-    return f"sha256:{digest[:12]}"
+    return f"sha256:{sha256_hex(api_key)[:12]}"

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import warnings
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
 from .exceptions import MemoramAuthWarning
 from .settings import API_KEY_ENV
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from typing import Any
+
     import pluggy
 
     from .hookspecs import CacheFactory
@@ -43,7 +43,6 @@ ENTRY_POINT_GROUP = "memoram_auth"
 DISABLE_ENV = "MEMORAM_AUTH_DISABLE_PLUGINS"
 
 _manager: pluggy.PluginManager | None = None
-_lock = threading.Lock()
 
 
 def _disabled() -> bool:
@@ -103,7 +102,11 @@ def get_plugin_manager() -> pluggy.PluginManager:
     """The process's plugin manager: the built-in plugin plus installed ones, loaded once."""
     global _manager  # one per process, created on first need
     if _manager is None:
-        with _lock:
+        import threading
+
+        # setdefault is atomic: every thread gets the same lock, created on first need
+        # (a module-level lock would cost the command line an import of threading).
+        with globals().setdefault("_lock", threading.Lock()):
             if _manager is None:
                 import pluggy
 
@@ -170,6 +173,8 @@ def get_api_key(base_url: str) -> str | None:
 
 def cache_backends() -> dict[str, CacheFactory]:
     """Every cache backend by name; later plugins cannot replace the built-in ones."""
+    from collections.abc import Mapping
+
     backends: dict[str, CacheFactory] = {}
     # Registration order (the built-in plugin first), so that the first claim on a name stays.
     for mapping in reversed(call_hook("memoram_auth_cache_backends")):

@@ -23,19 +23,18 @@ token, fetched meanwhile by another thread or process, survives.
 from __future__ import annotations
 
 import collections
-import logging
 import os
 import threading
 import time
 import weakref
 from typing import TYPE_CHECKING, NamedTuple
 
-from . import plugins
-from .cache import CacheDir, TokenCache, cache_identity, default_cache, slot_for
+from . import _log, plugins
+from .cache import cache_identity, default_cache, slot_for
 from .exceptions import MemoramAuthError
 from .keys import fingerprint, normalize_api_key
 from .policy import RetryPolicy
-from .token import Token
+from .token import Token, advisory_window, mandatory_window
 from .urls import validate_base_url
 
 if TYPE_CHECKING:
@@ -43,6 +42,8 @@ if TYPE_CHECKING:
     # token in the cache needs neither, and the command line starts faster without them.
     import asyncio
 
+    from .cache import CacheDir
+    from .hookspecs import TokenCache
     from .transport import Transport
 
 __all__ = [
@@ -53,19 +54,7 @@ __all__ = [
     "mandatory_window",
 ]
 
-logger = logging.getLogger("memoram_auth")
-
 ADVISORY_RETRY_INTERVAL = 5.0
-
-
-def advisory_window(lifetime: float) -> float:
-    """Seconds before expiry from which one caller refreshes ahead of time."""
-    return min(600.0, lifetime / 4)
-
-
-def mandatory_window(lifetime: float) -> float:
-    """Seconds before expiry from which the token is no longer handed out."""
-    return min(60.0, lifetime / 10)
 
 
 class _Entry(NamedTuple):
@@ -76,12 +65,7 @@ class _Entry(NamedTuple):
 
     @classmethod
     def of(cls, token: Token) -> _Entry:
-        lifetime = max(token.lifetime, 0.0)
-        return cls(
-            token,
-            token.expires_at - advisory_window(lifetime),
-            token.expires_at - mandatory_window(lifetime),
-        )
+        return cls(token, token.fresh_until, token.usable_until)
 
 
 _live_providers: weakref.WeakSet[TokenProvider] = weakref.WeakSet()
@@ -188,7 +172,7 @@ class TokenProvider:
                 return self._obtain(advisory=True)
             except MemoramAuthError as exc:
                 self._next_advisory_try = time.time() + ADVISORY_RETRY_INTERVAL
-                logger.warning(
+                _log.warning(
                     "refreshing the token for key %s ahead of expiry failed (%s); "
                     "using the current one, valid %.0f s more",
                     self.fingerprint,
@@ -262,7 +246,7 @@ class TokenProvider:
     def _adopt(self, token: Token, source: str) -> Token:
         with self._entry_lock:
             self._entry = _Entry.of(token)
-        logger.debug(
+        _log.debug(
             "using a token for key %s from the %s, valid %.0f s",
             self.fingerprint,
             source,
@@ -280,7 +264,7 @@ class TokenProvider:
         with self._entry_lock:
             if self._entry is not None and self._entry.token.value == token:
                 self._entry = None
-        logger.debug("the API rejected a token for key %s; it will be replaced", self.fingerprint)
+        _log.debug("the API rejected a token for key %s; it will be replaced", self.fingerprint)
 
     # -- async --------------------------------------------------------------------------------
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import warnings
@@ -50,11 +49,12 @@ def test_missing_directory_is_created_private(tmp_path: Path) -> None:
 def test_files_hold_no_key_and_are_named_by_digest(tmp_path: Path) -> None:
     store(FileCache(tmp_path))
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == [f"{SLOT}.json"]
+    assert names == [f"{SLOT}.token"]
     text = (tmp_path / names[0]).read_text()
     assert KEY not in text
     assert KEY[4:] not in text
-    assert json.loads(text)["token"] == TOKEN.value
+    assert text.splitlines()[0] == "memoram-auth token cache v1"
+    assert f"token: {TOKEN.value}" in text.splitlines()
     assert KEY not in SLOT
 
 
@@ -62,30 +62,30 @@ def test_writes_leave_no_temporary_files(tmp_path: Path) -> None:
     cache = FileCache(tmp_path)
     for i in range(5):
         store(cache, Token(f"t{i}", obtained_at=0.0, expires_at=60.0))
-    assert [p.name for p in tmp_path.iterdir()] == [f"{SLOT}.json"]
+    assert [p.name for p in tmp_path.iterdir()] == [f"{SLOT}.token"]
     assert cache.load(SLOT) == Token("t4", obtained_at=0.0, expires_at=60.0)
+
+
+H = b"memoram-auth token cache v1\n"
 
 
 @pytest.mark.parametrize(
     "content",
     [
         pytest.param(b"", id="empty"),
-        pytest.param(b'{"format": 1, "token": "abc", "obtai', id="truncated"),
+        pytest.param(H + b"obtained_at: 0\nexpires_at: 60\ntok", id="truncated"),
         pytest.param(b"\x00\xff garbage", id="binary"),
+        pytest.param(b'{"format": 1, "token": "abc", "obtained_at": 0}', id="json"),
         pytest.param(
-            b'{"format": 99, "token": "a", "obtained_at": 0, "expires_at": 60}',
+            b"memoram-auth token cache v9\nobtained_at: 0\nexpires_at: 60\ntoken: abc\n",
             id="foreign-version",
         ),
-        pytest.param(
-            b'{"format": 1, "token": "a b", "obtained_at": 0, "expires_at": 60}', id="unsafe-token"
-        ),
-        pytest.param(
-            b'{"format": 1, "token": "a", "obtained_at": 60, "expires_at": 0}', id="backwards"
-        ),
-        pytest.param(b'{"format": 1, "token": "a", "obtained_at": 0, "expires_at": NaN}', id="nan"),
-        pytest.param(
-            b'{"format": 1, "token": "a", "obtained_at": true, "expires_at": 60}', id="bool-time"
-        ),
+        pytest.param(H + b"obtained_at: 0\nexpires_at: 60\ntoken: a b\n", id="unsafe-token"),
+        pytest.param(H + b"obtained_at: 60\nexpires_at: 0\ntoken: abc\n", id="backwards"),
+        pytest.param(H + b"obtained_at: 0\nexpires_at: nan\ntoken: abc\n", id="nan"),
+        pytest.param(H + b"obtained_at: 0\nexpires_at: inf\ntoken: abc\n", id="infinite"),
+        pytest.param(H + b"obtained_at: soon\nexpires_at: 60\ntoken: abc\n", id="not-a-number"),
+        pytest.param(H + b"obtained_at: 0\ntoken: abc\n", id="no-expiry"),
     ],
 )
 def test_damaged_files_are_misses_that_heal(tmp_path: Path, content: bytes) -> None:

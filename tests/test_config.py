@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from memoram_auth import ConfigurationError
 from memoram_auth.keys import fingerprint, normalize_api_key
-from memoram_auth.urls import Origin, is_loopback_host, origin_of, validate_base_url
+from memoram_auth.urls import is_loopback_host, origin_of, validate_base_url
 
 KEY = "mem_71c8d4fd816f195801803cd4c801735dfbafaaba72a88eea"
 
@@ -76,9 +78,9 @@ def test_loopback_hosts(host: str, loopback: bool) -> None:
 
 
 def test_origins_apply_default_ports() -> None:
-    assert origin_of("https://API.memoram.app/x") == Origin("https", "api.memoram.app", 443)
-    assert origin_of("http://127.0.0.1/x") == Origin("http", "127.0.0.1", 80)
-    assert origin_of("http://127.0.0.1:8080") == Origin("http", "127.0.0.1", 8080)
+    assert origin_of("https://API.memoram.app/x") == ("https", "api.memoram.app", 443)
+    assert origin_of("http://127.0.0.1/x") == ("http", "127.0.0.1", 80)
+    assert origin_of("http://127.0.0.1:8080") == ("http", "127.0.0.1", 8080)
     assert origin_of("mailto:x@y") is None
 
 
@@ -115,3 +117,40 @@ def test_fingerprint_is_short_stable_and_one_way() -> None:
     assert fingerprint(KEY).startswith("sha256:")
     assert len(fingerprint(KEY)) == len("sha256:") + 12
     assert KEY[4:] not in fingerprint(KEY)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("0127.0.0.1", False),
+        ("127.00.0.1", False),
+        ("127.1", False),
+        ("2130706433", False),
+        ("127.0.0.256", False),
+        ("127.255.255.254", True),
+    ],
+)
+def test_only_canonical_loopback_literals_count(host: str, loopback: bool) -> None:
+    # "0127.0.0.1" is octal 87.0.0.1 to some resolvers: not loopback, so not plain-http safe.
+    assert is_loopback_host(host) is loopback
+
+
+BASE_URL_PARTS = st.tuples(
+    st.sampled_from(["http", "https", "HTTPS"]),
+    st.sampled_from(["127.0.0.1", "localhost", "[::1]", "api.memoram.app", "a-b.example", "x"]),
+    st.one_of(st.just(""), st.integers(min_value=1, max_value=65535).map(lambda p: f":{p}")),
+    st.text(alphabet="abc/._-~%", max_size=20).map(lambda path: "/" + path),
+)
+
+
+@given(parts=BASE_URL_PARTS)
+def test_the_strict_base_url_parser_agrees_with_urllib(parts: tuple[str, str, str, str]) -> None:
+    scheme, host, port, path = parts
+    url = f"{scheme}://{host}{port}{path}"
+    try:
+        accepted = validate_base_url(url)
+    except ConfigurationError:
+        return  # plain http to a non-loopback host
+    from memoram_auth.urls import base_url_origin
+
+    assert base_url_origin(accepted) == origin_of(accepted)

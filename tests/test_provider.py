@@ -174,11 +174,11 @@ def test_a_lock_held_too_long_is_waited_for_only_up_to_the_timeout(
 
 def test_corrupt_cache_file_is_replaced(memoram_emulator: Emulator, tmp_path: Path) -> None:
     provider = provider_for(memoram_emulator, tmp_path)
-    path = tmp_path / f"{provider.slot}.json"
-    path.write_bytes(b'{"format": 1, "token": "half')
+    path = tmp_path / f"{provider.slot}.token"
+    path.write_bytes(b"memoram-auth token cache v1\nobtained_at: 0\nexpires_at: 6")
     with pytest.warns(MemoramAuthWarning, match="damaged"):
         token = provider.get_token()
-    assert json.loads(path.read_text())["token"] == token.value
+    assert f"token: {token.value}" in path.read_text().splitlines()
 
 
 def test_unwritable_directory_degrades_to_memory(memoram_emulator: Emulator) -> None:
@@ -197,7 +197,7 @@ def test_missing_directory_is_created(memoram_emulator: Emulator, tmp_path: Path
     provider.get_token()
     assert oct(directory.stat().st_mode & 0o777) == "0o700"
     files = sorted(p.name for p in directory.iterdir())
-    assert files == [f"{provider.slot}.json", f"{provider.slot}.lock"]
+    assert files == [f"{provider.slot}.lock", f"{provider.slot}.token"]
     for path in directory.iterdir():
         assert oct(path.stat().st_mode & 0o777) == "0o600"
         assert memoram_emulator.api_key not in path.read_text()

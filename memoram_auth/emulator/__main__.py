@@ -13,9 +13,9 @@ from . import Emulator
 __all__ = ["main", "parser"]
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(prog: str = "python -m memoram_auth.emulator") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m memoram_auth.emulator",
+        prog=prog,
         description="Run a local Memoram API emulator on a loopback address.",
     )
     p.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
@@ -41,8 +41,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    args = (parser(prog) if prog else parser()).parse_args(argv)
     try:
         emulator = Emulator(
             args.api_keys,

@@ -1,0 +1,309 @@
+"""The ``memoram-auth`` command (also ``python -m memoram_auth``).
+
+``token`` and ``header`` are the hot path of shell scripts, so this module imports only what
+they need; with a token in the cache they load neither requests nor httpx nor the exchange.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+from types import SimpleNamespace
+
+from .exceptions import (
+    ConfigurationError,
+    EndpointUnavailableError,
+    KeyRejectedError,
+    MalformedResponseError,
+    MemoramAuthError,
+)
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+    from typing import Any
+
+    from .provider import TokenProvider
+    from .token import Token
+
+__all__ = ["EXIT_CODES", "main"]
+
+#: Exit statuses, also in the README. argparse's own usage errors are 2 as well.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+EXIT_KEY_REJECTED = 3
+EXIT_UNAVAILABLE = 4
+EXIT_MALFORMED = 5
+EXIT_CODES: dict[type[MemoramAuthError], int] = {
+    ConfigurationError: EXIT_CONFIG,
+    KeyRejectedError: EXIT_KEY_REJECTED,
+    EndpointUnavailableError: EXIT_UNAVAILABLE,
+    MalformedResponseError: EXIT_MALFORMED,
+}
+
+PROG = "memoram-auth"
+
+
+_VALUE_OPTIONS = {"--base-url": "base_url", "--api-key": "api_key", "--cache-dir": "cache_dir"}
+
+
+def _fast_args(argv: list[str]) -> SimpleNamespace | None:
+    """``token``/``header`` with only the shared options, read without argparse.
+
+    These two commands run inside other commands' ``$(...)``, often many times: building the
+    full argparse parser costs about as long as Python takes to start. Anything else, including
+    every mistake, returns ``None`` and goes to argparse for its usual help and errors.
+    """
+    args = SimpleNamespace(
+        command=None, base_url=None, api_key=None, cache_dir=None, no_disk_cache=False
+    )
+    rest = iter(argv)
+    for arg in rest:
+        name, equals, value = arg.partition("=")
+        if arg in ("token", "header") and args.command is None:
+            args.command = arg
+        elif arg == "--no-disk-cache":
+            args.no_disk_cache = True
+        elif name in _VALUE_OPTIONS:
+            value = value if equals else next(rest, "")
+            if not value or value.startswith("-"):
+                return None
+            setattr(args, _VALUE_OPTIONS[name], value)
+        else:
+            return None
+    return args if args.command is not None else None
+
+
+def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    import argparse
+
+    # The shared options are accepted before and after the command; after it, SUPPRESS keeps a
+    # value given before it from being overwritten by the subcommand's default.
+    default: Any = argparse.SUPPRESS if suppress else None
+    group = parser.add_argument_group("settings")
+    group.add_argument(
+        "--base-url",
+        default=default,
+        help="the API's base URL (default: MEMORAM_BASE_URL or production)",
+    )
+    group.add_argument(
+        "--api-key",
+        default=default,
+        metavar="KEY",
+        help="the API key (default: MEMORAM_API_KEY, then key plugins). Prefer the environment: "
+        "other local users can read command lines in the process list",
+    )
+    group.add_argument(
+        "--cache-dir",
+        default=default,
+        help="token cache directory (default: MEMORAM_AUTH_CACHE_DIR or the user cache dir)",
+    )
+    group.add_argument(
+        "--no-disk-cache",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="keep the token in memory only (each run then asks for a new one)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Exchange a Memoram API key for short-lived bearer tokens, cached per machine.",
+        epilog="exit status: 0 ok, 1 other error, 2 usage or configuration, 3 key rejected, "
+        "4 token endpoint unavailable, 5 malformed answer from the token endpoint",
+    )
+    _common(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        _common(sub, suppress=True)
+        return sub
+
+    command(
+        "token", 'print the current token (curl -H "Authorization: Bearer $(memoram-auth token)")'
+    )
+    command(
+        "header",
+        "print 'Authorization: Bearer TOKEN' (curl -H @- or -H \"$(memoram-auth header)\")",
+    )
+    status = command("status", "show what is cached for the key (never the token itself)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    clear = command("clear", "remove the cached token of the key, or --all cached tokens")
+    clear.add_argument("--all", action="store_true", help="every cached token, for every key")
+    commands.add_parser(
+        "emulator",
+        help="run the local Memoram API emulator (see: memoram-auth emulator --help)",
+        add_help=False,
+    )
+    commands.add_parser(
+        "demo", help="show the product working end to end, offline, against the emulator"
+    )
+    return parser
+
+
+def _provider(args: argparse.Namespace | SimpleNamespace) -> TokenProvider:
+    from .provider import get_provider
+    from .settings import resolve_api_key, resolve_base_url
+
+    base_url = resolve_base_url(args.base_url)
+    api_key = resolve_api_key(args.api_key, base_url)
+    cache_dir = False if args.no_disk_cache else args.cache_dir
+    return get_provider(api_key, base_url, cache_dir=cache_dir)
+
+
+def _current_token(args: argparse.Namespace | SimpleNamespace) -> Token:
+    """The token for ``token``/``header``: straight from the cache file when it is fresh.
+
+    A fresh cached token is all most calls need, and reading the file directly skips the
+    provider's locks, threads and the exchange machinery; anything else goes through the
+    provider, which refreshes under the cross-process lock as every other user of the key does.
+    """
+    from .cache import FileCache, default_cache, slot_for
+    from .settings import resolve_api_key, resolve_base_url
+
+    base_url = resolve_base_url(args.base_url)
+    api_key = resolve_api_key(args.api_key, base_url)
+    cache = default_cache(False if args.no_disk_cache else args.cache_dir)
+    if isinstance(cache, FileCache):
+        cached = cache.load(slot_for(base_url, api_key))
+        if cached is not None and time.time() < cached.fresh_until:
+            return cached
+    from .provider import TokenProvider
+
+    return TokenProvider(api_key, base_url, cache=cache).get_token()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(abs(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def _status(args: argparse.Namespace | SimpleNamespace) -> int:
+    import json
+
+    from .cache import FileCache
+    from .provider import advisory_window
+
+    provider = _provider(args)
+    cache = provider.cache
+    cached = cache.load(provider.slot)
+    info: dict[str, Any] = {
+        "base_url": provider.base_url,
+        "key": provider.fingerprint,
+        "cache": cache.path(provider.slot) if isinstance(cache, FileCache) else None,
+        "cached": cached is not None,
+    }
+    if cached is not None:
+        remaining = cached.remaining()
+        refresh_in = remaining - advisory_window(cached.lifetime)
+        info.update(
+            expires_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(cached.expires_at)),
+            expires_in=round(remaining, 1),
+            state="expired" if remaining <= 0 else ("refresh-due" if refresh_in <= 0 else "valid"),
+        )
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    print(f"base URL   {info['base_url']}")
+    print(f"key        {info['key']}")
+    print(f"cache      {info['cache'] or 'memory only'}")
+    if cached is None:
+        print("token      none cached (the next use will ask for one)")
+    elif info["expires_in"] <= 0:
+        print(f"token      expired {_duration(info['expires_in'])} ago")
+    else:
+        due = "refresh due" if info["state"] == "refresh-due" else "valid"
+        print(
+            f"token      {due}, expires in {_duration(info['expires_in'])} ({info['expires_at']})"
+        )
+    return EXIT_OK
+
+
+def _clear(args: argparse.Namespace | SimpleNamespace) -> int:
+    from .cache import FileCache, default_cache
+
+    if args.all:
+        cache = default_cache(False if args.no_disk_cache else args.cache_dir)
+        if not isinstance(cache, FileCache):
+            print("nothing to clear: the disk cache is off")
+            return EXIT_OK
+        removed = cache.clear_all()
+        print(f"removed {removed} cached token(s) from {cache.directory}")
+        return EXIT_OK
+    provider = _provider(args)
+    had = provider.cache.load(provider.slot) is not None
+    provider.cache.delete(provider.slot)
+    what = "removed the cached token" if had else "no cached token"
+    print(f"{what} for {provider.fingerprint}")
+    return EXIT_OK
+
+
+def _run(argv: list[str]) -> int:
+    if argv[:1] == ["emulator"]:
+        from .emulator.__main__ import main as emulator_main
+
+        return emulator_main(argv[1:], prog=f"{PROG} emulator")
+    args = _fast_args(argv) or _parser().parse_args(argv)
+    if args.command in ("token", "header"):
+        token = _current_token(args)
+        print(token.value if args.command == "token" else f"Authorization: Bearer {token.value}")
+        return EXIT_OK
+    if args.command == "status":
+        return _status(args)
+    if args.command == "clear":
+        return _clear(args)
+    from .demo import run_demo
+
+    return run_demo()
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,  # noqa: ANN401 - the signature of warnings.showwarning
+    line: str | None = None,
+) -> None:
+    # One plain line, like the errors; no source line of ours under it.
+    text = str(message)
+    prefix = "" if text.startswith("memoram-auth:") else f"{PROG}: "
+    print(f"{prefix}{text}".replace("memoram-auth:", f"{PROG}: warning:", 1), file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (see :data:`EXIT_CODES`)."""
+    warnings.showwarning = _show_warning
+    try:
+        return _run(list(sys.argv[1:] if argv is None else argv))
+    except MemoramAuthError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return next(
+            (code for kind, code in EXIT_CODES.items() if isinstance(exc, kind)), EXIT_ERROR
+        )
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `memoram-auth token | head -c 0`: nothing left to say
+        sys.stderr.close()
+        return EXIT_ERROR
+    except Exception as exc:
+        if os.environ.get("MEMORAM_AUTH_DEBUG"):
+            raise
+        print(
+            f"{PROG}: unexpected error: {type(exc).__name__}: {exc} "
+            "(set MEMORAM_AUTH_DEBUG=1 for a traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
