@@ -130,6 +130,8 @@ class FileCache:
         # which makes the warning once-only without a lock (and without importing threading).
         self._state: dict[str, str] = {}
         self._ready = False
+        # Slots whose damage was reported: one warning per damaged file, not one per read.
+        self._reported: set[str] = set()
 
     def __repr__(self) -> str:
         reason = self._state.get("disabled")
@@ -191,7 +193,8 @@ class FileCache:
             )
             return None
         token = _decode(raw)
-        if token is None:
+        if token is None and slot not in self._reported:
+            self._reported.add(slot)
             # Never show the contents: they may hold a token.
             warnings.warn(
                 f"memoram-auth: the cached token file {path} is damaged or from another "
@@ -205,6 +208,7 @@ class FileCache:
         if not self._ensure_directory():
             return
         data = _encode(token, base_url=base_url, key_fingerprint=key_fingerprint)
+        self._reported.discard(slot)  # a damaged file is about to be replaced
         temp = None
         try:
             # mkstemp creates the file 0600; same directory so os.replace is an atomic rename.

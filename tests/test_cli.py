@@ -1,0 +1,233 @@
+"""The memoram-auth command, run as a user runs it: a real process against the emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from memoram_auth.emulator import Emulator
+
+SCRIPT = Path(sys.executable).with_name("memoram-auth")
+
+
+class Cli:
+    def __init__(self, emu: Emulator, cache_dir: Path) -> None:
+        self.emu = emu
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("MEMORAM_")},
+            "MEMORAM_BASE_URL": emu.base_url,
+            "MEMORAM_API_KEY": emu.api_key,
+            "MEMORAM_AUTH_CACHE_DIR": str(cache_dir),
+        }
+
+    def __call__(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "memoram_auth"]
+        merged = {**self.env, **env}
+        for name in [k for k, v in merged.items() if v == ""]:
+            del merged[name]  # an empty value means: unset it
+        return subprocess.run(
+            [*command, *args], capture_output=True, text=True, env=merged, timeout=120
+        )
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    with Emulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def cli(emu: Emulator, tmp_path: Path) -> Cli:
+    return Cli(emu, tmp_path / "cache")
+
+
+def api_status(emu: Emulator, header: str) -> int:
+    name, _, value = header.partition(": ")
+    request = urllib.request.Request(f"{emu.base_url}/tags", headers={name: value})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return int(response.status)
+
+
+def test_token_and_header_work_with_curl_style_use(emu: Emulator, cli: Cli) -> None:
+    token = cli("token")
+    header = cli("header")
+    assert (token.returncode, header.returncode) == (0, 0), token.stderr + header.stderr
+    assert header.stdout.strip() == f"Authorization: Bearer {token.stdout.strip()}"
+    assert api_status(emu, header.stdout.strip()) == 200
+    assert emu.counters.token_requests == 1  # the second call read the cache
+
+
+def test_python_dash_m_is_the_same_command(emu: Emulator, cli: Cli) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "memoram_auth", "token"],
+        capture_output=True,
+        text=True,
+        env=cli.env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(".") == 2  # a JWT
+
+
+def test_a_warm_token_loads_no_http_library(emu: Emulator, cli: Cli) -> None:
+    assert cli("token").returncode == 0
+    # Installed key plugins (keyring, ...) may import what they like: measure memoram-auth alone.
+    env = {**cli.env, "MEMORAM_AUTH_DISABLE_PLUGINS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "memoram_auth", "token"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    for heavy in (
+        "requests",
+        "httpx",
+        "urllib3",
+        "urllib.request",
+        "memoram_auth.exchange",
+        "json",
+    ):
+        assert heavy not in imported
+    assert emu.counters.token_requests == 1
+
+
+def test_options_go_before_or_after_the_command(emu: Emulator, cli: Cli, tmp_path: Path) -> None:
+    other_cache = str(tmp_path / "other")
+    before = cli("--api-key", emu.api_key, "--cache-dir", other_cache, "token", MEMORAM_API_KEY="")
+    after = cli(
+        "token", f"--base-url={emu.base_url}", "--api-key", emu.api_key, MEMORAM_BASE_URL=""
+    )
+    assert (before.returncode, after.returncode) == (0, 0), before.stderr + after.stderr
+    assert any(Path(other_cache).glob("*.token"))
+
+
+def test_no_disk_cache_asks_every_time(emu: Emulator, cli: Cli) -> None:
+    for _ in range(2):
+        assert cli("token", "--no-disk-cache").returncode == 0
+    assert emu.counters.token_requests == 2
+
+
+def test_status_never_shows_the_token(emu: Emulator, cli: Cli) -> None:
+    empty = cli("status")
+    assert empty.returncode == 0
+    assert "none cached" in empty.stdout
+    token = cli("token").stdout.strip()
+    text = cli("status")
+    data = json.loads(cli("status", "--json").stdout)
+    assert "valid, expires in" in text.stdout
+    assert token not in text.stdout + json.dumps(data)
+    assert emu.api_key not in text.stdout + json.dumps(data)
+    assert data["cached"] is True
+    assert data["state"] == "valid"
+    assert 3500 < data["expires_in"] <= 3600
+    assert data["base_url"] == emu.base_url
+    assert data["key"].startswith("sha256:")
+
+
+def test_clear_removes_the_keys_token_or_all(emu: Emulator, cli: Cli) -> None:
+    cli("token")
+    assert "removed the cached token" in cli("clear").stdout
+    assert json.loads(cli("status", "--json").stdout)["cached"] is False
+    cli("token")
+    assert "removed 1 cached token(s)" in cli("clear", "--all").stdout
+    assert emu.counters.token_requests == 2
+
+
+@pytest.mark.parametrize(
+    ("setup", "env", "status", "words"),
+    [
+        pytest.param(None, {"MEMORAM_API_KEY": ""}, 2, "MEMORAM_API_KEY", id="no-key"),
+        pytest.param(
+            None,
+            {"MEMORAM_BASE_URL": "http://api.memoram.app/api/v1"},
+            2,
+            "refusing plain http",
+            id="insecure-url",
+        ),
+        pytest.param(
+            lambda emu: emu.remove_key(emu.api_key), {}, 3, "was rejected (401)", id="rejected"
+        ),
+        pytest.param(lambda emu: emu.malformed_next(1), {}, 5, "not JSON", id="malformed"),
+        pytest.param(
+            lambda emu: emu.fail_next(3, status=503, headers={"Retry-After": "0"}),
+            {},
+            4,
+            "unavailable after 3",
+            id="unavailable",
+        ),
+    ],
+)
+def test_errors_are_one_line_with_a_documented_status(
+    emu: Emulator, cli: Cli, setup: object, env: dict[str, str], status: int, words: str
+) -> None:
+    if setup is not None:
+        setup(emu)  # type: ignore[operator]
+    result = cli("token", **env)
+    assert result.returncode == status
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("memoram-auth: ")
+    assert words in lines[0]
+    assert emu.api_key not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_endpoint_is_status_4(cli: Cli) -> None:
+    with Emulator() as gone:
+        url = gone.base_url
+    result = cli("token", MEMORAM_BASE_URL=url)
+    assert result.returncode == 4
+    assert "cannot connect" in result.stderr
+
+
+def test_usage_errors_are_status_2(cli: Cli) -> None:
+    assert cli("bogus").returncode == 2
+    assert cli("token", "--base-url").returncode == 2
+    assert cli().returncode == 2
+
+
+def test_a_damaged_cache_is_one_warning_line_and_still_works(emu: Emulator, cli: Cli) -> None:
+    cli("token")
+    cache_file = next(Path(cli.env["MEMORAM_AUTH_CACHE_DIR"]).glob("*.token"))
+    cache_file.write_bytes(b"\x00garbage")
+    result = cli("token")
+    assert result.returncode == 0
+    assert result.stderr.strip().startswith("memoram-auth: warning: the cached token file")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "garbage" not in result.stderr
+
+
+def test_emulator_subcommand(cli: Cli) -> None:
+    command = [str(SCRIPT), "emulator", "--port", "0", "--api-key", "mem_cli"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=cli.env) as process:
+        try:
+            assert process.stdout is not None
+            first = process.stdout.readline()
+            assert "listening at http://127.0.0.1:" in first
+            assert process.stdout.readline().strip() == "accepted API key: mem_cli"
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_demo_runs_offline_and_exits_0(cli: Cli, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORAM_")}
+    result = subprocess.run(
+        [str(SCRIPT), "demo"], capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "total" in result.stdout
+    assert "shared 1 token request(s)" in result.stdout
+    assert "✗" not in result.stdout
