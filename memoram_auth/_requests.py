@@ -7,19 +7,20 @@ request, carry its cookies, rewind the body, send it on the same connection adap
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from functools import cached_property
+from typing import Any, Callable
 
+import requests
+import requests.auth
 from requests.cookies import extract_cookies_to_jar
 from requests.utils import rewind_body
 
-if TYPE_CHECKING:
-    import requests
+from ._authcore import AuthCore
 
-    from ._authcore import AuthCore
-
-__all__ = ["apply"]
+__all__ = ["RequestsAuth"]
 
 _IN_MEMORY = (bytes, str, type(None))
+_BEARER = "Bearer "
 
 
 def _replayable(request: requests.PreparedRequest) -> bool:
@@ -30,35 +31,46 @@ def _replayable(request: requests.PreparedRequest) -> bool:
     )
 
 
-def apply(auth: AuthCore, request: requests.PreparedRequest) -> requests.PreparedRequest:
-    """Set ``Authorization`` on requests to the API's origin and hook the 401 replay."""
-    if not request.url or not auth.targets(request.url):
-        return request
-    header = f"Bearer {auth.provider.get_token().value}"
-    request.headers["Authorization"] = header
-    hook = _on_response(auth, header, replayable=_replayable(request))
-    request.register_hook("response", hook)  # type: ignore[no-untyped-call]
-    return request
+class RequestsAuth(AuthCore, requests.auth.AuthBase):
+    """An :class:`AuthCore` that requests can use as ``auth=``."""
 
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        """Set ``Authorization`` on requests to the API's origin and hook the 401 replay."""
+        url = r.url
+        # The common case inline (same origin spelled as configured, not the token endpoint);
+        # targets() decides everything else. This runs once per request.
+        common = url and url.startswith(self._origin_prefix) and not url.startswith(self._token_url)
+        if not common and (url is None or not self.targets(url)):
+            return r
+        r.headers["Authorization"] = self.bearer_header()
+        # One hook object per auth, added once: it reads what was sent from the response, so
+        # nothing per request needs building (a closure per call costs as much as the rest).
+        hooks = r.hooks["response"]
+        if self._response_hook not in hooks:
+            hooks.append(self._response_hook)
+        return r
 
-def _on_response(
-    auth: AuthCore, header: str, *, replayable: bool
-) -> Callable[..., requests.Response]:
-    def handle_401(response: requests.Response, **kwargs: Any) -> requests.Response:  # noqa: ANN401
+    @cached_property
+    def _response_hook(self) -> Callable[..., requests.Response]:
+        return self.handle_401
+
+    def handle_401(self, response: requests.Response, **kwargs: Any) -> requests.Response:  # noqa: ANN401
+        """The response hook: after a 401 to our header, a new token and one replay."""
         sent = response.request
-        # Only our own rejected header, on the API's origin (not after a redirect elsewhere).
+        header = sent.headers.get("Authorization") or ""
+        # Only our own header, on the API's origin (not after a redirect elsewhere).
         if (
             response.status_code != 401
-            or sent.headers.get("Authorization") != header
+            or not header.startswith(_BEARER)
             or not sent.url
-            or not auth.targets(sent.url)
+            or not self.targets(sent.url)
         ):
             return response
         # Invalidated even when the body cannot be replayed, so the next request gets a new one.
-        auth.provider.invalidate(header[len("Bearer ") :])
-        if not replayable:
+        self.provider.invalidate(header[len(_BEARER) :])
+        if not _replayable(sent):
             return response
-        token = auth.provider.get_token()
+        new_header = self.bearer_header()
 
         response.content  # noqa: B018 - drain the 401 so its connection can be reused
         response.close()
@@ -67,16 +79,14 @@ def _on_response(
             rewind_body(replay)
         extract_cookies_to_jar(replay._cookies, sent, response.raw)  # type: ignore[attr-defined,no-untyped-call]
         replay.prepare_cookies(replay._cookies)  # type: ignore[attr-defined]
-        replay.headers["Authorization"] = f"Bearer {token.value}"
+        replay.headers["Authorization"] = new_header
         # copy() shares the hooks dict: give the replay its own, without this hook, so that a
         # second 401 comes back to the caller instead of being replayed again.
         replay.hooks = {
-            event: [hook for hook in hooks if hook is not handle_401]
+            event: [hook for hook in hooks if hook != self._response_hook]
             for event, hooks in sent.hooks.items()
         }
-        retried = response.connection.send(replay, **kwargs)
+        retried: requests.Response = response.connection.send(replay, **kwargs)
         retried.history.append(response)
         retried.request = replay
         return retried
-
-    return handle_401

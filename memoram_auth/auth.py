@@ -1,23 +1,20 @@
 """``MemoramAuth``: one auth object for requests and httpx, sync and async.
 
 This module imports requests and httpx; ``memoram_auth.MemoramAuth`` loads it on first use, so
-``import memoram_auth`` stays light. The library halves are :mod:`memoram_auth._requests` and
-:mod:`memoram_auth._httpx`; what they share is :class:`memoram_auth._authcore.AuthCore`.
+``import memoram_auth`` stays light. The library halves are :class:`memoram_auth._requests.
+RequestsAuth` and :class:`memoram_auth._httpx.HttpxAuth`; what they share is
+:class:`memoram_auth._authcore.AuthCore`.
 """
 
 from __future__ import annotations
 
-import httpx
-import requests
-import requests.auth
-
-from . import _httpx, _requests
-from ._authcore import AuthCore
+from ._httpx import HttpxAuth
+from ._requests import RequestsAuth
 
 __all__ = ["MemoramAuth"]
 
 
-class MemoramAuth(AuthCore, requests.auth.AuthBase, httpx.Auth):
+class MemoramAuth(RequestsAuth, HttpxAuth):
     """Bearer tokens for the Memoram API, for requests and httpx (sync and async).
 
     ::
@@ -45,11 +42,3 @@ class MemoramAuth(AuthCore, requests.auth.AuthBase, httpx.Auth):
     Raises:
         ConfigurationError: no key, a malformed key, or a bad or insecure base URL.
     """
-
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        """requests: set the header and hook the 401 replay."""
-        return _requests.apply(self, r)
-
-    # httpx: the flows do I/O and take locks, so both are overridden (httpx's own advice).
-    sync_auth_flow = _httpx.sync_auth_flow
-    async_auth_flow = _httpx.async_auth_flow

@@ -20,18 +20,15 @@ import requests
 import requests.auth
 from httpie.plugins import AuthPlugin
 
-from . import _requests, plugins
-from ._authcore import AuthCore
+from . import plugins
+from ._requests import RequestsAuth
 from .exceptions import MemoramAuthError
 
 __all__ = ["MemoramAuthPlugin"]
 
 
-class HttpieMemoramAuth(AuthCore, requests.auth.AuthBase):
+class HttpieMemoramAuth(RequestsAuth):
     """MemoramAuth for httpie: the requests half only, so httpie does not load httpx."""
-
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        return _requests.apply(self, r)
 
 
 class _Failed(requests.auth.AuthBase):

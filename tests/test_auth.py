@@ -362,3 +362,20 @@ def test_targets_only_the_api_origin(auth: MemoramAuth, emu: Emulator) -> None:
         f"{base}/auth/tokens": True,
     }
     assert {url: auth.targets(url) for url in checks} == checks
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/auth/token",
+        "/api/v1/auth/token?x=1",
+        "/api/v1/auth%2Ftoken",
+        "/%61pi/v1/auth/token",
+    ],
+)
+def test_httpx_never_sends_the_token_to_the_token_endpoint(
+    auth: MemoramAuth, emu: Emulator, path: str
+) -> None:
+    request = httpx.Request("POST", f"http://127.0.0.1:{emu.port}{path}")
+    sent = next(auth.sync_auth_flow(request))
+    assert "Authorization" not in sent.headers

@@ -1,0 +1,49 @@
+"""Shared helpers for the benchmark scripts: timing loops, tables, a warm token."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+
+def per_call(action: Callable[[], object], *, number: int, repeat: int) -> float:
+    """Best-of-*repeat* seconds per call of *action*, over *number* calls each."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(number):
+            action()
+        best = min(best, (time.perf_counter() - start) / number)
+    return best
+
+
+def interleaved(
+    actions: dict[str, Callable[[], object]], *, number: int, rounds: int
+) -> dict[str, float]:
+    """Median seconds per call of each action, measured in turns so that noise hits all alike."""
+    samples: dict[str, list[float]] = {name: [] for name in actions}
+    for _ in range(rounds):
+        for name, action in actions.items():
+            start = time.perf_counter()
+            for _ in range(number):
+                action()
+            samples[name].append((time.perf_counter() - start) / number)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table."""
+    text = [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in text)) for i, h in enumerate(header)]
+    lines = [
+        "| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths)) + " |",
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    ]
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in text]
+    return "\n".join(lines)
+
+
+def verdict(value: float, target: float, *, at_most: bool = True) -> str:
+    met = value <= target if at_most else value >= target
+    return "met" if met else "MISSED"
