@@ -21,7 +21,7 @@ from memoram_auth.emulator import Emulator
 
 from ._common import interleaved, table, verdict
 
-TOKEN = "header.payload.signature"
+TOKEN = "header.payload.signature"  # noqa: S105 - a dummy, cached for every auth alike
 
 
 def peers(kind: str, base_url: str, cache_file: Path) -> dict[str, Any]:
@@ -68,7 +68,7 @@ def run(quick: bool) -> tuple[str, list[str]]:
         peer_auths = peers("requests", emu.base_url, Path(tmp) / "peer")
         for name, (peer, cache, oauth2) in peer_auths.items():
 
-            def call(peer: Any = peer, cache: Any = cache, oauth2: Any = oauth2) -> None:
+            def call(peer: Any = peer, cache: Any = cache, oauth2: Any = oauth2) -> None:  # noqa: ANN401
                 oauth2.token_cache = cache
                 peer(prepared.copy())
 
@@ -87,7 +87,7 @@ def run(quick: bool) -> tuple[str, list[str]]:
         }
         for name, (peer, cache, oauth2) in peers("httpx", emu.base_url, Path(tmp) / "peer").items():
 
-            def flow(peer: Any = peer, cache: Any = cache, oauth2: Any = oauth2) -> None:
+            def flow(peer: Any = peer, cache: Any = cache, oauth2: Any = oauth2) -> None:  # noqa: ANN401
                 oauth2.token_cache = cache
                 next(peer.sync_auth_flow(request))
 

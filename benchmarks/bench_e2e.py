@@ -1,0 +1,82 @@
+"""End to end: requests per second over loopback keep-alive, MemoramAuth against a bare header.
+
+The emulator serves ``GET /api/v1/tags`` on 127.0.0.1; one client (requests Session, or
+httpx Client) sends sequential requests over one kept-alive connection. Runs alternate between
+the two variants and the medians are compared (target: MemoramAuth at least 0.97x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import tempfile
+import time
+
+import httpx
+import requests
+
+from memoram_auth import MemoramAuth
+from memoram_auth.emulator import Emulator
+
+from ._common import table, verdict
+
+
+def rate(send: object, count: int) -> float:
+    start = time.perf_counter()
+    for _ in range(count):
+        send()  # type: ignore[operator]
+    return count / (time.perf_counter() - start)
+
+
+def run(quick: bool) -> tuple[str, list[str]]:
+    count, rounds = (50, 2) if quick else (400, 9)
+    rows, notes = [], []
+    with Emulator() as emu, tempfile.TemporaryDirectory() as cache:
+        auth = MemoramAuth(emu.api_key, base_url=emu.base_url, cache_dir=cache)
+        header = {"Authorization": auth.bearer_header()}
+        url = f"{emu.base_url}/tags"
+        with contextlib.ExitStack() as stack:
+            plain = stack.enter_context(requests.Session())
+            authed = stack.enter_context(requests.Session())
+            hplain = stack.enter_context(httpx.Client())
+            hauthed = stack.enter_context(httpx.Client(auth=auth))
+            authed.auth = auth
+            variants = {
+                "requests": {
+                    "bare header": lambda: plain.get(url, headers=header).raise_for_status(),
+                    "MemoramAuth": lambda: authed.get(url).raise_for_status(),
+                },
+                "httpx": {
+                    "bare header": lambda: hplain.get(url, headers=header).raise_for_status(),
+                    "MemoramAuth": lambda: hauthed.get(url).raise_for_status(),
+                },
+            }
+            for library, sends in variants.items():
+                for send in sends.values():
+                    rate(send, 20)  # warm up connections
+                samples: dict[str, list[float]] = {name: [] for name in sends}
+                for _ in range(rounds):
+                    for name, send in sends.items():
+                        samples[name].append(rate(send, count))
+                medians = {name: statistics.median(v) for name, v in samples.items()}
+                ratio = medians["MemoramAuth"] / medians["bare header"]
+                for name, value in medians.items():
+                    rows.append(
+                        [library, name, f"{value:.0f}", f"{value / medians['bare header']:.3f}x"]
+                    )
+                met = verdict(ratio, 0.97, at_most=False)
+                notes.append(f"{library}: {ratio:.3f}x the bare header (target ≥ 0.97x: {met})")
+        notes.append(f"token requests during the run: {emu.counters.token_requests}")
+    return table(["library", "auth", "requests/s (median)", "vs bare header"], rows), notes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="few requests: a smoke run")
+    text, notes = run(parser.parse_args().quick)
+    print(text, "", *notes, sep="\n")
+
+
+if __name__ == "__main__":
+    main()
