@@ -24,7 +24,9 @@ SECTIONS = [
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="few iterations: a smoke run")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="few iterations: a smoke run")
+    mode.add_argument("--full", action="store_true", help="the full run (the default)")
     args = parser.parse_args()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} "

@@ -205,7 +205,21 @@ class Emulator:
         self.inject(Fault(close=True), count)
 
     def clear_faults(self) -> None:
+        """Forget queued faults and stop random ones."""
         self.state.clear_faults()
+        self.state.flakiness = (0.0, ())
+
+    def flaky(self, rate: float, *faults: Fault) -> None:
+        """From now on, each token call fails with probability *rate*, as one of *faults*.
+
+        Without *faults*: half answer 503 with ``Retry-After: 1``, half hang for 30 s (longer
+        than any sensible client timeout). Queued faults (``fail_next`` …) still come first.
+        """
+        choices = faults or (
+            Fault(status=503, headers={"Retry-After": "1"}),
+            Fault(delay=30.0),
+        )
+        self.state.flakiness = (rate, tuple(choices))
 
     @property
     def clock_offset(self) -> float:

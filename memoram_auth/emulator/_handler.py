@@ -76,10 +76,29 @@ class Handler(BaseHTTPRequestHandler):
             super().log_message(format, *args)
 
     def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self._read_chunked()
         length = self.headers.get("Content-Length")
         if not length or not length.isdigit() or int(length) > _MAX_BODY:
             return b""
         return self.rfile.read(int(length))
+
+    def _read_chunked(self) -> bytes:
+        # Streamed (generator) request bodies arrive chunked: size line, data, CRLF; 0 ends.
+        body = bytearray()
+        while len(body) <= _MAX_BODY:
+            size_line = self.rfile.readline(1024).split(b";")[0].strip()
+            try:
+                size = int(size_line, 16)
+            except ValueError:
+                break
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                break
+            body += self.rfile.read(size)
+            self.rfile.readline(1024)
+        return bytes(body)
 
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 import secrets
 import threading
 import time
@@ -84,6 +85,10 @@ class State:
         self.clock_offset = clock_offset
         self.token_delay = token_delay
         self.reject_all_tokens = False
+        # Random failures: (probability, faults to pick from), for soak tests.
+        self.flakiness: tuple[float, tuple[Fault, ...]] = (0.0, ())
+        #: Every token issued, oldest first (for tests that look for leaks).
+        self.issued_tokens: list[str] = []
         self.redirects: dict[str, tuple[int, str]] = {}
         self.counters = Counters()
         self.secret = secrets.token_bytes(32)
@@ -102,7 +107,12 @@ class State:
 
     def next_fault(self) -> Fault | None:
         with self.lock:
-            return self._faults.popleft() if self._faults else None
+            if self._faults:
+                return self._faults.popleft()
+            rate, choices = self.flakiness
+            if rate and random.random() < rate:  # noqa: S311 - fault injection, not secrecy
+                return random.choice(choices)  # noqa: S311
+            return None
 
     def clear_faults(self) -> None:
         with self.lock:
@@ -140,8 +150,11 @@ class State:
             self._issued.add(jti)
             self.counters.tokens_issued += 1
         expires = datetime.fromtimestamp(issued_at + lifetime, tz=timezone.utc)
+        token = _jwt.encode(claims, self.secret)
+        with self.lock:
+            self.issued_tokens.append(token)
         return {
-            "token": _jwt.encode(claims, self.secret),
+            "token": token,
             "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "token_type": "Bearer",
         }

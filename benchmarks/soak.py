@@ -1,0 +1,159 @@
+"""Soak under faults: many processes and threads using one key while everything goes wrong.
+
+8 processes x 4 threads for 60 s against the emulator with 5 s tokens, while 20% of token calls
+fail (503, or no answer within the client's 2 s timeout), every token is revoked every 15 s and
+a worker process is killed with SIGKILL every few seconds and replaced. Reports API calls and
+their outcomes, 401s seen by callers (expected only for bodies that cannot be replayed), token
+requests against the ideal, corrupt cache reads (expected 0) and the longest wait for a token.
+
+    python -m benchmarks.soak                 # the full soak
+    python -m benchmarks.soak --quick         # 10 s, 3 x 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from memoram_auth.emulator import Emulator, Fault
+
+from ._common import table
+
+WORKER = str(Path(__file__).with_name("_soak_worker.py"))
+
+
+@dataclass
+class SoakResult:
+    duration: float
+    processes: int
+    threads: int
+    lifetime: int
+    outcomes: collections.Counter[str] = field(default_factory=collections.Counter)
+    token_requests: int = 0
+    tokens_issued: int = 0
+    api_requests: int = 0
+    revocations: int = 0
+    kills: int = 0
+    longest_wait: float = 0.0
+
+    @property
+    def unexpected_401s(self) -> int:
+        """401s that reached a caller for a body that could have been replayed."""
+        return sum(n for k, n in self.outcomes.items() if k.endswith(": 401") and "stream" not in k)
+
+    @property
+    def ideal_tokens(self) -> float:
+        # A token of L seconds is trusted for L - 1 (Date has whole seconds) and refreshed a
+        # quarter of that early; each revocation costs one more.
+        usable = (self.lifetime - 1) * 0.75
+        return self.duration / usable + self.revocations
+
+
+def soak(
+    *,
+    duration: float = 60.0,
+    processes: int = 8,
+    threads: int = 4,
+    lifetime: int = 5,
+    fault_rate: float = 0.2,
+    revoke_every: float = 15.0,
+    kill_every: float = 3.0,
+) -> SoakResult:
+    result = SoakResult(duration, processes, threads, lifetime)
+    faults = (Fault(status=503, headers={"Retry-After": "1"}), Fault(delay=5.0))
+    with Emulator(max_lifetime=lifetime) as emu, tempfile.TemporaryDirectory() as tmp:
+        stop_at = time.time() + duration
+        started = time.monotonic()
+
+        def spawn(index: int) -> subprocess.Popen[bytes]:
+            stats = os.path.join(tmp, f"stats-{index}.json")
+            command = [
+                sys.executable,
+                WORKER,
+                emu.base_url,
+                emu.api_key,
+                os.path.join(tmp, "cache"),
+                str(threads),
+                str(stop_at),
+                stats,
+            ]
+            return subprocess.Popen(command)
+
+        emu.flaky(fault_rate, *faults)
+        spawned = processes
+        running = {i: spawn(i) for i in range(processes)}
+        next_revoke, next_kill = revoke_every, kill_every
+        while time.time() < stop_at:
+            time.sleep(0.1)
+            elapsed = time.monotonic() - started
+            if elapsed >= next_revoke:
+                emu.revoke_all()
+                result.revocations += 1
+                next_revoke += revoke_every
+            if elapsed >= next_kill and time.time() < stop_at - 1:
+                victim = random.choice(list(running))  # noqa: S311
+                os.kill(running[victim].pid, signal.SIGKILL)
+                running.pop(victim).wait()
+                running[spawned] = spawn(spawned)
+                spawned += 1
+                result.kills += 1
+                next_kill += kill_every
+        for process in running.values():
+            process.wait(timeout=60)
+        emu.clear_faults()
+        for index in range(spawned):
+            path = os.path.join(tmp, f"stats-{index}.json")
+            if os.path.exists(path):
+                with open(path) as handle:
+                    data = json.load(handle)
+                result.outcomes.update(data["stats"])
+                result.longest_wait = max(result.longest_wait, data["longest_wait"])
+        result.token_requests = emu.counters.token_requests
+        result.tokens_issued = emu.counters.tokens_issued
+        result.api_requests = emu.counters.api_requests
+    return result
+
+
+def report(result: SoakResult) -> str:
+    rows = [[name, count] for name, count in sorted(result.outcomes.items())]
+    lines = [
+        f"{result.processes} processes x {result.threads} threads for {result.duration:g} s, "
+        f"{result.lifetime} s tokens, {result.revocations} revocations, {result.kills} workers "
+        "killed with SIGKILL and replaced",
+        "",
+        table(["outcome (by request kind)", "count"], rows),
+        "",
+        f"- API requests reaching the emulator: {result.api_requests}",
+        f"- 401s seen by callers on replayable bodies: {result.unexpected_401s} (expected 0)",
+        f"- token requests: {result.token_requests} ({result.tokens_issued} answered with a "
+        f"token, the rest failed by design); ideal about {result.ideal_tokens:.0f}",
+        f"- corrupt cache reads: {result.outcomes.get('corrupt cache reads', 0)} (expected 0)",
+        f"- longest wait for a token: {result.longest_wait:.2f} s",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="10 s, 3 processes x 2 threads")
+    parser.add_argument("--duration", type=float, default=60.0)
+    args = parser.parse_args()
+    if args.quick:
+        result = soak(duration=10, processes=3, threads=2, revoke_every=4, kill_every=2.5)
+    else:
+        result = soak(duration=args.duration)
+    print(report(result))
+
+
+if __name__ == "__main__":
+    main()
