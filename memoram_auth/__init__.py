@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from .auth import MemoramAuth
     from .hookspecs import hookimpl
+    from .policy import RetryPolicy
 
 __all__ = [
     "ConfigurationError",
@@ -32,6 +33,7 @@ __all__ = [
     "MemoramAuth",
     "MemoramAuthError",
     "MemoramAuthWarning",
+    "RetryPolicy",
     "TokenRequestError",
     "__version__",
     "hookimpl",
@@ -45,6 +47,10 @@ def __getattr__(name: str) -> Any:  # noqa: ANN401 - module __getattr__ returns 
         from .auth import MemoramAuth
 
         return MemoramAuth
+    if name == "RetryPolicy":  # a NamedTuple: importing typing would slow the command line
+        from .policy import RetryPolicy
+
+        return RetryPolicy
     if name == "hookimpl":  # pluggy is needed only by code that writes plugins
         from .hookspecs import hookimpl
 

@@ -22,6 +22,7 @@ def test_public_names() -> None:
         "MemoramAuth",
         "MemoramAuthError",
         "MemoramAuthWarning",
+        "RetryPolicy",
         "TokenRequestError",
         "__version__",
         "hookimpl",
