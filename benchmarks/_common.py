@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -47,3 +48,11 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 def verdict(value: float, target: float, *, at_most: bool = True) -> str:
     met = value <= target if at_most else value >= target
     return "met" if met else "MISSED"
+
+
+def main(run: Callable[[bool], tuple[str, list[str]]], description: str | None) -> None:
+    """The command line of one benchmark script: ``--quick`` for a smoke run, then the table."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="few iterations: a smoke run")
+    text, notes = run(parser.parse_args().quick)
+    print(text, "", *notes, sep="\n")

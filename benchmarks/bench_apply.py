@@ -8,7 +8,6 @@ best peer, and at most 1.3x (requests) / 1.5x (httpx) the bare header assignment
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import requests
 from memoram_auth import MemoramAuth
 from memoram_auth.emulator import Emulator
 
-from ._common import interleaved, table, verdict
+from ._common import interleaved, main, table, verdict
 
 TOKEN = "header.payload.signature"  # noqa: S105 - a dummy, cached for every auth alike
 
@@ -122,15 +121,5 @@ def _rows(
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="few iterations: a smoke run")
-    args = parser.parse_args()
-    text, notes = run(args.quick)
-    print(text)
-    print()
-    print("\n".join(notes))
-
-
 if __name__ == "__main__":
-    main()
+    main(run, __doc__)

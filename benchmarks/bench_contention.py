@@ -6,7 +6,6 @@ every caller holds a token, for a fast and a slow (0.5 s) token endpoint.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import time
 
 from memoram_auth.emulator import Emulator
 
-from ._common import table, verdict
+from ._common import main, table, verdict
 
 WORKER = r"""
 import json, sys, threading, time
@@ -76,12 +75,5 @@ def run(quick: bool) -> tuple[str, list[str]]:
     return table(header, rows), notes
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a small shape: a smoke run")
-    text, notes = run(parser.parse_args().quick)
-    print(text, "", *notes, sep="\n")
-
-
 if __name__ == "__main__":
-    main()
+    main(run, __doc__)

@@ -8,7 +8,6 @@ the two variants and the medians are compared (target: MemoramAuth at least 0.97
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import statistics
 import subprocess
@@ -22,7 +21,7 @@ import requests
 from memoram_auth import MemoramAuth
 from memoram_auth.emulator import generate_api_key
 
-from ._common import table, verdict
+from ._common import main, table, verdict
 
 
 def rate(send: object, count: int) -> float:
@@ -82,12 +81,5 @@ def run(quick: bool) -> tuple[str, list[str]]:
     return table(["library", "auth", "requests/s (median)", "vs bare header"], rows), notes
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="few requests: a smoke run")
-    text, notes = run(parser.parse_args().quick)
-    print(text, "", *notes, sep="\n")
-
-
 if __name__ == "__main__":
-    main()
+    main(run, __doc__)

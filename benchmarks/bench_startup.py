@@ -7,7 +7,6 @@ interpreters.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from memoram_auth.emulator import Emulator
 
-from ._common import table, verdict
+from ._common import main, table, verdict
 
 BIN = Path(sys.executable).parent
 
@@ -79,12 +78,5 @@ def run(quick: bool) -> tuple[str, list[str]]:
     return table(["command", "median ms", "vs python -c pass"], rows), notes
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="few runs: a smoke run")
-    text, notes = run(parser.parse_args().quick)
-    print(text, "", *notes, sep="\n")
-
-
 if __name__ == "__main__":
-    main()
+    main(run, __doc__)

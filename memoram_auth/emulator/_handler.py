@@ -222,13 +222,20 @@ class Handler(BaseHTTPRequestHandler):
             blobs = [b for b in blobs if b.get("user_id") == user]
         self._json(200, {"memoryBlobs": blobs, "next_cursor": None})
 
-    def _create_blob(self, body: bytes) -> None:
+    def _json_object(self, body: bytes) -> dict[str, Any] | None:
+        """The body as a JSON object, or None after answering 400."""
         try:
             data = json.loads(body)
         except ValueError:
             data = None
         if not isinstance(data, dict):
             self._error(400, "invalid_request", "the body must be a JSON object")
+            return None
+        return data
+
+    def _create_blob(self, body: bytes) -> None:
+        data = self._json_object(body)
+        if data is None:
             return
         blob = {**data, "id": "blob_" + uuid.uuid4().hex[:12]}
         self.server.blobs[blob["id"]] = blob
@@ -244,12 +251,8 @@ class Handler(BaseHTTPRequestHandler):
             del self.server.blobs[blob_id]
             self._send(204, b"")
         else:
-            try:
-                update = json.loads(body)
-            except ValueError:
-                update = None
-            if not isinstance(update, dict):
-                self._error(400, "invalid_request", "the body must be a JSON object")
+            update = self._json_object(body)
+            if update is None:
                 return
             blob.update({k: v for k, v in update.items() if k != "id"})
             self._json(200, blob)
