@@ -159,3 +159,17 @@ def test_default_cache_follows_arguments_and_environment(
     platform_default = default_cache()
     assert isinstance(platform_default, FileCache)
     assert os.path.basename(platform_default.directory) == "memoram-auth"
+
+
+def test_default_directory_is_what_platformdirs_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    import platformdirs
+
+    from memoram_auth.cache import default_directory
+
+    monkeypatch.delenv("MEMORAM_AUTH_CACHE_DIR", raising=False)
+    for xdg in (None, "/tmp/xdg-cache-home", "relative/ignored"):
+        if xdg is None:
+            monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+        else:
+            monkeypatch.setenv("XDG_CACHE_HOME", xdg)
+        assert default_directory() == platformdirs.user_cache_dir("memoram-auth", appauthor=False)
