@@ -167,7 +167,7 @@ def test_default_directory_is_what_platformdirs_says(monkeypatch: pytest.MonkeyP
     from memoram_auth.cache import default_directory
 
     monkeypatch.delenv("MEMORAM_AUTH_CACHE_DIR", raising=False)
-    for xdg in (None, "/tmp/xdg-cache-home", "relative/ignored"):
+    for xdg in (None, "/srv/cache-home", "relative/ignored"):
         if xdg is None:
             monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
         else:
