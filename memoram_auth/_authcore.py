@@ -5,9 +5,7 @@ from __future__ import annotations
 from .exchange import RetryPolicy, token_url
 from .provider import TokenProvider, get_provider
 from .settings import resolve_api_key, resolve_base_url
-from .urls import base_url_origin, origin_of
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+from .urls import DEFAULT_PORTS, base_url_origin, origin_of
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -85,7 +83,7 @@ class AuthCore:
         """:meth:`targets` for a URL already split (as httpx keeps it); *port* None = default."""
         if scheme != self._scheme or host != self._host:
             return False
-        if (port or _DEFAULT_PORTS[scheme]) != self._port:
+        if (port or DEFAULT_PORTS[scheme]) != self._port:
             return False
         if path.startswith(self._token_path):
             rest = path[len(self._token_path) :]

@@ -12,11 +12,11 @@ from collections.abc import AsyncGenerator, Generator
 import httpx
 
 from ._authcore import AuthCore
+from .urls import DEFAULT_PORTS
 
 __all__ = ["HttpxAuth"]
 
 _BEARER = "Bearer "
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _replayable(request: httpx.Request) -> bool:
@@ -40,7 +40,7 @@ class HttpxAuth(AuthCore, httpx.Auth):
         return (
             url.host == self._host
             and url.scheme == self._scheme
-            and (url.port or _DEFAULT_PORTS[url.scheme]) == self._port
+            and (url.port or DEFAULT_PORTS[url.scheme]) == self._port
         )
 
     def _rejected(self, response: httpx.Response, header: str) -> bool:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
+    from .cache import CacheDir
     from .provider import TokenProvider
     from .token import Token
 
@@ -149,13 +150,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _provider(args: argparse.Namespace | SimpleNamespace) -> TokenProvider:
-    from .provider import get_provider
+def _settings(args: argparse.Namespace | SimpleNamespace) -> tuple[str, str, CacheDir]:
+    """Base URL, API key and cache directory from the options, else the environment."""
     from .settings import resolve_api_key, resolve_base_url
 
     base_url = resolve_base_url(args.base_url)
     api_key = resolve_api_key(args.api_key, base_url)
-    cache_dir = False if args.no_disk_cache else args.cache_dir
+    return base_url, api_key, False if args.no_disk_cache else args.cache_dir
+
+
+def _provider(args: argparse.Namespace | SimpleNamespace) -> TokenProvider:
+    from .provider import get_provider
+
+    base_url, api_key, cache_dir = _settings(args)
     return get_provider(api_key, base_url, cache_dir=cache_dir)
 
 
@@ -167,11 +174,9 @@ def _current_token(args: argparse.Namespace | SimpleNamespace) -> Token:
     provider, which refreshes under the cross-process lock as every other user of the key does.
     """
     from .cache import FileCache, default_cache, slot_for
-    from .settings import resolve_api_key, resolve_base_url
 
-    base_url = resolve_base_url(args.base_url)
-    api_key = resolve_api_key(args.api_key, base_url)
-    cache = default_cache(False if args.no_disk_cache else args.cache_dir)
+    base_url, api_key, cache_dir = _settings(args)
+    cache = default_cache(cache_dir)
     if isinstance(cache, FileCache):
         cached = cache.load(slot_for(base_url, api_key))
         if cached is not None and time.time() < cached.fresh_until:
@@ -194,7 +199,6 @@ def _status(args: argparse.Namespace | SimpleNamespace) -> int:
     import json
 
     from .cache import FileCache
-    from .provider import advisory_window
 
     provider = _provider(args)
     cache = provider.cache
@@ -207,7 +211,7 @@ def _status(args: argparse.Namespace | SimpleNamespace) -> int:
     }
     if cached is not None:
         remaining = cached.remaining()
-        refresh_in = remaining - advisory_window(cached.lifetime)
+        refresh_in = cached.fresh_until - time.time()
         info.update(
             expires_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(cached.expires_at)),
             expires_in=round(remaining, 1),

@@ -8,6 +8,7 @@ from .exceptions import ConfigurationError
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_PORTS",
     "Origin",
     "base_url_origin",
     "is_loopback_host",
@@ -17,7 +18,8 @@ __all__ = [
 
 DEFAULT_BASE_URL = "https://api.memoram.app/api/v1"
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+#: The two schemes a base URL may have, and their default ports.
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 #: Scheme, host and port: the unit a token is allowed to travel to.
@@ -52,9 +54,9 @@ def origin_of(url: str) -> Origin | None:
     except ValueError:  # a port that is not a number, or out of range
         return None
     scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
         return None
-    return (scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme])
+    return (scheme, parts.hostname.lower(), port or DEFAULT_PORTS[scheme])
 
 
 # A base URL is configuration, so it may be held to a stricter shape than URLs in general:
@@ -70,7 +72,7 @@ def _split_base_url(text: str, hint: str) -> tuple[str, str, int]:
     """Scheme, host and port of a base URL, or a ConfigurationError that never echoes it."""
     scheme, separator, rest = text.partition("://")
     scheme = scheme.lower()
-    if not separator or scheme not in _DEFAULT_PORTS:
+    if not separator or scheme not in DEFAULT_PORTS:
         # The rejected text is not echoed: a mix-up of arguments can put the key here.
         raise ConfigurationError(f"the base URL is not an absolute http(s) URL; {hint}")
     if "?" in rest or "#" in rest:
@@ -80,7 +82,7 @@ def _split_base_url(text: str, hint: str) -> tuple[str, str, int]:
         # Never echo the URL here: its userinfo may be a secret.
         raise ConfigurationError(f"the base URL must not contain a user name or password; {hint}")
     match = _NETLOC.fullmatch(netloc)
-    port = int(match.group(2)) if match and match.group(2) else _DEFAULT_PORTS[scheme]
+    port = int(match.group(2)) if match and match.group(2) else DEFAULT_PORTS[scheme]
     if match is None or not 0 < port < 65536 or not _PATH.fullmatch(path):
         raise ConfigurationError(f"the base URL is not an absolute http(s) URL; {hint}")
     return scheme, match.group(1).strip("[]").lower(), port
