@@ -42,16 +42,15 @@ class AuthCore:
         )
         self._origin = base_url_origin(url)
         self._scheme, self._host, self._port = self._origin
-        # (token, its header): replaced as one tuple, so a reader never pairs mismatched halves.
-        self._header: tuple[object, str] = (None, "")
+        # The port as httpx reports it: None for the scheme's default.
+        self._default_or_port = None if self._port == DEFAULT_PORTS[self._scheme] else self._port
         # Most URLs start with the base URL's own spelling of the origin: a prefix test decides
         # them without parsing. The trailing "/" keeps "api.memoram.app.evil" out.
         self._origin_prefix = "/".join(url.split("/", 3)[:3]) + "/"
         self._token_url = token_url(url)
-        self._token_path = "/" + self._token_url.split("/", 3)[3]
         # A raw path (as sent) without percent-escapes that does not start with this cannot
         # be the token endpoint; the httpx flow decodes the path only otherwise.
-        self._token_raw_path = self._token_path.encode()
+        self._token_path = "/" + self._token_url.split("/", 3)[3]
 
     @property
     def base_url(self) -> str:
@@ -67,28 +66,18 @@ class AuthCore:
 
     def bearer_header(self) -> str:
         """``Bearer <current token>``, fetching a token if needed (built once per token)."""
-        token = self.provider.get_token()
-        cached = self._header
-        if cached[0] is token:
-            return cached[1]
-        header = "Bearer " + token.value
-        self._header = (token, header)
-        return header
+        return self.provider.authorization()
 
     async def bearer_header_async(self) -> str:
         """:meth:`bearer_header` for coroutines; the event loop never waits on a lock."""
-        return "Bearer " + (await self.provider.get_token_async()).value
+        return await self.provider.authorization_async()
 
-    def targets_parts(self, scheme: str, host: str, port: int | None, path: str) -> bool:
-        """:meth:`targets` for a URL already split (as httpx keeps it); *port* None = default."""
-        if scheme != self._scheme or host != self._host:
+    def is_token_path(self, path: str) -> bool:
+        """True if *path* (decoded, without the query) is the token endpoint's."""
+        if not path.startswith(self._token_path):
             return False
-        if (port or DEFAULT_PORTS[scheme]) != self._port:
-            return False
-        if path.startswith(self._token_path):
-            rest = path[len(self._token_path) :]
-            return bool(rest) and rest[0] != "/"
-        return True
+        rest = path[len(self._token_path) :]
+        return not rest or rest[0] == "/"
 
     def targets(self, url: str) -> bool:
         """True if a request to *url* gets the token: same origin, not the token endpoint."""

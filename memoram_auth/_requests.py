@@ -7,7 +7,7 @@ request, carry its cookies, rewind the body, send it on the same connection adap
 
 from __future__ import annotations
 
-from functools import cached_property
+from time import time as _now
 from typing import Any, Callable
 
 import requests
@@ -34,25 +34,36 @@ def _replayable(request: requests.PreparedRequest) -> bool:
 class RequestsAuth(AuthCore, requests.auth.AuthBase):
     """An :class:`AuthCore` that requests can use as ``auth=``."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - AuthCore's
+        super().__init__(*args, **kwargs)
+        # One bound method, kept: the hook test below is by identity, and an attribute set
+        # here (not a cached_property, which materialises __dict__) keeps attribute reads on
+        # the per-request path at their fastest.
+        self._response_hook: Callable[..., requests.Response] = self.handle_401
+
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         """Set ``Authorization`` on requests to the API's origin and hook the 401 replay."""
         url = r.url
         # The common case inline (same origin spelled as configured, not the token endpoint);
         # targets() decides everything else. This runs once per request.
-        common = url and url.startswith(self._origin_prefix) and not url.startswith(self._token_url)
-        if not common and (url is None or not self.targets(url)):
+        if url and url.startswith(self._origin_prefix) and not url.startswith(self._token_url):
+            pass
+        elif url is None or not self.targets(url):
             return r
-        r.headers["Authorization"] = self.bearer_header()
+        # TokenProvider.authorization() inlined while the token is fresh: the call would cost
+        # as much as the test itself, on a path that runs for every request.
+        entry = self.provider._entry
+        r.headers["Authorization"] = (
+            entry.authorization
+            if entry is not None and _now() < entry.refresh_at
+            else self.provider.authorization()
+        )
         # One hook object per auth, added once: it reads what was sent from the response, so
         # nothing per request needs building (a closure per call costs as much as the rest).
         hooks = r.hooks["response"]
         if self._response_hook not in hooks:
             hooks.append(self._response_hook)
         return r
-
-    @cached_property
-    def _response_hook(self) -> Callable[..., requests.Response]:
-        return self.handle_401
 
     def handle_401(self, response: requests.Response, **kwargs: Any) -> requests.Response:  # noqa: ANN401
         """The response hook: after a 401 to our header, a new token and one replay."""
@@ -70,7 +81,7 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
         self.provider.invalidate(header[len(_BEARER) :])
         if not _replayable(sent):
             return response
-        new_header = self.bearer_header()
+        new_header = self.provider.authorization()
 
         response.content  # noqa: B018 - drain the 401 so its connection can be reused
         response.close()

@@ -238,6 +238,21 @@ def test_another_process_adopts_the_replacement_without_a_request(
     assert memoram_emulator.counters.token_requests == 2
 
 
+def test_authorization_is_built_once_per_token_and_follows_invalidation(
+    memoram_emulator: Emulator, tmp_path: Path
+) -> None:
+    provider = provider_for(memoram_emulator, tmp_path)
+    first = provider.authorization()
+    assert first == "Bearer " + provider.get_token().value
+    assert provider.authorization() is first  # the per-request path builds no string
+    assert asyncio.run(provider.authorization_async()) is first
+    provider.invalidate(first.split()[1])
+    second = provider.authorization()
+    assert second != first
+    assert second == "Bearer " + provider.get_token().value
+    assert memoram_emulator.counters.token_requests == 2
+
+
 def seed(provider: TokenProvider, token: str, *, remaining: float, lifetime: float = 3600) -> None:
     """Put *token* in the cache as if it had *remaining* seconds left of *lifetime*."""
     now = time.time()
@@ -260,6 +275,7 @@ def test_advisory_window_refreshes_once_and_keeps_serving(
     assert memoram_emulator.api_key not in caplog.text
     assert current not in caplog.text
     provider.get_token()  # within the retry interval: no new attempt
+    assert provider.authorization() == "Bearer " + current  # the same, through the header path
     assert memoram_emulator.counters.token_requests == 3
     provider._next_advisory_try = 0  # the interval has passed
     fresh = provider.get_token()
