@@ -20,12 +20,21 @@ def per_call(action: Callable[[], object], *, number: int, repeat: int) -> float
 
 
 def interleaved(
-    actions: dict[str, Callable[[], object]], *, number: int, rounds: int
+    actions: dict[str, Callable[[], object]],
+    *,
+    number: int,
+    rounds: int,
+    setup: dict[str, Callable[[], object]] | None = None,
 ) -> dict[str, float]:
-    """Median seconds per call of each action, measured in turns so that noise hits all alike."""
+    """Median seconds per call of each action, measured in turns so that noise hits all alike.
+
+    ``setup[name]``, if given, runs before each turn of that action, outside the timing.
+    """
     samples: dict[str, list[float]] = {name: [] for name in actions}
     for _ in range(rounds):
         for name, action in actions.items():
+            if setup and name in setup:
+                setup[name]()
             start = time.perf_counter()
             for _ in range(number):
                 action()
