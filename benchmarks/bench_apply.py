@@ -79,7 +79,7 @@ def peers(kind: str, base_url: str, cache_file: Path) -> dict[str, Any]:
 
 
 def run(quick: bool) -> tuple[str, list[str]]:
-    number, rounds = (2_000, 3) if quick else (20_000, 9)
+    number, rounds = (2_000, 3) if quick else (20_000, 25)
     notes: list[str] = []
     rows: list[list[object]] = []
     with Emulator() as emu, tempfile.TemporaryDirectory() as tmp:

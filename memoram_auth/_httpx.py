@@ -110,7 +110,19 @@ class HttpxAuth(AuthCore, httpx.Auth):
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
         """The flow ``httpx.Client`` drives."""
-        if not self._targets(request.url):
+        # The common case inline, as in the requests adapter (the API's origin as configured,
+        # a path that cannot be the token endpoint); _targets() decides everything else.
+        parts = _url_parts(request.url)
+        path = parts.path
+        if (
+            parts.host == self._host
+            and parts.port == self._default_or_port
+            and parts.scheme == self._scheme
+            and not path.startswith(self._token_path)
+            and "%" not in path
+        ):
+            pass
+        elif not self._targets(request.url):
             yield request
             return
         # TokenProvider.authorization() inlined while the token is fresh (see _requests.py).

@@ -27,7 +27,7 @@ import os
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from . import _log, plugins
 from .cache import cache_identity, default_cache, slot_for
@@ -61,17 +61,17 @@ _BEARER = "Bearer "
 _now = time.time  # a module global: one lookup fewer on the per-request path
 
 
-class _Entry(NamedTuple):
+class _Entry:
     # Deadlines and the header value precomputed once per token, so the per-request path is
-    # one clock read and a compare.
-    token: Token
-    refresh_at: float
-    unusable_at: float
-    authorization: str
+    # one clock read and a compare. A slotted class, not a NamedTuple: CPython reads slots
+    # faster than tuple fields, and the adapters read two of them for every request.
+    __slots__ = ("authorization", "refresh_at", "token", "unusable_at")
 
-    @classmethod
-    def of(cls, token: Token) -> _Entry:
-        return cls(token, token.fresh_until, token.usable_until, _BEARER + token.value)
+    def __init__(self, token: Token) -> None:
+        self.token = token
+        self.refresh_at = token.fresh_until
+        self.unusable_at = token.usable_until
+        self.authorization = _BEARER + token.value
 
 
 _live_providers: weakref.WeakSet[TokenProvider] = weakref.WeakSet()
@@ -223,7 +223,7 @@ class TokenProvider:
     def _usable(self, token: Token | None, *, advisory: bool) -> bool:
         if token is None or token.value in self._rejected:
             return False
-        entry = _Entry.of(token)
+        entry = _Entry(token)
         return time.time() < (entry.refresh_at if advisory else entry.unusable_at)
 
     def _obtain(self, *, advisory: bool) -> Token:
@@ -271,7 +271,7 @@ class TokenProvider:
 
     def _adopt(self, token: Token, source: str) -> Token:
         with self._entry_lock:
-            self._entry = _Entry.of(token)
+            self._entry = _Entry(token)
         _log.debug(
             "using a token for key %s from the %s, valid %.0f s",
             self.fingerprint,
