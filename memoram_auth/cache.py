@@ -91,6 +91,8 @@ def _encode(token: Token, *, base_url: str, key_fingerprint: str) -> bytes:
         f"expires_at: {token.expires_at!r}",
         f"token: {token.value}",
     ]
+    if token.after_rejection:
+        lines.append("after_rejection: 1")  # absent otherwise; older readers ignore it
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
@@ -113,11 +115,16 @@ def _decode(raw: bytes) -> Token | None:
     # "not <=" also refuses NaN; no token lives two days (MAX_LIFETIME is one).
     if not obtained_at <= expires_at or expires_at - obtained_at > 2 * 86_400:
         return None
-    return Token(value, obtained_at=obtained_at, expires_at=expires_at)
+    return Token(
+        value,
+        obtained_at=obtained_at,
+        expires_at=expires_at,
+        after_rejection=fields.get("after_rejection") == "1",
+    )
 
 
 class FileCache:
-    """Tokens in ``directory``, one JSON file per slot, written atomically and locked with flock.
+    """Tokens in ``directory``, a small text file per slot, written atomically, flock-locked.
 
     Never raises for I/O problems: see the module docstring.
     """

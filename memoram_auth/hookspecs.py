@@ -34,7 +34,12 @@ class TokenCache(Protocol):
         """The stored token, or ``None`` (missing, damaged or unreadable: all misses)."""
 
     def store(self, slot: str, token: Token, *, base_url: str, key_fingerprint: str) -> None:
-        """Keep *token*; failures degrade the cache, they never raise."""
+        """Keep *token*; failures degrade the cache, they never raise.
+
+        :meth:`load` should give back ``value``, ``obtained_at``, ``expires_at`` and
+        ``after_rejection``; a backend that drops ``after_rejection`` costs other processes one
+        token request after a 401 each.
+        """
 
     def delete(self, slot: str) -> None:
         """Forget the token in *slot*, if any."""

@@ -16,8 +16,10 @@ minute; a 4 s token from 1 s before and never in its last 0.4 s.
 
 Single flight: within the process a thread lock, across processes the cache's file lock; after
 taking the file lock the cache is read again, so the process that waited adopts the token the
-other one fetched. A rejected token is invalidated by value (compare-and-invalidate): a newer
-token, fetched meanwhile by another thread or process, survives.
+other one fetched. After a 401 the token is replaced by one obtained after the rejection, or
+fetched after one: a token that was already around may have been revoked with it. A
+replacement that another thread or process fetched meanwhile survives a late 401 for the old
+token (compare-and-invalidate).
 """
 
 from __future__ import annotations
@@ -119,6 +121,9 @@ class TokenProvider:
         self._slot = slot_for(self.base_url, self._api_key)
         self._entry: _Entry | None = None
         self._rejected: collections.deque[str] = collections.deque(maxlen=8)
+        # When the API rejected our current token, until a replacement is adopted (see
+        # invalidate); None otherwise.
+        self._rejection_seen_at: float | None = None
         self._next_advisory_try = 0.0
         self._reset_locks()
         _live_providers.add(self)
@@ -221,10 +226,14 @@ class TokenProvider:
         return self._obtain(advisory=False)
 
     def _usable(self, token: Token | None, *, advisory: bool) -> bool:
-        if token is None or token.value in self._rejected:
+        if token is None or token.value in self._rejected or not self._postdates_rejection(token):
             return False
         entry = _Entry(token)
         return time.time() < (entry.refresh_at if advisory else entry.unusable_at)
+
+    def _postdates_rejection(self, token: Token) -> bool:
+        seen_at = self._rejection_seen_at
+        return seen_at is None or token.after_rejection or token.obtained_at > seen_at
 
     def _obtain(self, *, advisory: bool) -> Token:
         # A token another process cached is as good as one we fetch; the lock-free read first
@@ -248,6 +257,8 @@ class TokenProvider:
                     policy=self.policy,
                     transport=self._transport,
                 )
+                # Tells other processes that this one is newer than the rejection.
+                token.after_rejection = self._rejection_seen_at is not None
             except MemoramAuthError as exc:
                 plugins.notify(
                     "memoram_auth_refresh_failed",
@@ -272,6 +283,8 @@ class TokenProvider:
     def _adopt(self, token: Token, source: str) -> Token:
         with self._entry_lock:
             self._entry = _Entry(token)
+            if self._postdates_rejection(token):
+                self._rejection_seen_at = None
         _log.debug(
             "using a token for key %s from the %s, valid %.0f s",
             self.fingerprint,
@@ -281,15 +294,23 @@ class TokenProvider:
         return token
 
     def invalidate(self, token: str) -> None:
-        """Forget *token* because the API rejected it (401), if it is still the current one.
+        """Forget *token* because the API rejected it (401), and any token as old as it.
 
-        Compare-and-invalidate: when another thread or process has already replaced it, the
-        newer token stays. The rejected value is also never adopted again from the cache.
+        Whatever made the API reject it (a revocation of every token, a rotated signing key)
+        may have hit the tokens that were already around when the 401 came, such as the one
+        another thread or process refreshed to while the request was in flight. So the current
+        token is dropped too unless it was itself fetched after a rejection (compare-and-
+        invalidate: a replacement that another thread or process already fetched stays), and
+        until a replacement is in, only a token obtained after this moment, or fetched after a
+        rejection, is adopted. Otherwise the one replay after a 401 could go out with a dead
+        token as well (seen in the soak). The rejected value is never adopted again.
         """
         self._rejected.append(token)
         with self._entry_lock:
-            if self._entry is not None and self._entry.token.value == token:
+            current = self._entry.token if self._entry is not None else None
+            if current is not None and (current.value == token or not current.after_rejection):
                 self._entry = None
+                self._rejection_seen_at = time.time()
         _log.debug("the API rejected a token for key %s; it will be replaced", self.fingerprint)
 
     # -- async --------------------------------------------------------------------------------

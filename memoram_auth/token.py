@@ -54,12 +54,17 @@ class Token:
     A plain class rather than a NamedTuple: ``typing`` alone costs the command line ~3 ms.
     """
 
-    __slots__ = ("expires_at", "obtained_at", "value")
+    __slots__ = ("after_rejection", "expires_at", "obtained_at", "value")
 
-    def __init__(self, value: str, obtained_at: float, expires_at: float) -> None:
+    def __init__(
+        self, value: str, obtained_at: float, expires_at: float, *, after_rejection: bool = False
+    ) -> None:
         self.value = value
         self.obtained_at = obtained_at
         self.expires_at = expires_at
+        #: Fetched to replace a token the API had rejected, so it postdates whatever (a
+        #: revocation, a rotated signing key) caused that rejection.
+        self.after_rejection = after_rejection
 
     def __repr__(self) -> str:
         return f"Token(obtained_at={self.obtained_at!r}, expires_at={self.expires_at!r})"

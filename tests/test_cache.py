@@ -34,6 +34,19 @@ def test_round_trip(tmp_path: Path) -> None:
     assert cache.load(SLOT) is None
 
 
+def test_round_trip_keeps_whether_the_token_followed_a_rejection(tmp_path: Path) -> None:
+    cache = FileCache(tmp_path)
+    store(cache)
+    loaded = cache.load(SLOT)
+    assert loaded is not None
+    assert not loaded.after_rejection
+    assert "after_rejection" not in (tmp_path / f"{SLOT}.token").read_text()
+    store(cache, Token(TOKEN.value, 1_000.0, 4_600.0, after_rejection=True))
+    loaded = cache.load(SLOT)
+    assert loaded is not None
+    assert loaded.after_rejection
+
+
 def test_missing_directory_is_created_private(tmp_path: Path) -> None:
     directory = tmp_path / "a" / "cache"
     cache = FileCache(directory)

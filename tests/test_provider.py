@@ -215,12 +215,28 @@ def test_invalidate_replaces_the_rejected_token(memoram_emulator: Emulator, tmp_
     assert memoram_emulator.counters.token_requests == 2
 
 
-def test_invalidate_leaves_a_newer_token_alone(memoram_emulator: Emulator, tmp_path: Path) -> None:
+def test_invalidate_leaves_a_replacement_alone(memoram_emulator: Emulator, tmp_path: Path) -> None:
+    provider = provider_for(memoram_emulator, tmp_path)
+    old = provider.get_token()
+    provider.invalidate(old.value)
+    replacement = provider.get_token()
+    provider.invalidate(old.value)  # a late 401 for a request that went out with the old one
+    assert provider.get_token() is replacement
+    assert memoram_emulator.counters.token_requests == 2
+
+
+def test_a_401_for_an_older_token_also_drops_a_routine_newer_one(
+    memoram_emulator: Emulator, tmp_path: Path
+) -> None:
+    # The current token was not fetched because of a rejection: whatever rejected the older
+    # one (a revocation of every token) may have rejected it too.
     provider = provider_for(memoram_emulator, tmp_path)
     current = provider.get_token()
     provider.invalidate("an.older.token")
-    assert provider.get_token() is current
-    assert memoram_emulator.counters.token_requests == 1
+    replacement = provider.get_token()
+    assert replacement.value != current.value
+    assert replacement.after_rejection
+    assert memoram_emulator.counters.token_requests == 2
 
 
 def test_another_process_adopts_the_replacement_without_a_request(
@@ -258,6 +274,46 @@ def seed(provider: TokenProvider, token: str, *, remaining: float, lifetime: flo
     now = time.time()
     fake = Token(token, obtained_at=now + remaining - lifetime, expires_at=now + remaining)
     provider.cache.store(provider.slot, fake, base_url=provider.base_url, key_fingerprint="x")
+
+
+def test_a_rejected_token_is_not_replaced_by_one_that_predates_the_rejection(
+    memoram_emulator: Emulator, tmp_path: Path
+) -> None:
+    # Process a still uses X while process b has refreshed ahead of expiry to Y; then the API
+    # revokes every token issued so far (both). a's replacement must not be Y, which was
+    # already around when X was rejected, or a's one replay gets a 401 too (seen in the soak).
+    a, b = provider_for(memoram_emulator, tmp_path), provider_for(memoram_emulator, tmp_path)
+    x = a.get_token()
+    seed(b, x.value, remaining=300)  # b sees X as due for its advisory refresh
+    assert b.get_token().value == x.value
+    y = b.get_token()  # b refreshes ahead: Y goes to the cache, a keeps X in memory
+    assert y.value != x.value
+    assert a.get_token() is x
+    memoram_emulator.revoke_all()
+    a.invalidate(x.value)
+    z = a.get_token()
+    assert z.value not in (x.value, y.value)
+    assert api_status(memoram_emulator, z.value) == 200
+    # b, rejected on Y a moment later, adopts a's replacement: no request of its own.
+    b.invalidate(y.value)
+    assert b.get_token().value == z.value
+    assert memoram_emulator.counters.token_requests == 3
+
+
+def test_a_token_fetched_after_the_rejection_is_adopted_without_a_request(
+    memoram_emulator: Emulator, tmp_path: Path
+) -> None:
+    # The other way round: b refreshed (routinely) after a's token was rejected, so b's token
+    # cannot have been revoked with it.
+    a, b = provider_for(memoram_emulator, tmp_path), provider_for(memoram_emulator, tmp_path)
+    x = a.get_token()
+    a.invalidate(x.value)
+    b._entry = None
+    b.cache.delete(b.slot)
+    time.sleep(0.01)  # obtained_at is the wall clock: make "after" unambiguous
+    y = b.get_token()
+    assert a.get_token().value == y.value
+    assert memoram_emulator.counters.token_requests == 2
 
 
 def test_advisory_window_refreshes_once_and_keeps_serving(
