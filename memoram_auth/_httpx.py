@@ -15,10 +15,9 @@ from typing import NamedTuple, Optional, Protocol
 import httpx
 
 from ._authcore import AuthCore
+from .provider import BEARER
 
 __all__ = ["HttpxAuth"]
-
-_BEARER = "Bearer "
 
 
 class _URLParts(Protocol):
@@ -137,7 +136,7 @@ class HttpxAuth(AuthCore, httpx.Auth):
         if not self._rejected(response, header):
             return
         # Invalidated even when the body cannot be replayed, so the next request gets a new one.
-        self.provider.invalidate(header[len(_BEARER) :])
+        self.provider.invalidate(header[len(BEARER) :])
         if not _replayable(request):
             return
         response.read()  # free the connection before the replay
@@ -156,7 +155,7 @@ class HttpxAuth(AuthCore, httpx.Auth):
         response = yield request
         if not self._rejected(response, header):
             return
-        self.provider.invalidate(header[len(_BEARER) :])
+        self.provider.invalidate(header[len(BEARER) :])
         if not _replayable(request):
             return
         await response.aread()

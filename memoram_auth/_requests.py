@@ -16,11 +16,11 @@ from requests.cookies import extract_cookies_to_jar
 from requests.utils import rewind_body
 
 from ._authcore import AuthCore
+from .provider import BEARER
 
 __all__ = ["RequestsAuth"]
 
 _IN_MEMORY = (bytes, str, type(None))
-_BEARER = "Bearer "
 
 
 def _replayable(request: requests.PreparedRequest) -> bool:
@@ -72,13 +72,13 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
         # Only our own header, on the API's origin (not after a redirect elsewhere).
         if (
             response.status_code != 401
-            or not header.startswith(_BEARER)
+            or not header.startswith(BEARER)
             or not sent.url
             or not self.targets(sent.url)
         ):
             return response
         # Invalidated even when the body cannot be replayed, so the next request gets a new one.
-        self.provider.invalidate(header[len(_BEARER) :])
+        self.provider.invalidate(header[len(BEARER) :])
         if not _replayable(sent):
             return response
         new_header = self.provider.authorization()

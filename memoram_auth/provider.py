@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ADVISORY_RETRY_INTERVAL",
+    "BEARER",
     "TokenProvider",
     "advisory_window",
     "get_provider",
@@ -59,7 +60,8 @@ __all__ = [
 ADVISORY_RETRY_INTERVAL = 5.0
 
 
-_BEARER = "Bearer "
+#: What comes before the token in the ``Authorization`` header (see ``authorization()``).
+BEARER = "Bearer "
 _now = time.time  # a module global: one lookup fewer on the per-request path
 
 
@@ -73,7 +75,7 @@ class _Entry:
         self.token = token
         self.refresh_at = token.fresh_until
         self.unusable_at = token.usable_until
-        self.authorization = _BEARER + token.value
+        self.authorization = BEARER + token.value
 
 
 _live_providers: weakref.WeakSet[TokenProvider] = weakref.WeakSet()
@@ -172,7 +174,7 @@ class TokenProvider:
         entry = self._entry
         if entry is not None and entry.token is token:
             return entry.authorization
-        return _BEARER + token.value
+        return BEARER + token.value
 
     def get_token(self) -> Token:
         """A token that is not in its mandatory refresh window, fetching one if needed.
