@@ -36,6 +36,17 @@ def medians(commands: dict[str, list[str]], env: dict[str, str], runs: int) -> d
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+def installed_plugins() -> list[str]:
+    """The ``memoram_auth`` entry points installed here (the warm path must not load them)."""
+    from importlib.metadata import entry_points
+
+    if sys.version_info >= (3, 10):
+        found = entry_points(group="memoram_auth")
+    else:
+        found = entry_points().get("memoram_auth", ())
+    return sorted(f"{ep.name} ({ep.value})" for ep in found)
+
+
 def run(quick: bool) -> tuple[str, list[str]]:
     runs = 5 if quick else 41
     script = BIN / "memoram-auth"
@@ -71,7 +82,8 @@ def run(quick: bool) -> tuple[str, list[str]]:
     ratio = results["memoram-auth token (warm cache)"] / base
     notes = [
         f"memoram-auth token: {ratio:.2f}x python -c pass (target ≤ 2x: {verdict(ratio, 2.0)}); "
-        f"{token_requests} token request(s) in {runs + 1} runs",
+        f"{token_requests} token request(s) in {runs + 1} runs; memoram-auth plugins installed: "
+        f"{', '.join(installed_plugins()) or 'none'} (the key comes from MEMORAM_API_KEY)",
         f"import memoram_auth adds {(results[rows[2][0]] - base) * 1e3:.1f} ms; "
         f"MemoramAuth (requests + httpx) adds {(results[rows[3][0]] - base) * 1e3:.1f} ms",
     ]

@@ -18,43 +18,23 @@ The file cache is safe to share between any number of processes:
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 
-from .exceptions import ConfigurationError, MemoramAuthWarning
+from ._env import CACHE_DIR_ENV
+from .exceptions import MemoramAuthWarning
 from .keys import sha256_hex
 from .token import Token, is_header_safe
 
-__all__ = [
-    "CACHE_BACKEND_ENV",
-    "CACHE_DIR_ENV",
-    "CACHE_HEADER",
-    "DISK_CACHE_ENV",
-    "FileCache",
-    "MemoryOnlyCache",
-    "cache_identity",
-    "default_cache",
-    "default_directory",
-    "slot_for",
-]
+__all__ = ["CACHE_HEADER", "FileCache", "MemoryOnlyCache", "slot_for"]
 
-CACHE_DIR_ENV = "MEMORAM_AUTH_CACHE_DIR"
-CACHE_BACKEND_ENV = "MEMORAM_AUTH_CACHE_BACKEND"
-DISK_CACHE_ENV = "MEMORAM_AUTH_DISK_CACHE"
 #: The first line of every cache file; another first line is another format (or damage).
 #: Plain "name: value" lines rather than JSON: the command line reads this file on every
 #: call, and importing json would cost it more than reading and checking the file does.
 CACHE_HEADER = "memoram-auth token cache v1"
-_OFF = frozenset({"0", "off", "false", "no"})
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
-    from typing import Any, Union
-
-    from .hookspecs import TokenCache
-
-    #: A ``cache_dir`` argument: a directory, ``False`` for memory only, ``None`` for default.
-    CacheDir = Union[str, "os.PathLike[str]", bool, None]
+    from typing import Any
 
 
 def slot_for(base_url: str, api_key: str) -> str:
@@ -316,73 +296,3 @@ class _SlotLock:
         held, self._held = self._held, None
         if held is not None:
             held.release()
-
-
-def _disk_cache_off() -> bool:
-    return os.environ.get(DISK_CACHE_ENV, "").strip().lower() in _OFF
-
-
-def default_directory() -> str:
-    """``MEMORAM_AUTH_CACHE_DIR``, else the platform's user cache directory for memoram-auth."""
-    configured = os.environ.get(CACHE_DIR_ENV, "").strip()
-    if configured:
-        return os.path.expanduser(configured)
-    if sys.platform.startswith("linux"):
-        # What platformdirs answers on Linux (the XDG base directory spec), without importing
-        # it: platformdirs alone would more than double the command line's start-up time.
-        xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-        root = xdg if os.path.isabs(xdg) else os.path.expanduser("~/.cache")
-        return os.path.join(root, "memoram-auth")
-    import platformdirs
-
-    return str(platformdirs.user_cache_dir("memoram-auth", appauthor=False))
-
-
-def _backend_name(cache_dir: CacheDir, backend: str | None) -> str:
-    if cache_dir is False or (cache_dir is None and _disk_cache_off()):
-        return "memory"
-    return backend or os.environ.get(CACHE_BACKEND_ENV, "").strip() or "file"
-
-
-def _given_directory(cache_dir: CacheDir) -> str | None:
-    if isinstance(cache_dir, bool) or cache_dir is None:
-        return None
-    return os.path.expanduser(os.fspath(cache_dir))
-
-
-def cache_identity(cache_dir: CacheDir = None, backend: str | None = None) -> tuple[str, str]:
-    """What :func:`default_cache` would build, as a key: equal keys, equal caches. No I/O."""
-    name = _backend_name(cache_dir, backend)
-    directory = _given_directory(cache_dir)
-    if name == "file":
-        directory = directory or default_directory()
-    return name, directory or ""
-
-
-def default_cache(cache_dir: CacheDir = None, backend: str | None = None) -> TokenCache:
-    """The cache for a ``cache_dir`` argument, following the environment where it is ``None``.
-
-    ``False`` (or ``MEMORAM_AUTH_DISK_CACHE=0``) keeps tokens in memory only; a path uses that
-    directory; otherwise ``MEMORAM_AUTH_CACHE_DIR``, else the platform's user cache directory
-    (``~/.cache/memoram-auth`` on Linux). *backend* (or ``MEMORAM_AUTH_CACHE_BACKEND``) picks
-    a cache backend that a plugin provides, instead of the built-in ``file``.
-
-    Raises:
-        ConfigurationError: no installed plugin provides the backend named.
-    """
-    name = _backend_name(cache_dir, backend)
-    directory = _given_directory(cache_dir)
-    if name == "memory":
-        return MemoryOnlyCache()
-    if name == "file":
-        return FileCache(directory or default_directory())
-    from .plugins import cache_backends  # only a third-party backend needs the plugins
-
-    backends = cache_backends()
-    factory = backends.get(name)
-    if factory is None:
-        raise ConfigurationError(
-            f"no installed plugin provides the cache backend {name!r} "
-            f"(available: {', '.join(sorted(backends))}); check {CACHE_BACKEND_ENV}"
-        )
-    return factory(directory)

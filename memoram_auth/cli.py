@@ -12,6 +12,7 @@ import time
 import warnings
 from types import SimpleNamespace
 
+from ._env import DEBUG_ENV
 from .exceptions import (
     ConfigurationError,
     EndpointUnavailableError,
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-    from .cache import CacheDir
+    from ._backends import CacheDir
     from .provider import TokenProvider
     from .token import Token
 
@@ -173,7 +174,8 @@ def _current_token(args: argparse.Namespace | SimpleNamespace) -> Token:
     provider's locks, threads and the exchange machinery; anything else goes through the
     provider, which refreshes under the cross-process lock as every other user of the key does.
     """
-    from .cache import FileCache, default_cache, slot_for
+    from ._backends import default_cache
+    from .cache import FileCache, slot_for
 
     base_url, api_key, cache_dir = _settings(args)
     cache = default_cache(cache_dir)
@@ -236,7 +238,8 @@ def _status(args: argparse.Namespace | SimpleNamespace) -> int:
 
 
 def _clear(args: argparse.Namespace | SimpleNamespace) -> int:
-    from .cache import FileCache, default_cache
+    from ._backends import default_cache
+    from .cache import FileCache
 
     if args.all:
         cache = default_cache(False if args.no_disk_cache else args.cache_dir)
@@ -268,7 +271,7 @@ def _run(argv: list[str]) -> int:
         return _status(args)
     if args.command == "clear":
         return _clear(args)
-    from .demo import run_demo
+    from ._demo import run_demo
 
     return run_demo()
 
@@ -303,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return EXIT_ERROR
     except Exception as exc:
-        if os.environ.get("MEMORAM_AUTH_DEBUG"):
+        if os.environ.get(DEBUG_ENV):
             raise
         print(
             f"{PROG}: unexpected error: {type(exc).__name__}: {exc} "

@@ -56,8 +56,10 @@ CacheFactory = Callable[["str | None"], TokenCache]
 def memoram_auth_get_api_key(base_url: str) -> str | None:
     """Return the API key for *base_url*, or ``None`` to let the next plugin answer.
 
-    The first non-``None`` answer wins. The built-in plugin reads ``MEMORAM_API_KEY`` and is
-    marked ``tryfirst``; mark yours ``@hookimpl(tryfirst=True)`` to be asked before it.
+    Asked only when no key was passed and ``MEMORAM_API_KEY`` is unset or empty: the
+    environment always wins, as environment credentials do for AWS and gcloud, so a process
+    with its key there never loads a plugin. The first non-``None`` answer wins; order among
+    plugins is pluggy's (``tryfirst``/``trylast``, then the last registered first).
     """
 
 

@@ -1,14 +1,15 @@
 """Finding, loading and calling plugins, so that a broken plugin never breaks its host.
 
 Plugins are found through the ``memoram_auth`` entry-point group and loaded once per process,
-on first need. ``MEMORAM_AUTH_DISABLE_PLUGINS=1`` turns the discovery off (the built-in plugins
-still apply). A plugin that fails to import, or a hook that raises, produces a
+on first need. ``MEMORAM_AUTH_DISABLE_PLUGINS=1`` turns the discovery off (the built-in plugin
+still applies). A plugin that fails to import, or a hook that raises, produces a
 :class:`MemoramAuthWarning` naming the plugin and is otherwise skipped.
 
 Start-up matters for the command line: pluggy and ``importlib.metadata`` together cost more
-than Python itself takes to start. So when no distribution on ``sys.path`` declares a
-``memoram_auth`` entry point (a quick scan of ``entry_points.txt`` files), neither is imported
-and the built-in behaviour is applied directly.
+than Python itself takes to start. So they are imported only when a plugin's answer is needed:
+no key was given and ``MEMORAM_API_KEY`` is unset, a cache backend that is not built in was
+asked for, or an event happens while a plugin is installed. Whether one is installed is a quick
+scan of ``entry_points.txt`` files, done at most once per process.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import os
 import sys
 import warnings
 
+from . import _builtins
+from ._env import DISABLE_PLUGINS_ENV, ON_VALUES
 from .exceptions import MemoramAuthWarning
-from .settings import API_KEY_ENV
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -29,7 +31,6 @@ if TYPE_CHECKING:
     from .hookspecs import CacheFactory
 
 __all__ = [
-    "DISABLE_ENV",
     "ENTRY_POINT_GROUP",
     "cache_backends",
     "call_hook",
@@ -40,23 +41,17 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "memoram_auth"
-DISABLE_ENV = "MEMORAM_AUTH_DISABLE_PLUGINS"
 
 _manager: pluggy.PluginManager | None = None
+# The answer of the entry_points.txt scan, once per process (None: not scanned yet).
+_installed: bool | None = None
 
 
 def _disabled() -> bool:
-    return os.environ.get(DISABLE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    return os.environ.get(DISABLE_PLUGINS_ENV, "").strip().lower() in ON_VALUES
 
 
-def third_party_plugins_installed() -> bool:
-    """True if some installed distribution declares a ``memoram_auth`` entry point.
-
-    A cheap stand-in for ``importlib.metadata.entry_points(group=...)``: it reads the
-    ``entry_points.txt`` of each ``*.dist-info``/``*.egg-info`` directory on ``sys.path``.
-    """
-    if _disabled():
-        return False
+def _scan() -> bool:
     marker = f"[{ENTRY_POINT_GROUP}]"
     for entry in sys.path:
         try:
@@ -74,6 +69,21 @@ def third_party_plugins_installed() -> bool:
                 if marker in text:
                     return True
     return False
+
+
+def third_party_plugins_installed() -> bool:
+    """True if some installed distribution declares a ``memoram_auth`` entry point.
+
+    A cheap stand-in for ``importlib.metadata.entry_points(group=...)``: it reads the
+    ``entry_points.txt`` of each ``*.dist-info``/``*.egg-info`` directory on ``sys.path``,
+    once per process.
+    """
+    global _installed  # one scan per process
+    if _disabled():
+        return False
+    if _installed is None:
+        _installed = _scan()
+    return _installed
 
 
 def _load_entry_points(manager: pluggy.PluginManager) -> None:
@@ -108,11 +118,10 @@ def get_plugin_manager() -> pluggy.PluginManager:
         # (a module-level lock would cost the command line an import of threading).
         with globals().setdefault("_lock", threading.Lock()):
             if _manager is None:
-                import pluggy
-
                 from . import _builtin_plugin, hookspecs
+                from ._pluginmanager import PluginManager
 
-                manager = pluggy.PluginManager(hookspecs.PROJECT)
+                manager = PluginManager(hookspecs.PROJECT)
                 manager.add_hookspecs(hookspecs)
                 manager.register(_builtin_plugin, name="memoram_auth.builtin")
                 if not _disabled():
@@ -122,61 +131,43 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 
 def _reset_for_tests() -> None:
-    global _manager
+    global _manager, _installed
     _manager = None
+    _installed = None
 
 
-def call_hook(name: str, *, firstresult: bool = False, **kwargs: Any) -> list[Any]:  # noqa: ANN401
-    """Call hook *name* plugin by plugin, in pluggy's order, isolating failures.
+def call_hook(name: str, **kwargs: Any) -> Any:  # noqa: ANN401 - what the hook answers
+    """Call hook *name* through pluggy: a list of answers, or one for ``firstresult`` hooks.
 
-    Returns the non-``None`` results (only the first, with *firstresult*). A plugin that raises
-    is reported with a warning naming it, and the next one is asked.
+    A plugin that raises is reported with a warning naming it and counts as answering
+    ``None`` (see :mod:`memoram_auth._pluginmanager`).
     """
-    caller = getattr(get_plugin_manager().hook, name)
-    results: list[Any] = []
-    # pluggy calls the last registered first, tryfirst before and trylast after the rest.
-    for impl in reversed(caller.get_hookimpls()):
-        if impl.hookwrapper or impl.wrapper:
-            continue
-        try:
-            result = impl.function(*(kwargs[arg] for arg in impl.argnames))
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not crash its host
-            warnings.warn(
-                f"memoram-auth: the plugin {impl.plugin_name!r} failed in {name} and is "
-                f"skipped: {type(exc).__name__}: {exc}",
-                MemoramAuthWarning,
-                stacklevel=3,
-            )
-            continue
-        if result is not None:
-            results.append(result)
-            if firstresult:
-                break
-    return results
+    return getattr(get_plugin_manager().hook, name)(**kwargs)
 
 
 def get_api_key(base_url: str) -> str | None:
-    """The key the plugins give for *base_url* (the environment variable comes first)."""
-    if _manager is None and not third_party_plugins_installed():
-        return os.environ.get(API_KEY_ENV) or None  # the built-in plugin alone, without pluggy
-    results = call_hook("memoram_auth_get_api_key", firstresult=True, base_url=base_url)
-    if results and not isinstance(results[0], str):
+    """The key the plugins give for *base_url* (``MEMORAM_API_KEY`` comes first)."""
+    key = _builtins.environment_api_key()
+    if key is not None or not (_manager is not None or third_party_plugins_installed()):
+        return key  # the environment, or nothing else could answer: no pluggy needed
+    answer = call_hook("memoram_auth_get_api_key", base_url=base_url)
+    if answer is not None and not isinstance(answer, str):
         warnings.warn(
             "memoram-auth: a plugin answered memoram_auth_get_api_key with a "
-            f"{type(results[0]).__name__}, not a string; ignoring it",
+            f"{type(answer).__name__}, not a string; ignoring it",
             MemoramAuthWarning,
             stacklevel=2,
         )
         return None
-    return results[0] if results else None
+    return answer
 
 
 def cache_backends() -> dict[str, CacheFactory]:
-    """Every cache backend by name; later plugins cannot replace the built-in ones."""
+    """Every cache backend by name; plugins cannot replace the built-in ones."""
     from collections.abc import Mapping
 
-    backends: dict[str, CacheFactory] = {}
-    # Registration order (the built-in plugin first), so that the first claim on a name stays.
+    backends: dict[str, CacheFactory] = dict(_builtins.BUILTIN_BACKENDS)
+    # pluggy answers the last registered first: reversed, the earliest claim on a name stays.
     for mapping in reversed(call_hook("memoram_auth_cache_backends")):
         if isinstance(mapping, Mapping):
             for name, factory in mapping.items():
@@ -184,7 +175,7 @@ def cache_backends() -> dict[str, CacheFactory]:
     return backends
 
 
-def notify(event: str, **kwargs: Any) -> None:  # noqa: ANN401
+def notify(event: str, **kwargs: Any) -> None:  # noqa: ANN401 - the event's own arguments
     """Tell the plugins about *event*; skipped cheaply when no plugin could be listening."""
     if _manager is None and not third_party_plugins_installed():
         return

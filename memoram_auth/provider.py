@@ -32,19 +32,20 @@ import weakref
 from typing import TYPE_CHECKING
 
 from . import _log, plugins
-from .cache import cache_identity, default_cache, slot_for
+from ._backends import cache_identity, default_cache
+from ._policy import RetryPolicy
+from ._urls import validate_base_url
+from .cache import slot_for
 from .exceptions import MemoramAuthError
 from .keys import fingerprint, normalize_api_key
-from .policy import RetryPolicy
 from .token import Token, advisory_window, mandatory_window
-from .urls import validate_base_url
 
 if TYPE_CHECKING:
     # asyncio and the exchange are imported where they are used: a process that finds its
     # token in the cache needs neither, and the command line starts faster without them.
     import asyncio
 
-    from .cache import CacheDir
+    from ._backends import CacheDir
     from .hookspecs import TokenCache
     from .transport import Transport
 
@@ -90,7 +91,7 @@ class TokenProvider:
         api_key: the developer API key (surrounding whitespace is dropped).
         base_url: the API's base URL (https, or http to a loopback host).
         cache: where tokens are shared between processes (default:
-            :func:`memoram_auth.cache.default_cache`).
+            `memoram_auth._backends.default_cache`).
         policy: retries and timeouts of the token request.
         expires_in: the lifetime to ask for, in seconds (the server may grant less).
         lock_timeout: longest wait for another process's refresh before fetching anyway;
@@ -147,12 +148,6 @@ class TokenProvider:
     def slot(self) -> str:
         """This provider's slot in the cache."""
         return self._slot
-
-    @property
-    def current(self) -> Token | None:
-        """The token in memory, if any, without refreshing anything."""
-        entry = self._entry
-        return entry.token if entry is not None else None
 
     # -- sync ---------------------------------------------------------------------------------
 
@@ -374,7 +369,7 @@ def get_provider(
     Every auth object built with the same settings shares it, so building one per request
     costs a dictionary lookup, and the whole process makes one token request per lifetime.
     Arguments are as for :class:`TokenProvider`; ``cache_dir`` and ``cache_backend`` as for
-    :func:`memoram_auth.cache.default_cache`.
+    `memoram_auth._backends.default_cache`.
     """
     key = normalize_api_key(api_key)
     url = validate_base_url(base_url)

@@ -1,24 +1,29 @@
-"""Where the API key and base URL come from when the caller does not say."""
+"""Where the API key and base URL come from when the caller does not say.
+
+Precedence for the key: the argument, then ``MEMORAM_API_KEY``, then key plugins. The
+environment wins over plugins, as AWS and gcloud environment credentials win over their
+configured sources: it is the per-run override, and it lets a process that has its key in the
+environment start without importing pluggy or any plugin.
+"""
 
 from __future__ import annotations
 
 import os
 
+from ._builtins import environment_api_key
+from ._env import API_KEY_ENV, BASE_URL_ENV
+from ._urls import DEFAULT_BASE_URL, validate_base_url
 from .exceptions import ConfigurationError
 from .keys import normalize_api_key
-from .urls import DEFAULT_BASE_URL, validate_base_url
 
-__all__ = ["API_KEY_ENV", "BASE_URL_ENV", "resolve_api_key", "resolve_base_url"]
-
-API_KEY_ENV = "MEMORAM_API_KEY"
-BASE_URL_ENV = "MEMORAM_BASE_URL"
+__all__ = ["resolve_api_key", "resolve_base_url"]
 
 
 def resolve_base_url(base_url: str | None = None) -> str:
     """The argument, else ``MEMORAM_BASE_URL``, else the production API; validated.
 
     Raises:
-        ConfigurationError: see :func:`memoram_auth.urls.validate_base_url`.
+        ConfigurationError: see :func:`memoram_auth._urls.validate_base_url`.
     """
     if base_url is None:
         base_url = os.environ.get(BASE_URL_ENV, "").strip() or DEFAULT_BASE_URL
@@ -26,13 +31,15 @@ def resolve_base_url(base_url: str | None = None) -> str:
 
 
 def resolve_api_key(api_key: str | None, base_url: str) -> str:
-    """The argument, else the key hook: ``MEMORAM_API_KEY``, then key plugins; normalized.
+    """The argument, else ``MEMORAM_API_KEY``, else key plugins; normalized.
 
     Raises:
         ConfigurationError: no key anywhere, or a key that cannot be one.
     """
     if api_key is None:
-        from .plugins import get_api_key  # plugins imports this module
+        api_key = environment_api_key()
+    if api_key is None:
+        from .plugins import get_api_key  # only now: plugins cost pluggy and a metadata scan
 
         api_key = get_api_key(base_url)
     if api_key is None or not api_key.strip():

@@ -101,6 +101,39 @@ def test_a_warm_token_loads_no_http_library(emu: Emulator, cli: Cli) -> None:
     assert emu.counters.token_requests == 1
 
 
+def test_a_warm_token_loads_no_plugin_even_with_plugins_installed(
+    emu: Emulator, cli: Cli, tmp_path: Path
+) -> None:
+    # An installed plugin, as pip leaves one: a distribution declaring a memoram_auth entry
+    # point, whose module would show up in the import list if anything loaded it.
+    site = tmp_path / "site"
+    info = site / "noisy_plugin-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: noisy-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[memoram_auth]\nnoisy = noisy_plugin\n")
+    (site / "noisy_plugin.py").write_text("raise RuntimeError('the plugin was imported')\n")
+    env = {**cli.env, "PYTHONPATH": str(site)}
+    assert cli("token", PYTHONPATH=str(site)).returncode == 0
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "memoram_auth", "token"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert "memoram_auth.cache" in imported  # the list is real
+    loaded = {"noisy_plugin", "pluggy", "importlib.metadata", "memoram_auth_keyring", "keyring"}
+    assert loaded & imported == set()
+    # Without the key in the environment the plugin is asked, so it is loaded (and here fails
+    # to import, which is a warning, not a crash).
+    asked = cli("token", MEMORAM_API_KEY="", PYTHONPATH=str(site))
+    assert asked.returncode == 2
+    assert "'noisy'" in asked.stderr
+    assert "no Memoram API key" in asked.stderr
+
+
 def test_options_go_before_or_after_the_command(emu: Emulator, cli: Cli, tmp_path: Path) -> None:
     other_cache = str(tmp_path / "other")
     before = cli("--api-key", emu.api_key, "--cache-dir", other_cache, "token", MEMORAM_API_KEY="")

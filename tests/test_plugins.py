@@ -10,10 +10,17 @@ from typing import Any
 import pytest
 import requests
 
-from memoram_auth import ConfigurationError, MemoramAuth, MemoramAuthWarning, hookimpl, plugins
-from memoram_auth.cache import MemoryOnlyCache, default_cache
+from memoram_auth import (
+    ConfigurationError,
+    MemoramAuth,
+    MemoramAuthWarning,
+    RetryPolicy,
+    hookimpl,
+    plugins,
+)
+from memoram_auth._backends import default_cache
+from memoram_auth.cache import MemoryOnlyCache
 from memoram_auth.emulator import Emulator
-from memoram_auth.exchange import RetryPolicy
 from memoram_auth.provider import TokenProvider
 
 
@@ -73,9 +80,14 @@ def test_the_environment_comes_before_an_ordinary_plugin(
     assert plugin.asked == []
 
 
-def test_a_tryfirst_plugin_precedes_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_environment_comes_before_even_a_tryfirst_plugin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("MEMORAM_API_KEY", "mem_from_env")
-    with registered(EagerKeyPlugin("mem_from_plugin")):
+    eager = EagerKeyPlugin("mem_from_plugin")
+    with registered(eager):
+        assert plugins.get_api_key("https://api.memoram.app/api/v1") == "mem_from_env"
+        monkeypatch.delenv("MEMORAM_API_KEY")
         assert plugins.get_api_key("https://api.memoram.app/api/v1") == "mem_from_plugin"
 
 
@@ -179,11 +191,11 @@ def test_a_plugin_that_fails_to_import_is_named_and_skipped(
 ) -> None:
     make_distribution(tmp_path, "broken_plugin", "[memoram_auth]\nbroken = no_such_module_xyz\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("MEMORAM_API_KEY", "mem_from_env")
+    monkeypatch.delenv("MEMORAM_API_KEY", raising=False)
     assert plugins.third_party_plugins_installed()
     with pytest.warns(MemoramAuthWarning, match="'broken' .* failed to load"):
         key = plugins.get_api_key("https://api.memoram.app/api/v1")
-    assert key == "mem_from_env"  # the host goes on
+    assert key is None  # the host goes on, and says "no API key" as usual
 
 
 def test_a_working_entry_point_plugin_is_loaded(
@@ -214,3 +226,34 @@ def test_plugins_can_be_switched_off(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def emu() -> Iterator[Emulator]:
     with Emulator() as emulator:
         yield emulator
+
+
+def test_the_manager_hands_back_the_plugin_as_registered() -> None:
+    plugin = KeyPlugin("mem_x")
+    manager = plugins.get_plugin_manager()
+    with registered(plugin):
+        assert manager.get_plugin("throwaway") is plugin
+        assert manager.is_registered(plugin)
+        assert manager.get_name(plugin) == "throwaway"
+    assert not manager.is_registered(plugin)
+    manager.register(plugin, name="again")
+    manager.unregister(plugin)  # by the object, too
+    assert manager.get_plugin("again") is None
+
+
+def test_hooks_go_through_pluggy_and_a_raising_plugin_does_not_hide_the_others() -> None:
+    class Broken:
+        @hookimpl(tryfirst=True)
+        def memoram_auth_get_api_key(self, base_url: str) -> str | None:
+            raise RuntimeError("boom")
+
+    manager = plugins.get_plugin_manager()
+    good = KeyPlugin("mem_good")
+    manager.register(good, name="good")
+    try:
+        with registered(Broken()), pytest.warns(MemoramAuthWarning, match="'throwaway' failed"):
+            # pluggy's own hook call: the broken plugin is asked first and answers None.
+            assert manager.hook.memoram_auth_get_api_key(base_url="u") == "mem_good"
+    finally:
+        manager.unregister(name="good")
+    assert good.asked == ["u"]

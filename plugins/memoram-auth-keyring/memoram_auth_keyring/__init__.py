@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import logging
 
-import keyring
-import keyring.errors
-
 from memoram_auth import hookimpl
+
+# keyring is imported inside the functions: loading it (and its backends) costs more than
+# Python's own start-up, and a process whose key comes from MEMORAM_API_KEY never asks for it.
 
 __all__ = ["SERVICE", "delete_api_key", "memoram_auth_get_api_key", "store_api_key"]
 
@@ -29,6 +29,9 @@ logger = logging.getLogger("memoram_auth_keyring")
 @hookimpl
 def memoram_auth_get_api_key(base_url: str) -> str | None:
     """The key stored for *base_url*, or ``None`` (nothing stored, or no keyring here)."""
+    import keyring
+    import keyring.errors
+
     try:
         return keyring.get_password(SERVICE, base_url)
     except keyring.errors.KeyringError as exc:
@@ -40,6 +43,8 @@ def memoram_auth_get_api_key(base_url: str) -> str | None:
 
 def store_api_key(base_url: str, api_key: str) -> None:
     """Store *api_key* for *base_url* in the keyring."""
+    import keyring
+
     keyring.set_password(SERVICE, base_url, api_key)
 
 
@@ -49,4 +54,6 @@ def delete_api_key(base_url: str) -> None:
     Raises:
         keyring.errors.PasswordDeleteError: no key is stored for it.
     """
+    import keyring
+
     keyring.delete_password(SERVICE, base_url)

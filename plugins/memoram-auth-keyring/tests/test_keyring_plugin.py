@@ -121,3 +121,16 @@ def test_httpie_finds_the_key_in_the_keyring(emu: Emulator, tmp_path: Path) -> N
     )
     assert result.returncode == 0, result.stderr
     assert '"tag_1"' in result.stdout
+
+
+def test_keyring_is_imported_only_when_a_key_is_asked_for() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, memoram_auth_keyring; before = 'keyring' in sys.modules;"
+        "memoram_auth_keyring.memoram_auth_get_api_key('https://example.invalid');"
+        "print(before, 'keyring' in sys.modules)"
+    )
+    out = subprocess.check_output([sys.executable, "-c", code], text=True)
+    assert out.split() == ["False", "True"]

@@ -1,0 +1,30 @@
+"""The names of every environment variable memoram-auth reads, and nothing else.
+
+A leaf module: it imports nothing, so any module may import it without creating a loop.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "API_KEY_ENV",
+    "BASE_URL_ENV",
+    "CACHE_BACKEND_ENV",
+    "CACHE_DIR_ENV",
+    "DEBUG_ENV",
+    "DISABLE_PLUGINS_ENV",
+    "DISK_CACHE_ENV",
+    "OFF_VALUES",
+    "ON_VALUES",
+]
+
+API_KEY_ENV = "MEMORAM_API_KEY"
+BASE_URL_ENV = "MEMORAM_BASE_URL"
+CACHE_DIR_ENV = "MEMORAM_AUTH_CACHE_DIR"
+CACHE_BACKEND_ENV = "MEMORAM_AUTH_CACHE_BACKEND"
+DISK_CACHE_ENV = "MEMORAM_AUTH_DISK_CACHE"
+DISABLE_PLUGINS_ENV = "MEMORAM_AUTH_DISABLE_PLUGINS"
+DEBUG_ENV = "MEMORAM_AUTH_DEBUG"
+
+#: How a boolean variable is read (case-insensitive, surrounding spaces ignored).
+ON_VALUES = frozenset({"1", "true", "yes", "on"})
+OFF_VALUES = frozenset({"0", "false", "no", "off"})
