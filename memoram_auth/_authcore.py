@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from .exchange import RetryPolicy, token_url
+from typing import TYPE_CHECKING
+
+from ._policy import RetryPolicy
+from ._urls import DEFAULT_PORTS, base_url_origin, origin_of
+from .exchange import token_url
 from .provider import TokenProvider, get_provider
 from .settings import resolve_api_key, resolve_base_url
-from .urls import DEFAULT_PORTS, base_url_origin, origin_of
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
-    from .cache import CacheDir
+    from ._backends import CacheDir
 
 __all__ = ["AuthCore"]
 
@@ -64,14 +66,6 @@ class AuthCore:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, key={self.fingerprint})"
 
-    def bearer_header(self) -> str:
-        """``Bearer <current token>``, fetching a token if needed (built once per token)."""
-        return self.provider.authorization()
-
-    async def bearer_header_async(self) -> str:
-        """:meth:`bearer_header` for coroutines; the event loop never waits on a lock."""
-        return await self.provider.authorization_async()
-
     def is_token_path(self, path: str) -> bool:
         """True if *path* (decoded, without the query) is the token endpoint's."""
         if not path.startswith(self._token_path):
@@ -81,9 +75,20 @@ class AuthCore:
 
     def targets(self, url: str) -> bool:
         """True if a request to *url* gets the token: same origin, not the token endpoint."""
-        if not url.startswith(self._origin_prefix) and origin_of(url) != self._origin:
+        # Most URLs start with the base URL's own spelling of the origin and, without escapes,
+        # are decided by two prefix tests; everything else is parsed.
+        if url.startswith(self._origin_prefix):
+            if not url.startswith(self._token_url) and "%" not in url:
+                return True
+            path = url[len(self._origin_prefix) - 1 :]
+        elif origin_of(url) == self._origin:
+            parts = url.split("/", 3)
+            path = "/" + parts[3] if len(parts) > 3 else "/"
+        else:
             return False
-        if url.startswith(self._token_url):
-            rest = url[len(self._token_url) :]
-            return bool(rest) and rest[0] not in "/?#"
-        return True
+        path = path.partition("?")[0].partition("#")[0]
+        if "%" in path:
+            from urllib.parse import unquote  # "%2F" and "%61" spell the token path too
+
+            path = unquote(path)
+        return not self.is_token_path(path)

@@ -338,7 +338,7 @@ def test_bad_settings_fail_at_construction(kwargs: dict[str, Any], message: str)
 def test_unreachable_token_endpoint_is_a_memoram_error(tmp_path: Path) -> None:
     with Emulator() as gone:
         base_url, key = gone.base_url, gone.api_key
-    from memoram_auth.exchange import RetryPolicy
+    from memoram_auth import RetryPolicy
 
     auth = MemoramAuth(key, base_url=base_url, cache_dir=tmp_path, policy=RetryPolicy(backoff=0.01))
     with pytest.raises(MemoramAuthError, match="unavailable"):
@@ -347,93 +347,8 @@ def test_unreachable_token_endpoint_is_a_memoram_error(tmp_path: Path) -> None:
         client.get(f"{base_url}/tags")
 
 
-def test_targets_only_the_api_origin(auth: MemoramAuth, emu: Emulator) -> None:
-    base = emu.base_url
-    port = emu.port
-    checks: dict[str, bool] = {
-        f"{base}/tags": True,
-        f"http://127.0.0.1:{port}/other/path": True,
-        f"http://LOCALHOST:{port}/x": False,  # another host name is another origin
-        f"http://127.0.0.1:{port}.evil.example/x": False,
-        f"https://127.0.0.1:{port}/tags": False,
-        f"http://127.0.0.1:{port + 1}/tags": False,
-        f"{base}/auth/token": False,
-        f"{base}/auth/token?x=1": False,
-        f"{base}/auth/tokens": True,
-    }
-    assert {url: auth.targets(url) for url in checks} == checks
-
-
-ORIGIN_CASES = {
-    # url (with {port} for the emulator's): gets the token?
-    "http://127.0.0.1:{port}/api/v1/tags": True,
-    "http://127.0.0.1:{port}/other/path?q=1": True,
-    "http://127.0.0.1:{port}/api/v1/auth/tokens": True,
-    "http://127.0.0.1:{port}/api/v1/a%20b": True,
-    "http://127.0.0.1:{port}/api/v1/auth/token": False,
-    "http://127.0.0.1:{port}/api/v1/auth/token/": False,
-    "http://127.0.0.1:{port}/api/v1/auth/token?x=1": False,
-    "http://127.0.0.1:{port}/api/v1/auth%2Ftoken": False,
-    "http://127.0.0.1:{port}/%61pi/v1/auth/token": False,
-    "http://LOCALHOST:{port}/x": False,
-    "https://127.0.0.1:{port}/tags": False,
-    "ws://127.0.0.1:{port}/tags": False,
-    "http://127.0.0.1:{other}/tags": False,
-    "http://127.0.0.1/tags": False,
-    "http://127.0.0.2:{port}/tags": False,
-}
-
-
-@pytest.mark.parametrize("reader", ["httpx-parsed", "public-properties"])
-def test_httpx_origin_test_is_the_same_with_either_url_reader(
-    auth: MemoramAuth, emu: Emulator, reader: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The flow reads httpx's parsed URL when it can, else the public URL properties
-    # (see memoram_auth._httpx._pick_url_parts); both must decide every URL alike.
-    from memoram_auth import _httpx
-
-    if reader == "public-properties":
-        monkeypatch.setattr(_httpx, "_url_parts", _httpx._public_parts)
-    urls = {
-        case.format(port=emu.port, other=emu.port + 1): expected
-        for case, expected in ORIGIN_CASES.items()
-    }
-    decided = {}
-    for url in urls:
-        request = httpx.Request("GET", url)
-        decided[url] = "Authorization" in next(auth.sync_auth_flow(request)).headers
-    assert decided == urls
-
-
-def test_httpx_url_reader_falls_back_to_public_properties(monkeypatch: pytest.MonkeyPatch) -> None:
-    from operator import attrgetter
-
-    from memoram_auth import _httpx
-
-    assert _httpx._pick_url_parts() is not _httpx._public_parts  # this httpx has the fast one
-    monkeypatch.setattr(_httpx, "attrgetter", lambda _name: attrgetter("_no_such_attribute"))
-    assert _httpx._pick_url_parts() is _httpx._public_parts
-
-
 def test_httpx_idna_base_url_matches_the_unicode_spelling(tmp_path: Path) -> None:
     auth = MemoramAuth("mem_idna", base_url="https://xn--fiqs8s.example/api", cache_dir=tmp_path)
     assert auth._targets(httpx.URL("https://\u4e2d\u56fd.example/api/x"))
     assert auth._targets(httpx.URL("https://XN--FIQS8S.example:443/api/x"))
     assert not auth._targets(httpx.URL("https://xn--fiqs8s.example:8443/api/x"))
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/api/v1/auth/token",
-        "/api/v1/auth/token?x=1",
-        "/api/v1/auth%2Ftoken",
-        "/%61pi/v1/auth/token",
-    ],
-)
-def test_httpx_never_sends_the_token_to_the_token_endpoint(
-    auth: MemoramAuth, emu: Emulator, path: str
-) -> None:
-    request = httpx.Request("POST", f"http://127.0.0.1:{emu.port}{path}")
-    sent = next(auth.sync_auth_flow(request))
-    assert "Authorization" not in sent.headers
