@@ -20,8 +20,7 @@ from collections.abc import Iterator
 
 import requests
 
-from memoram_auth import MemoramAuth, MemoramAuthError, MemoramAuthWarning
-from memoram_auth.policy import RetryPolicy
+from memoram_auth import MemoramAuth, MemoramAuthError, MemoramAuthWarning, RetryPolicy
 
 stats: collections.Counter[str] = collections.Counter()
 longest_wait = [0.0]

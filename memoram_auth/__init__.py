@@ -2,6 +2,22 @@
 
 Importing this package is cheap: it loads neither requests nor httpx. Names that need them are
 resolved on first use (see ``__getattr__``).
+
+The public API is this package's ``__all__`` and these documented modules; modules whose names
+start with an underscore are internal and may change in any release:
+
+- :mod:`memoram_auth.exceptions`: the error tree.
+- :mod:`memoram_auth.provider`: ``get_provider``/``TokenProvider``, tokens for code that sets
+  headers itself.
+- :mod:`memoram_auth.exchange`: ``request_token``, one token request with retries.
+- :mod:`memoram_auth.token`: ``Token`` and its expiry maths.
+- :mod:`memoram_auth.cache`: the built-in ``FileCache`` and ``MemoryOnlyCache``.
+- :mod:`memoram_auth.hookspecs` and :mod:`memoram_auth.plugins`: writing and testing plugins.
+- :mod:`memoram_auth.settings` and :mod:`memoram_auth.keys`: where the key and base URL come
+  from, and a key's fingerprint, for plugins that need the same rules.
+- :mod:`memoram_auth.emulator`: the local Memoram API emulator; :mod:`memoram_auth.cli`: the
+  ``memoram-auth`` command; :mod:`memoram_auth.httpie_plugin` and
+  :mod:`memoram_auth.pytest_plugin`: entry points for httpie and pytest.
 """
 
 from __future__ import annotations
@@ -21,9 +37,9 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     from typing import Any
 
+    from ._policy import RetryPolicy
     from .auth import MemoramAuth
     from .hookspecs import hookimpl
-    from .policy import RetryPolicy
 
 __all__ = [
     "ConfigurationError",
@@ -48,7 +64,7 @@ def __getattr__(name: str) -> Any:  # noqa: ANN401 - module __getattr__ returns 
 
         return MemoramAuth
     if name == "RetryPolicy":  # a NamedTuple: importing typing would slow the command line
-        from .policy import RetryPolicy
+        from ._policy import RetryPolicy
 
         return RetryPolicy
     if name == "hookimpl":  # pluggy is needed only by code that writes plugins

@@ -109,14 +109,14 @@ class Demo:
             f"{self.emu.base_url}/tags/tag_2",
         ]
         # S603: our own command line, from the same installation.
-        result = subprocess.run(command, capture_output=True, text=True, env=self.env, timeout=60)  # noqa: S603
+        result = subprocess.run(command, capture_output=True, text=True, env=self.env, timeout=60)  # noqa: S603 - our own commands, no shell
         if result.returncode != 0:
             raise RuntimeError(f"http failed: {result.stderr.strip()}")
         return 1, "http -A memoram GET /tags/tag_2 -> 200"
 
     def second_process(self) -> tuple[int, str]:
         command = [sys.executable, "-m", "memoram_auth", "token"]
-        result = subprocess.run(command, capture_output=True, text=True, env=self.env, timeout=60)  # noqa: S603
+        result = subprocess.run(command, capture_output=True, text=True, env=self.env, timeout=60)  # noqa: S603 - our own commands, no shell
         if result.returncode != 0:
             raise RuntimeError(f"memoram-auth token failed: {result.stderr.strip()}")
         return 1, "memoram-auth token printed the cached token"

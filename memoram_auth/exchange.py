@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from . import _log
+from ._policy import RetryPolicy
 from ._version import __version__
 from .exceptions import (
     ConfigurationError,
@@ -21,14 +22,12 @@ from .exceptions import (
     MalformedResponseError,
 )
 from .keys import fingerprint
-from .policy import RetryPolicy
 from .token import Token, is_header_safe, parse_http_date, token_lifetime
 from .transport import RawResponse, Transport, TransportError
 
 __all__ = [
     "RETRY_STATUSES",
     "USER_AGENT",
-    "RetryPolicy",
     "build_request",
     "parse_response",
     "request_token",

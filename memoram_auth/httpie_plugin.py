@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 # Imported eagerly on purpose: see the module docstring.
-import filelock  # noqa: F401
-import platformdirs  # noqa: F401
+import filelock  # noqa: F401 - imported for later, see the module docstring
+import platformdirs  # noqa: F401 - imported for later, see the module docstring
 import requests
 import requests.auth
 from httpie.plugins import AuthPlugin
@@ -55,7 +55,7 @@ class MemoramAuthPlugin(AuthPlugin):  # type: ignore[misc]  # AuthPlugin is unty
     prompt_password = False
     netrc_parse = False
 
-    def get_auth(self, username: Any = None, password: Any = None) -> requests.auth.AuthBase:  # noqa: ANN401
+    def get_auth(self, username: Any = None, password: Any = None) -> requests.auth.AuthBase:  # noqa: ANN401 - httpie passes untyped values
         key = self.raw_auth if isinstance(self.raw_auth, str) and self.raw_auth.strip() else None
         try:
             return HttpieMemoramAuth(key)

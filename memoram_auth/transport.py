@@ -76,8 +76,7 @@ def urllib_transport(
     import urllib.error
     import urllib.request
 
-    # S310: the URL comes from validate_base_url(), which admits only http(s).
-    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")  # noqa: S310
+    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")  # noqa: S310 - the URL passed validate_base_url(): http(s) only
     try:
         with _get_opener().open(request, timeout=timeout) as response:
             return RawResponse(response.status, response.headers.items(), response.read(MAX_BODY))

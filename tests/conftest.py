@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from memoram_auth import MemoramAuthError, MemoramAuthWarning
+from memoram_auth import MemoramAuthError, MemoramAuthWarning, RetryPolicy
 from memoram_auth.cache import FileCache
 from memoram_auth.emulator import Emulator
 from memoram_auth.emulator._state import State
-from memoram_auth.exchange import RetryPolicy
 
 # pytester runs throwaway test suites, to check the fixture users get through the entry point.
 pytest_plugins = ["pytester"]

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from memoram_auth import ConfigurationError
+from memoram_auth._urls import is_loopback_host, origin_of, validate_base_url
 from memoram_auth.keys import fingerprint, normalize_api_key
-from memoram_auth.urls import is_loopback_host, origin_of, validate_base_url
 
 KEY = "mem_71c8d4fd816f195801803cd4c801735dfbafaaba72a88eea"
 
@@ -151,6 +151,6 @@ def test_the_strict_base_url_parser_agrees_with_urllib(parts: tuple[str, str, st
         accepted = validate_base_url(url)
     except ConfigurationError:
         return  # plain http to a non-loopback host
-    from memoram_auth.urls import base_url_origin
+    from memoram_auth._urls import base_url_origin
 
     assert base_url_origin(accepted) == origin_of(accepted)

@@ -16,10 +16,11 @@ from memoram_auth import (
     KeyRejectedError,
     MalformedResponseError,
     MemoramAuthError,
+    RetryPolicy,
     __version__,
 )
 from memoram_auth.emulator import Emulator
-from memoram_auth.exchange import RetryPolicy, request_token
+from memoram_auth.exchange import request_token
 
 from .conftest import FAST
 

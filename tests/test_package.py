@@ -28,7 +28,17 @@ def test_public_names() -> None:
         "hookimpl",
     ]
     for name in memoram_auth.__all__:
-        assert getattr(memoram_auth, name) is not None
+        value = getattr(memoram_auth, name)
+        if name == "__version__":
+            assert isinstance(value, str)
+            continue
+        if name == "hookimpl":  # pluggy's marker, for our project
+            assert value.project_name == "memoram_auth"
+            continue
+        # Each public name is the package's own object, under its own name (a lazy attribute
+        # that resolved to something else, or to None, fails here).
+        assert value.__module__.split(".")[0] == "memoram_auth", name
+        assert value.__name__ == name
 
 
 def test_every_error_derives_from_the_root() -> None:

@@ -18,10 +18,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.soak import soak
-from memoram_auth import ConfigurationError, MemoramAuth, MemoramAuthError, MemoramAuthWarning
+from memoram_auth import (
+    ConfigurationError,
+    MemoramAuth,
+    MemoramAuthError,
+    MemoramAuthWarning,
+    RetryPolicy,
+)
 from memoram_auth.cache import FileCache
 from memoram_auth.emulator import Emulator, Fault
-from memoram_auth.exchange import RetryPolicy, request_token
+from memoram_auth.exchange import request_token
 from memoram_auth.provider import TokenProvider
 from memoram_auth.token import Token
 

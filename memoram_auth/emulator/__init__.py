@@ -20,8 +20,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 
+from .._urls import is_loopback_host
 from ..exceptions import ConfigurationError
-from ..urls import is_loopback_host
 from ._handler import PREFIX, EmulatorServer
 from ._state import Counters, Fault, RecordedRequest, State, generate_api_key
 

@@ -46,7 +46,7 @@ class EmulatorServer(ThreadingHTTPServer):
         self.blobs: dict[str, dict[str, Any]] = {}
         super().__init__(address, Handler)
 
-    def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ANN401 - stdlib signature
+    def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ANN401 - any JSON value - stdlib signature
         # Clients that time out or hang up mid-answer are part of the tests, not errors.
         pass
 

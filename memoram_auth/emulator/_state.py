@@ -110,7 +110,7 @@ class State:
             if self._faults:
                 return self._faults.popleft()
             rate, choices = self.flakiness
-            if rate and random.random() < rate:  # noqa: S311 - fault injection, not secrecy
+            if rate and random.random() < rate:  # noqa: S311 - picking a fault to inject, not a secret - fault injection, not secrecy
                 return random.choice(choices)  # noqa: S311
             return None
 
