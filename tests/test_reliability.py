@@ -97,7 +97,9 @@ def test_any_answer_is_a_token_or_a_memoram_error_in_bounded_time(
     else:
         assert 0 <= token.lifetime <= 86_400
         message = ""
-    assert time.monotonic() - start < policy.total_timeout + 1.0
+    # Bounded by the policy, not by the server: a hostile answer never holds us for long (the
+    # margin absorbs a busy machine; an unbounded wait would be the 30 s of the emulator's delay).
+    assert time.monotonic() - start < policy.total_timeout + 5.0
     assert shared_emulator.api_key not in message
 
 
