@@ -9,9 +9,11 @@ from ._urls import DEFAULT_PORTS, base_url_origin, origin_of
 from .exchange import token_url
 from .provider import TokenProvider, get_provider
 from .settings import resolve_api_key, resolve_base_url
+from .transport import NetworkSettings
 
 if TYPE_CHECKING:
     from ._backends import CacheDir
+    from .transport import Cert, Verify
 
 __all__ = ["AuthCore"]
 
@@ -31,7 +33,13 @@ class AuthCore:
         cache_backend: str | None = None,
         expires_in: int | None = None,
         policy: RetryPolicy | None = None,
+        verify: Verify | None = None,
+        cert: Cert | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
     ) -> None:
+        #: The token request's own TLS trust, client certificate and proxy, if given.
+        self.network = NetworkSettings(verify=verify, cert=cert, proxy=proxy, trust_env=trust_env)
         url = resolve_base_url(base_url)
         key = resolve_api_key(api_key, url)
         self.provider: TokenProvider = get_provider(
@@ -41,6 +49,10 @@ class AuthCore:
             cache_backend=cache_backend,
             policy=policy,
             expires_in=expires_in,
+            verify=verify,
+            cert=cert,
+            proxy=proxy,
+            trust_env=trust_env,
         )
         self._origin = base_url_origin(url)
         self._scheme, self._host, self._port = self._origin

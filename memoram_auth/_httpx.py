@@ -8,12 +8,23 @@ be sent again) are helpers both call.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, Generator
+from typing import TYPE_CHECKING
 
+import anyio
+import anyio.to_thread
 import httpx
 
 from ._authcore import AuthCore
+from ._httpx_transport import aread_answer, as_httpx_request, read_answer
+from ._steps import Answer, Wait, drive_async
 from .provider import BEARER
+from .transport import TokenRequest
+
+if TYPE_CHECKING:
+    from ._httpx_transport import HttpxTransport
+    from .token import Token
 
 __all__ = ["HttpxAuth"]
 
@@ -65,16 +76,30 @@ async def _areread(request: httpx.Request) -> bool:
 
 
 class HttpxAuth(AuthCore, httpx.Auth):
-    """An :class:`AuthCore` that httpx can use as ``auth=``, sync and async."""
+    """An :class:`AuthCore` that httpx can use as ``auth=``, sync and async.
 
-    def _targets(self, url: httpx.URL) -> bool:
+    A token request is yielded to the user's client (see ``_httpx_transport.py``), unless
+    explicit network settings were given, which an httpx client of ours then applies.
+    """
+
+    def _own_transport(self) -> HttpxTransport | None:
+        if not self.network.explicit:
+            return None
+        from ._httpx_transport import httpx_transport
+
+        return httpx_transport(self.network)
+
+    def _same_origin(self, url: httpx.URL) -> bool:
         # httpx's parsed parts rather than str(url), which would rebuild the whole string.
         port = url.port  # None for the scheme's default port
-        if (
-            url.raw_host.decode("ascii") != self._host
-            or (port != self._default_or_port and port != self._port)
-            or url.scheme != self._scheme
-        ):
+        return (
+            url.raw_host.decode("ascii") == self._host
+            and (port == self._default_or_port or port == self._port)
+            and url.scheme == self._scheme
+        )
+
+    def _targets(self, url: httpx.URL) -> bool:
+        if not self._same_origin(url):
             return False
         path = url.raw_path.decode("ascii").partition("?")[0]
         if path.startswith(self._token_path) or "%" in path:
@@ -90,6 +115,46 @@ class HttpxAuth(AuthCore, httpx.Auth):
             and self._targets(request.url)
         )
 
+    def _scrub(self, response: httpx.Response) -> None:
+        # httpx keeps every response of an auth flow in history, the token request's too: it is
+        # ours, not the user's, and its body holds a token. Only the user's own hops stay.
+        if response.history:
+            response.history = [
+                hop
+                for hop in response.history
+                if self._targets(hop.request.url) or hop.request.url.host != self._host
+            ]
+
+    # -- sync ---------------------------------------------------------------------------------
+
+    def _token(self) -> Generator[httpx.Request, httpx.Response, str]:
+        """The header value, refreshing through the client when needed (``yield from``)."""
+        header = self.provider.fresh_authorization()
+        if header is not None:
+            return header
+        own = self._own_transport()
+        if own is not None:
+            return self.provider.authorization(own)
+        steps = self.provider.refresh_steps()
+        answer: Answer = None
+        try:
+            while True:
+                try:
+                    step = steps.send(answer)
+                except StopIteration as done:
+                    token: Token = done.value
+                    return self.provider.authorization_for(token)
+                if isinstance(step, TokenRequest):
+                    response = yield as_httpx_request(step)
+                    answer = read_answer(response)
+                elif isinstance(step, Wait):
+                    time.sleep(step.seconds)
+                    answer = None
+                else:
+                    answer = step.function()
+        finally:
+            steps.close()
+
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
@@ -97,9 +162,10 @@ class HttpxAuth(AuthCore, httpx.Auth):
         if not self._targets(request.url):
             yield request
             return
-        header = self.provider.authorization()
+        header = yield from self._token()
         request.headers["Authorization"] = header
         response = yield request
+        self._scrub(response)
         if not self._rejected(response, header):
             return
         # Invalidated even when the body cannot be replayed, so the next request gets a new one.
@@ -107,24 +173,78 @@ class HttpxAuth(AuthCore, httpx.Auth):
         response.read()  # free the connection before the replay (or hand the 401 back whole)
         if not _reread(request):
             return
-        request.headers["Authorization"] = self.provider.authorization()
-        yield request
+        request.headers["Authorization"] = yield from self._token()
+        self._scrub((yield request))
+
+    # -- async --------------------------------------------------------------------------------
+
+    async def _atoken(self) -> AsyncGenerator[httpx.Request | str, httpx.Response | None]:
+        """The header value, last, after any token requests for the client to send.
+
+        An async generator cannot ``yield from``, so the flow pumps this one.
+        """
+        header = self.provider.fresh_authorization()
+        if header is not None:
+            yield header
+            return
+        async with self.provider.single_flight() as flight:
+            if flight.done:
+                token = flight.outcome()
+            else:
+                own = self._own_transport()
+                steps = self.provider.refresh_steps()
+                if own is not None:
+                    token = await drive_async(steps, own.send_async)
+                else:
+                    answer: Answer = None
+                    try:
+                        while True:
+                            try:
+                                step = steps.send(answer)
+                            except StopIteration as done:
+                                token = done.value
+                                break
+                            if isinstance(step, TokenRequest):
+                                response = yield as_httpx_request(step)
+                                assert response is not None  # noqa: S101 - the flow sends it
+                                answer = await aread_answer(response)
+                            elif isinstance(step, Wait):
+                                await anyio.sleep(step.seconds)
+                                answer = None
+                            else:
+                                answer = await anyio.to_thread.run_sync(step.function)
+                    finally:
+                        steps.close()
+                flight.succeed(token)
+        yield self.provider.authorization_for(token)
 
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        """The flow ``httpx.AsyncClient`` drives; the event loop never waits on a lock or a file."""
+        """The flow ``httpx.AsyncClient`` drives, on asyncio, uvloop or trio.
+
+        The event loop never waits on a lock or a file: those steps run in worker threads.
+        Concurrent requests on one loop share one refresh.
+        """
         if not self._targets(request.url):
             yield request
             return
-        header = await self.provider.authorization_async()
-        request.headers["Authorization"] = header
-        response = yield request
-        if not self._rejected(response, header):
-            return
-        self.provider.invalidate(header[len(BEARER) :])
-        await response.aread()
-        if not await _areread(request):
-            return
-        request.headers["Authorization"] = await self.provider.authorization_async()
-        yield request
+        for replay in (False, True):
+            token_flow = self._atoken()
+            try:
+                item = await token_flow.__anext__()
+                while isinstance(item, httpx.Request):
+                    item = await token_flow.asend((yield item))
+            finally:
+                await token_flow.aclose()
+            header = item
+            request.headers["Authorization"] = header
+            response = yield request
+            self._scrub(response)
+            if replay or not self._rejected(response, header):
+                return
+            # Invalidated even when the body cannot be replayed: the next request gets a new one.
+            self.provider.invalidate(header[len(BEARER) :])
+            await response.aread()
+            if not await _areread(request):
+                return

@@ -38,6 +38,10 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - AuthCore's
         super().__init__(*args, **kwargs)
+        from ._requests_transport import requests_transport
+
+        # The token request goes through requests too (see _requests_transport.py).
+        self._transport = requests_transport(self.network)
         # One bound method, kept: the hook is added once per request by identity, and no
         # closure per request needs building.
         self._response_hook: Callable[..., requests.Response] = self.handle_401
@@ -46,7 +50,7 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
         """Set ``Authorization`` on requests to the API's origin and hook the 401 replay."""
         if r.url is None or not self.targets(r.url):
             return r
-        r.headers["Authorization"] = self.provider.authorization()
+        r.headers["Authorization"] = self.provider.authorization(self._transport)
         hooks = r.hooks["response"]
         if self._response_hook not in hooks:
             hooks.append(self._response_hook)
@@ -72,7 +76,7 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
                 rewind_body(replay)  # a file rewound to where it started; a generator cannot be
             except UnrewindableBodyError:
                 return response
-        new_header = self.provider.authorization()
+        new_header = self.provider.authorization(self._transport)
 
         response.content  # noqa: B018 - drain the 401 so its connection can be reused
         response.close()

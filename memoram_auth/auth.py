@@ -38,7 +38,19 @@ class MemoramAuth(RequestsAuth, HttpxAuth):
         cache_backend: a cache backend provided by a plugin (default ``file``).
         expires_in: token lifetime to ask for, in seconds (the server may grant less).
         policy: retries and timeouts of the token request.
+        verify: the token request's TLS trust, as requests and httpx read it: ``True``, a CA
+            bundle path, an ``ssl.SSLContext``, or ``False`` (no verification: tests only).
+        cert: a client certificate for the token request: a PEM path or (cert, key) paths.
+        proxy: a proxy URL for the token request (``http://``, ``https://``, ``socks5://``).
+        trust_env: whether the token request reads ``REQUESTS_CA_BUNDLE``, ``HTTPS_PROXY``
+            and the like from the environment (default ``True``).
+
+    Where the token request goes: with requests (and httpie), through a requests session
+    with these settings and the environment; with httpx, through the user's own client (its
+    ``verify``, ``cert``, proxies, mounts, transport and mocks), unless *verify*, *cert* or
+    *proxy* is given, in which case through an httpx client with those settings.
 
     Raises:
         ConfigurationError: no key, a malformed key, or a bad or insecure base URL.
+        TypeError, ValueError: a network setting of the wrong type or shape.
     """

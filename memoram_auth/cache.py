@@ -271,11 +271,16 @@ class _SlotLock:
             return False
         import filelock
 
+        # thread_local=False: under an event loop the lock is taken in a worker thread and may
+        # be released from another (the provider's steps, see _steps.py); a thread-local
+        # filelock would then never release the flock.
         try:
             # Kept after release: unlinking lets a late-comer lock a fresh inode (see docstring).
-            lock = filelock.FileLock(self._path, mode=0o600, preserve_lock_file=True)
+            lock = filelock.FileLock(
+                self._path, mode=0o600, thread_local=False, preserve_lock_file=True
+            )
         except TypeError:  # filelock < 4 has no such option, and never deletes anyway
-            lock = filelock.FileLock(self._path, mode=0o600)
+            lock = filelock.FileLock(self._path, mode=0o600, thread_local=False)
         try:
             lock.acquire(timeout=self._timeout)
         except filelock.Timeout:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 
 from . import _log
 from ._policy import RetryPolicy
+from ._steps import Answer, Send, Step, Wait
 from ._version import __version__
 from .exceptions import (
     ConfigurationError,
@@ -29,6 +30,7 @@ __all__ = [
     "RETRY_STATUSES",
     "USER_AGENT",
     "build_request",
+    "exchange_steps",
     "parse_response",
     "request_token",
     "retry_after",
@@ -155,20 +157,20 @@ def _rejected(response: RawResponse, api_key: str) -> KeyRejectedError:
     return KeyRejectedError(message, status=response.status)
 
 
-def request_token(
+def exchange_steps(
     base_url: str,
     api_key: str,
     *,
     expires_in: int | None = None,
     policy: RetryPolicy | None = None,
-    transport: Transport | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Token:
-    """Exchange *api_key* for a token at *base_url* (already validated), with retries.
+) -> Generator[Step, Answer, Token]:
+    """The token exchange as steps (see ``_steps.py``): requests to send, waits between them.
 
     Connection errors, timeouts and 429/500/502/503/504 are retried with exponential backoff
     and jitter, honouring ``Retry-After`` up to ``policy.retry_after_cap``, within
-    ``policy.total_timeout``. 400/401/403 are final.
+    ``policy.total_timeout``: one deadline on the monotonic clock for the whole call, and one
+    per attempt (``policy.timeout``), which a transport enforces while reading. 400/401/403
+    are final, and so are failures a retry cannot heal (a certificate that does not verify).
 
     Raises:
         KeyRejectedError: 400, 401 or 403.
@@ -176,10 +178,7 @@ def request_token(
         MalformedResponseError: any other status, or a 2xx that is not a Bearer token.
         ConfigurationError: *expires_in* is not a positive integer.
     """
-    from .transport import urllib_transport
-
     policy = policy or RetryPolicy()
-    send: Transport = transport or urllib_transport
     url = token_url(base_url)
     headers, body = build_request(api_key, expires_in)
     fp = fingerprint(api_key)
@@ -189,17 +188,27 @@ def request_token(
     attempt = 0
     while attempt < max(1, policy.attempts):
         attempt += 1
-        budget = deadline - time.monotonic()
-        if budget <= 0:
+        now = time.monotonic()
+        if deadline - now <= 0:
             break
         _log.debug("requesting a token for key %s from %s (attempt %d)", fp, url, attempt)
         sent_at = time.time()
         wait: float | None = None
-        try:
-            response = send(url, headers, body, min(policy.timeout, budget))
-        except TransportError as exc:
-            problem, status = str(exc), None
+        answer = yield Send(
+            url,
+            dict(headers),
+            body,
+            min(policy.timeout, deadline - now),
+            min(deadline, now + policy.timeout),
+        )
+        if isinstance(answer, TransportError):
+            problem, status = str(answer), None
+            if not answer.retry:
+                raise EndpointUnavailableError(
+                    f"the token request to {url} failed: {problem}", status=None
+                )
         else:
+            response: RawResponse = answer
             status = response.status
             if 200 <= status < 300:
                 token = parse_response(response, sent_at=sent_at, url=url)
@@ -224,9 +233,31 @@ def request_token(
             )
             break
         _log.debug("token request failed (%s); retrying in %.2f s", problem, delay)
-        sleep(delay)
+        yield Wait(delay)
     raise EndpointUnavailableError(
         f"the token endpoint {url} is unavailable after {attempt} attempt(s): {problem}; "
         "check your network and MEMORAM_BASE_URL, or try again later",
         status=status,
     )
+
+
+def request_token(
+    base_url: str,
+    api_key: str,
+    *,
+    expires_in: int | None = None,
+    policy: RetryPolicy | None = None,
+    transport: Transport | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Token:
+    """Exchange *api_key* for a token at *base_url* (already validated), with retries.
+
+    *transport* sends each request (default: the stdlib one, with the environment's CA bundle
+    and proxy); see :func:`exchange_steps` for the retry rules and the errors raised.
+    """
+    from ._steps import drive
+    from .transport import urllib_transport
+
+    steps = exchange_steps(base_url, api_key, expires_in=expires_in, policy=policy)
+    token: Token = drive(steps, transport or urllib_transport, sleep)
+    return token

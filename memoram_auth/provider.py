@@ -25,7 +25,9 @@ token (compare-and-invalidate).
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
+import sys
 import threading
 import time
 import weakref
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING
 from . import _log, plugins
 from ._backends import cache_identity, default_cache
 from ._policy import RetryPolicy
+from ._steps import Blocking
 from ._urls import validate_base_url
 from .cache import slot_for
 from .exceptions import MemoramAuthError
@@ -41,13 +44,12 @@ from .keys import fingerprint, normalize_api_key
 from .token import Token, advisory_window, mandatory_window
 
 if TYPE_CHECKING:
-    # asyncio and the exchange are imported where they are used: a process that finds its
-    # token in the cache needs neither, and the command line starts faster without them.
-    import asyncio
+    from collections.abc import Generator
 
     from ._backends import CacheDir
+    from ._steps import Answer, AsyncSend, Step
     from .hookspecs import TokenCache
-    from .transport import Transport
+    from .transport import Cert, NetworkSettings, RawResponse, TokenRequest, Transport, Verify
 
 __all__ = [
     "ADVISORY_RETRY_INTERVAL",
@@ -96,7 +98,9 @@ class TokenProvider:
         expires_in: the lifetime to ask for, in seconds (the server may grant less).
         lock_timeout: longest wait for another process's refresh before fetching anyway;
             defaults to the policy's total timeout plus 10 s.
-        transport: how the token request is sent (tests); the stdlib one by default.
+        network: TLS trust, client certificate and proxy for the default transport.
+        transport: how the token request is sent when a caller gives none; by default the
+            stdlib one with *network*'s settings.
 
     Raises:
         ConfigurationError: a malformed key or a bad or insecure base URL.
@@ -111,6 +115,7 @@ class TokenProvider:
         policy: RetryPolicy | None = None,
         expires_in: int | None = None,
         lock_timeout: float | None = None,
+        network: NetworkSettings | None = None,
         transport: Transport | None = None,
     ) -> None:
         self._api_key = normalize_api_key(api_key)
@@ -120,7 +125,11 @@ class TokenProvider:
         self.policy = policy or RetryPolicy()
         self.expires_in = expires_in
         self.lock_timeout = self.policy.total_timeout + 10 if lock_timeout is None else lock_timeout
-        self._transport = transport
+        if transport is None:
+            from .transport import UrllibTransport
+
+            transport = UrllibTransport(network)
+        self._transport: Transport = transport
         self._slot = slot_for(self.base_url, self._api_key)
         self._entry: _Entry | None = None
         self._rejected: collections.deque[str] = collections.deque(maxlen=8)
@@ -134,9 +143,8 @@ class TokenProvider:
     def _reset_locks(self) -> None:
         self._refresh_lock = threading.Lock()  # one refresh at a time in this process
         self._entry_lock = threading.Lock()  # compare-and-set of _entry
-        self._inflight: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, asyncio.Future[Token]
-        ] = weakref.WeakKeyDictionary()
+        # The refresh under way on each event loop (see single_flight); keyed by the loop.
+        self._flights: dict[object, _Flight] = {}
 
     def __repr__(self) -> str:
         return (
@@ -144,14 +152,34 @@ class TokenProvider:
             f"cache={self.cache!r})"
         )
 
+    def __reduce__(self) -> str | tuple[object, ...]:
+        # Refused on purpose: a pickle or deep copy would carry the API key.
+        raise TypeError("a TokenProvider holds the API key and cannot be pickled or copied")
+
     @property
     def slot(self) -> str:
         """This provider's slot in the cache."""
         return self._slot
 
+    # -- the per-request path -----------------------------------------------------------------
+
+    def fresh_authorization(self) -> str | None:
+        """``Bearer <token>`` while the token in memory is fresh, else ``None``: one clock read."""
+        entry = self._entry
+        if entry is not None and _now() < entry.refresh_at:
+            return entry.authorization
+        return None
+
+    def authorization_for(self, token: Token) -> str:
+        """``Bearer <token>``, built once per token."""
+        entry = self._entry
+        if entry is not None and entry.token is token:
+            return entry.authorization
+        return BEARER + token.value
+
     # -- sync ---------------------------------------------------------------------------------
 
-    def authorization(self) -> str:
+    def authorization(self, transport: Transport | None = None) -> str:
         """``Bearer <token>``, the ``Authorization`` value for :meth:`get_token`'s token.
 
         What the auth adapters call for every request: while the token is fresh it costs one
@@ -163,64 +191,123 @@ class TokenProvider:
         entry = self._entry
         if entry is not None and _now() < entry.refresh_at:
             return entry.authorization
-        return self._authorization_of(self.get_token())
+        return self.authorization_for(self.get_token(transport))
 
-    def _authorization_of(self, token: Token) -> str:
-        entry = self._entry
-        if entry is not None and entry.token is token:
-            return entry.authorization
-        return BEARER + token.value
-
-    def get_token(self) -> Token:
+    def get_token(self, transport: Transport | None = None) -> Token:
         """A token that is not in its mandatory refresh window, fetching one if needed.
+
+        Args:
+            transport: sends the token request if one is needed (default: the stdlib one with
+                this provider's network settings). The adapters pass their library's.
 
         Raises:
             TokenRequestError: no usable token and the exchange failed (see the subclasses).
         """
         entry = self._entry
-        if entry is not None:
-            now = time.time()
-            if now < entry.refresh_at:
-                return entry.token
-            if now < entry.unusable_at:
-                return self._refresh_ahead(entry, now)
-        with self._refresh_lock:
-            return self._refresh_now()
-
-    def _refresh_ahead(self, entry: _Entry, now: float) -> Token:
-        # Advisory window: whoever gets the lock without waiting refreshes; the rest go on
-        # with the current token, which is still good for at least mandatory_window().
-        if now < self._next_advisory_try or not self._refresh_lock.acquire(blocking=False):
+        if entry is not None and time.time() < entry.refresh_at:
             return entry.token
-        try:
-            current = self._entry
-            if current is not None and current is not entry and time.time() < current.refresh_at:
-                return current.token  # another thread refreshed while we were getting here
-            try:
-                return self._obtain(advisory=True)
-            except MemoramAuthError as exc:
-                self._next_advisory_try = time.time() + ADVISORY_RETRY_INTERVAL
-                _log.warning(
-                    "refreshing the token for key %s ahead of expiry failed (%s); "
-                    "using the current one, valid %.0f s more",
-                    self.fingerprint,
-                    exc,
-                    entry.token.remaining(),
-                )
-                return entry.token
-        finally:
-            self._refresh_lock.release()
+        from ._steps import drive
 
-    def _refresh_now(self) -> Token:
-        # Mandatory: called with _refresh_lock held, after waiting for any other refresher.
+        token: Token = drive(self.refresh_steps(), transport or self._transport)
+        return token
+
+    # -- async --------------------------------------------------------------------------------
+
+    async def authorization_async(self, send: AsyncSend | None = None) -> str:
+        """:meth:`authorization` for coroutines: see :meth:`get_token_async`."""
         entry = self._entry
-        if (
-            entry is not None
-            and time.time() < entry.unusable_at
-            and entry.token.value not in self._rejected
-        ):
+        if entry is not None and _now() < entry.refresh_at:
+            return entry.authorization
+        return self.authorization_for(await self.get_token_async(send))
+
+    async def get_token_async(self, send: AsyncSend | None = None) -> Token:
+        """:meth:`get_token` for coroutines, on asyncio, uvloop or trio (through anyio).
+
+        Concurrent callers on one event loop share one refresh (and its outcome, failures
+        included); lock waits and file I/O run in worker threads, so the loop keeps running
+        while a token is fetched. *send* sends a token request without blocking the loop
+        (default: the stdlib transport in a worker thread).
+        """
+        entry = self._entry
+        if entry is not None and time.time() < entry.refresh_at:
             return entry.token
-        return self._obtain(advisory=False)
+        from ._steps import drive_async
+
+        async with self.single_flight() as flight:
+            if flight.done:
+                return flight.outcome()
+            token: Token = await drive_async(self.refresh_steps(), send or self._send_in_thread)
+            flight.succeed(token)
+            return token
+
+    def single_flight(self) -> _FlightGuard:
+        """``async with provider.single_flight() as flight``: one refresh per event loop.
+
+        The first caller on a loop gets ``flight.done`` false and refreshes, then reports with
+        ``flight.succeed(token)`` (a failure is recorded when an exception leaves the block);
+        callers arriving meanwhile wait, then get ``flight.done`` and ``flight.outcome()``.
+        In the advisory window they do not wait: the current token is still good.
+        """
+        return _FlightGuard(self)
+
+    async def _send_in_thread(self, request: TokenRequest) -> RawResponse:
+        import anyio.to_thread
+
+        response: RawResponse = await anyio.to_thread.run_sync(self._transport, request)
+        return response
+
+    # -- refreshing, as steps that any driver runs (see _steps.py) -----------------------------
+
+    def refresh_steps(self) -> Generator[Step, Answer, Token]:
+        """Everything :meth:`get_token` does past the fresh-token test, as steps.
+
+        A driver runs them: :func:`memoram_auth._steps.drive` in a thread, ``drive_async`` on
+        an event loop, or an httpx auth flow that yields each token request to the user's
+        client. Locks taken here are released when the steps end, however they end (an
+        exception from the user's client included: the flow is closed).
+        """
+        entry = self._entry
+        now = time.time()
+        if entry is not None and now < entry.refresh_at:
+            return entry.token
+        held = _Held(self)
+        try:
+            if entry is not None and now < entry.unusable_at:
+                # Advisory window: whoever gets the lock without waiting refreshes; the rest go
+                # on with the current token, still good for at least mandatory_window().
+                if now < self._next_advisory_try or not held.try_thread_lock():
+                    return entry.token
+                current = self._entry
+                if (
+                    current is not None
+                    and current is not entry
+                    and time.time() < current.refresh_at
+                ):
+                    return current.token  # another thread refreshed while we were getting here
+                try:
+                    return (yield from self._obtain_steps(held, advisory=True))
+                except MemoramAuthError as exc:
+                    self._next_advisory_try = time.time() + ADVISORY_RETRY_INTERVAL
+                    _log.warning(
+                        "refreshing the token for key %s ahead of expiry failed (%s); "
+                        "using the current one, valid %.0f s more",
+                        self.fingerprint,
+                        exc,
+                        entry.token.remaining(),
+                    )
+                    return entry.token
+            # Mandatory: wait for any other refresher in this process, then look again.
+            yield Blocking(held.wait_thread_lock)
+            entry = self._entry
+            if (
+                entry is not None
+                and time.time() < entry.unusable_at
+                and entry.token.value not in self._rejected
+            ):
+                return entry.token
+            return (yield from self._obtain_steps(held, advisory=False))
+        finally:
+            held.release()
 
     def _usable(self, token: Token | None, *, advisory: bool) -> bool:
         if token is None or token.value in self._rejected or not self._postdates_rejection(token):
@@ -232,50 +319,49 @@ class TokenProvider:
         seen_at = self._rejection_seen_at
         return seen_at is None or token.after_rejection or token.obtained_at > seen_at
 
-    def _obtain(self, *, advisory: bool) -> Token:
+    def _load(self) -> Token | None:
+        return self.cache.load(self._slot)
+
+    def _obtain_steps(self, held: _Held, *, advisory: bool) -> Generator[Step, Answer, Token]:
         # A token another process cached is as good as one we fetch; the lock-free read first
         # makes the warm-cache path cost no lock at all (writes are atomic).
-        cached = self.cache.load(self._slot)
+        cached = yield Blocking(self._load)
         if self._usable(cached, advisory=advisory):
             assert cached is not None  # noqa: S101 - for mypy; _usable() checked it
             return self._adopt(cached, "cache")
-        with self.cache.lock(self._slot, self.lock_timeout):
-            cached = self.cache.load(self._slot)
-            if self._usable(cached, advisory=advisory):
-                assert cached is not None  # noqa: S101 - for mypy; _usable() checked it
-                return self._adopt(cached, "cache")
-            from .exchange import request_token
+        yield Blocking(held.take_slot_lock)
+        cached = yield Blocking(self._load)
+        if self._usable(cached, advisory=advisory):
+            assert cached is not None  # noqa: S101 - for mypy; _usable() checked it
+            return self._adopt(cached, "cache")
+        from .exchange import exchange_steps
 
-            try:
-                token = request_token(
-                    self.base_url,
-                    self._api_key,
-                    expires_in=self.expires_in,
-                    policy=self.policy,
-                    transport=self._transport,
-                )
-                # Tells other processes that this one is newer than the rejection.
-                token.after_rejection = self._rejection_seen_at is not None
-            except MemoramAuthError as exc:
-                plugins.notify(
-                    "memoram_auth_refresh_failed",
-                    base_url=self.base_url,
-                    key_fingerprint=self.fingerprint,
-                    error=str(exc),
-                )
-                raise
-            self.cache.store(
-                self._slot, token, base_url=self.base_url, key_fingerprint=self.fingerprint
+        try:
+            token = yield from exchange_steps(
+                self.base_url, self._api_key, expires_in=self.expires_in, policy=self.policy
             )
-        plugins.notify(
-            "memoram_auth_token_acquired",
-            base_url=self.base_url,
-            key_fingerprint=self.fingerprint,
-            expires_at=token.expires_at,
+        except MemoramAuthError as exc:
+            error = str(exc)
+            yield Blocking(lambda: self._notify("memoram_auth_refresh_failed", error=error))
+            raise
+        # Tells other processes that this one is newer than the rejection.
+        token.after_rejection = self._rejection_seen_at is not None
+        yield Blocking(lambda: self._store(token))
+        held.release_slot_lock()
+        yield Blocking(
+            lambda: self._notify("memoram_auth_token_acquired", expires_at=token.expires_at)
         )
         # The fetched token is returned even if its lifetime is shorter than our windows:
         # a server that grants 1 s tokens gets a request per use, not an endless loop.
         return self._adopt(token, "token endpoint")
+
+    def _store(self, token: Token) -> None:
+        self.cache.store(
+            self._slot, token, base_url=self.base_url, key_fingerprint=self.fingerprint
+        )
+
+    def _notify(self, event: str, **kwargs: object) -> None:
+        plugins.notify(event, base_url=self.base_url, key_fingerprint=self.fingerprint, **kwargs)
 
     def _adopt(self, token: Token, source: str) -> Token:
         with self._entry_lock:
@@ -310,45 +396,125 @@ class TokenProvider:
                 self._rejection_seen_at = time.time()
         _log.debug("the API rejected a token for key %s; it will be replaced", self.fingerprint)
 
-    # -- async --------------------------------------------------------------------------------
 
-    async def authorization_async(self) -> str:
-        """:meth:`authorization` for coroutines: see :meth:`get_token_async`."""
-        entry = self._entry
-        if entry is not None and _now() < entry.refresh_at:
-            return entry.authorization
-        return self._authorization_of(await self.get_token_async())
+def _loop_key() -> object:
+    """The running event loop, whichever library runs it (trio, else asyncio or uvloop)."""
+    trio = sys.modules.get("trio")  # only a program that imported trio can be running it
+    if trio is not None:
+        try:
+            return trio.lowlevel.current_trio_token()
+        except RuntimeError:  # trio is imported, but this is not a trio run
+            pass
+    import asyncio
 
-    async def get_token_async(self) -> Token:
-        """:meth:`get_token` for coroutines: concurrent callers on a loop share one refresh.
+    return asyncio.get_running_loop()
 
-        Lock waits, file I/O and the token request run in the loop's default executor, so the
-        event loop keeps running while a token is fetched.
-        """
-        entry = self._entry
-        now = time.time()
-        if entry is not None and now < entry.refresh_at:
-            return entry.token
-        import asyncio
 
-        loop = asyncio.get_running_loop()
-        future = self._inflight.get(loop)
-        if future is None:
-            future = loop.run_in_executor(None, self.get_token)
-            self._inflight[loop] = future
-            future.add_done_callback(lambda done: self._forget_inflight(loop, done))
-        elif entry is not None and now < entry.unusable_at:
-            return entry.token  # advisory window, and a refresh is already under way
-        # shield: one caller being cancelled must not cancel the refresh the others wait for.
-        return await asyncio.shield(future)
+class _Flight:
+    """One refresh on one event loop, and its outcome for the callers that waited for it."""
 
-    def _forget_inflight(
-        self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[Token]
-    ) -> None:
-        if self._inflight.get(loop) is done:
-            del self._inflight[loop]
-        if not done.cancelled():
-            done.exception()  # retrieved here so an unawaited failure is not reported as lost
+    __slots__ = ("done", "error", "event", "token")
+
+    def __init__(self) -> None:
+        import anyio
+
+        self.event = anyio.Event()
+        self.done = False
+        self.token: Token | None = None
+        self.error: BaseException | None = None
+
+    def succeed(self, token: Token) -> None:
+        self.token = token
+
+    def outcome(self) -> Token:
+        """The token the leader got, or the MemoramAuthError it raised."""
+        if self.token is None:
+            assert self.error is not None  # noqa: S101 - _FlightGuard shares only outcomes
+            raise self.error
+        return self.token
+
+
+class _FlightGuard:
+    __slots__ = ("_flight", "_key", "_leader", "_provider")
+
+    def __init__(self, provider: TokenProvider) -> None:
+        self._provider = provider
+        self._flight: _Flight | None = None
+        self._leader = False
+
+    async def __aenter__(self) -> _Flight:
+        flights = self._provider._flights
+        self._key = key = _loop_key()
+        while True:
+            current = flights.get(key)
+            if current is None:
+                flight = flights[key] = _Flight()
+                self._flight, self._leader = flight, True
+                return flight
+            entry = self._provider._entry
+            if entry is not None and time.time() < entry.unusable_at:
+                # Advisory window, and a refresh is already under way: the current token.
+                done = _Flight()
+                done.done, done.token = True, entry.token
+                return done
+            await current.event.wait()
+            if current.token is not None or isinstance(current.error, MemoramAuthError):
+                shared = _Flight()
+                shared.done, shared.token, shared.error = True, current.token, current.error
+                return shared
+            # The leader left without an outcome (cancelled, or its client raised): try again.
+
+    async def __aexit__(self, kind: object, error: BaseException | None, tb: object) -> None:
+        flight = self._flight
+        if flight is None or not self._leader:
+            return
+        flight.error = error
+        flight.done = True
+        if self._provider._flights.get(self._key) is flight:
+            del self._provider._flights[self._key]
+        flight.event.set()
+
+
+class _Held:
+    """The locks one refresh holds, so that they are released however the steps end.
+
+    The blocking waits run where the driver allows blocking (a worker thread under an event
+    loop); ownership is recorded the moment a lock is had, so a flow closed right after a
+    wait still releases it. The thread lock is a plain ``threading.Lock``, which any thread
+    may release; the cache's slot lock is created without thread affinity for the same reason.
+    """
+
+    __slots__ = ("_provider", "_slot_lock", "_thread")
+
+    def __init__(self, provider: TokenProvider) -> None:
+        self._provider = provider
+        self._thread = False
+        self._slot_lock: contextlib.AbstractContextManager[bool] | None = None
+
+    def try_thread_lock(self) -> bool:
+        self._thread = self._provider._refresh_lock.acquire(blocking=False)
+        return self._thread
+
+    def wait_thread_lock(self) -> None:
+        # Bounded like the cross-process lock: a holder stuck past its own deadline does not
+        # hold everyone else forever; this caller then fetches without the lock.
+        self._thread = self._provider._refresh_lock.acquire(timeout=self._provider.lock_timeout)
+
+    def take_slot_lock(self) -> None:
+        lock = self._provider.cache.lock(self._provider.slot, self._provider.lock_timeout)
+        lock.__enter__()
+        self._slot_lock = lock
+
+    def release_slot_lock(self) -> None:
+        lock, self._slot_lock = self._slot_lock, None
+        if lock is not None:
+            lock.__exit__(None, None, None)
+
+    def release(self) -> None:
+        self.release_slot_lock()
+        if self._thread:
+            self._thread = False
+            self._provider._refresh_lock.release()
 
 
 _registry: dict[tuple[object, ...], TokenProvider] = {}
@@ -363,17 +529,33 @@ def get_provider(
     cache_backend: str | None = None,
     policy: RetryPolicy | None = None,
     expires_in: int | None = None,
+    verify: Verify | None = None,
+    cert: Cert | None = None,
+    proxy: str | None = None,
+    trust_env: bool = True,
 ) -> TokenProvider:
     """The process-wide provider for this key, base URL and cache, created on first use.
 
     Every auth object built with the same settings shares it, so building one per request
     costs a dictionary lookup, and the whole process makes one token request per lifetime.
-    Arguments are as for :class:`TokenProvider`; ``cache_dir`` and ``cache_backend`` as for
-    `memoram_auth._backends.default_cache`.
+    Arguments are as for :class:`TokenProvider`; ``cache_dir`` and ``cache_backend`` choose
+    the cache (``memoram_auth._backends.default_cache``); ``verify``, ``cert``, ``proxy`` and
+    ``trust_env`` are the network settings of :meth:`TokenProvider.get_token`'s default
+    transport, with the meaning requests gives them.
     """
+    from .transport import NetworkSettings
+
     key = normalize_api_key(api_key)
     url = validate_base_url(base_url)
-    registry_key = (url, key, cache_identity(cache_dir, cache_backend), policy, expires_in)
+    network = NetworkSettings(verify=verify, cert=cert, proxy=proxy, trust_env=trust_env)
+    registry_key = (
+        url,
+        key,
+        cache_identity(cache_dir, cache_backend),
+        policy,
+        expires_in,
+        network.key(),
+    )
     provider = _registry.get(registry_key)
     if provider is None:
         with _registry_lock:
@@ -381,7 +563,7 @@ def get_provider(
             if provider is None:
                 cache = default_cache(cache_dir, cache_backend)
                 provider = TokenProvider(
-                    key, url, cache=cache, policy=policy, expires_in=expires_in
+                    key, url, cache=cache, policy=policy, expires_in=expires_in, network=network
                 )
                 _registry[registry_key] = provider
     return provider

@@ -1,23 +1,72 @@
-"""The one HTTP call the core makes itself: POST the key to the token endpoint, stdlib only.
+"""How a token request travels: the request and answer types, the network settings, and the
+light stdlib transport that the command line and the plain provider use.
 
-The core exchanges tokens with ``urllib`` rather than requests or httpx so that it knows no HTTP
-library, the CLI never pays for importing one, and the exchange behaves the same whichever
-library the user's own requests go through. ``urllib`` honours ``HTTPS_PROXY``/``NO_PROXY`` and
-the system's CA store (``SSL_CERT_FILE``), which is what a credential helper should do.
+Adapters send token requests with the user's own HTTP library instead (requests, httpx), so
+that the user's TLS trust, client certificate, proxies and mocks apply; see ``_steps.py``.
+This module imports no HTTP library, and nothing heavier than ``ssl`` until a request is sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Protocol
+import contextlib
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol, Union
 
 if TYPE_CHECKING:
-    import urllib.request
+    import http.client
+    import ssl
 
-__all__ = ["MAX_BODY", "RawResponse", "Transport", "TransportError", "urllib_transport"]
+__all__ = [
+    "MAX_BODY",
+    "NetworkSettings",
+    "RawResponse",
+    "TokenRequest",
+    "Transport",
+    "TransportError",
+    "UrllibTransport",
+    "ca_bundle_from_environment",
+    "describe_tls_failure",
+    "no_proxy_matches",
+    "ssl_context",
+]
 
 #: A token answer is a few hundred bytes; anything past this is a proxy's page, not a token.
-MAX_BODY = 1 << 20
+MAX_BODY = 64 * 1024
+
+#: ``verify=``: True (the system's CAs), False (no verification: tests only), a CA bundle file
+#: or directory, or a ready ``ssl.SSLContext``; as requests and httpx read it.
+Verify = Union[bool, str, "os.PathLike[str]", "ssl.SSLContext"]
+#: ``cert=``: a PEM file with certificate and key, or (certificate, key) files.
+Cert = Union[str, "os.PathLike[str]", tuple[str, str]]
+
+_PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
+
+
+class TokenRequest:
+    """One token request to send: a POST of *body* to *url*.
+
+    ``timeout`` bounds connecting and each read; ``deadline`` (a ``time.monotonic()`` value)
+    bounds the whole attempt, the answer's last byte included, for a transport that can
+    enforce it (a server that trickles its answer must not hold the caller, nor the lock).
+    """
+
+    __slots__ = ("body", "deadline", "headers", "timeout", "url")
+
+    def __init__(
+        self, url: str, headers: dict[str, str], body: bytes, timeout: float, deadline: float
+    ) -> None:
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.timeout = timeout
+        self.deadline = deadline
+
+    def __repr__(self) -> str:
+        return f"TokenRequest({self.url!r})"  # never the body: it holds the API key
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        raise TypeError("a TokenRequest holds the API key and cannot be pickled or copied")
 
 
 class RawResponse:
@@ -38,60 +87,369 @@ class RawResponse:
 
 
 class TransportError(Exception):
-    """The request got no HTTP answer (refused, reset, DNS, TLS, timeout). Safe to show."""
+    """The request got no HTTP answer (refused, reset, DNS, TLS, timeout). Safe to show.
+
+    ``retry`` is False for failures that another attempt cannot heal: a certificate that does
+    not verify, TLS to a plain-HTTP server, an unsupported proxy.
+    """
+
+    def __init__(self, message: str, *, retry: bool = True) -> None:
+        super().__init__(message)
+        self.retry = retry
 
 
 class Transport(Protocol):
-    """Sends one POST and returns the answer, or raises :class:`TransportError`."""
+    """Sends one token request and returns the answer, or raises :class:`TransportError`."""
 
-    def __call__(
-        self, url: str, headers: Mapping[str, str], body: bytes, timeout: float
-    ) -> RawResponse: ...
+    def __call__(self, request: TokenRequest) -> RawResponse: ...
 
 
-_opener: urllib.request.OpenerDirector | None = None
+#: What a certificate failure tells the user to do.
+CA_HINT = (
+    "if a corporate proxy or a private CA signs it, give its CA bundle with verify= "
+    "(MemoramAuth, get_provider), --ca-bundle or MEMORAM_AUTH_CA_BUNDLE (the command line), "
+    "REQUESTS_CA_BUNDLE (requests and httpie), or SSL_CERT_FILE"
+)
 
 
-def _get_opener() -> urllib.request.OpenerDirector:
-    global _opener
-    if _opener is None:
-        import urllib.request
+class NetworkSettings:
+    """TLS trust, client certificate and proxy for token requests, as requests/httpx read them.
 
-        class NoRedirect(urllib.request.HTTPRedirectHandler):
-            # A redirect of the token POST would resend the API key wherever the Location
-            # header points; a 3xx surfaces as an unexpected status instead.
-            def redirect_request(self, *args: object, **kwargs: object) -> None:
-                return None
+    ``None`` leaves a setting to the HTTP library that sends the request, and through it to the
+    environment when ``trust_env`` is true: ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` and
+    ``HTTPS_PROXY``/``NO_PROXY`` for requests and the stdlib transport, the client's own
+    settings for httpx.
 
-        _opener = urllib.request.build_opener(NoRedirect)
-    return _opener
+    Raises:
+        TypeError: a setting of the wrong type.
+        ValueError: a proxy that is not an absolute http(s) or socks URL.
+    """
+
+    __slots__ = ("cert", "proxy", "trust_env", "verify")
+
+    def __init__(
+        self,
+        *,
+        verify: Verify | None = None,
+        cert: Cert | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
+    ) -> None:
+        if verify is not None and not isinstance(verify, (bool, str, os.PathLike)):
+            import ssl
+
+            if not isinstance(verify, ssl.SSLContext):
+                raise TypeError(
+                    "verify= must be True, False, a CA bundle path or an ssl.SSLContext, "
+                    f"not {type(verify).__name__}"
+                )
+        if isinstance(verify, os.PathLike):
+            verify = os.fspath(verify)
+        if cert is not None:
+            parts = cert if isinstance(cert, tuple) else (cert,)
+            if not 1 <= len(parts) <= 2 or not all(
+                isinstance(p, (str, os.PathLike)) for p in parts
+            ):
+                raise TypeError(
+                    "cert= must be a PEM file path or a (certificate, key) pair of paths"
+                )
+            paths = [os.fspath(p) for p in parts]
+            cert = (paths[0], paths[1]) if len(paths) == 2 else paths[0]
+        if proxy is not None:
+            if not isinstance(proxy, str):
+                raise TypeError(f"proxy= must be a URL string, not {type(proxy).__name__}")
+            scheme, separator, rest = proxy.partition("://")
+            if not separator or scheme.lower() not in _PROXY_SCHEMES or not rest.strip("/"):
+                # The value is not echoed: a proxy URL may carry a password.
+                raise ValueError(
+                    "proxy= must be an absolute URL such as http://proxy.example:3128 "
+                    f"(schemes: {', '.join(_PROXY_SCHEMES)})"
+                )
+        self.verify: Verify | None = verify
+        self.cert: str | tuple[str, str] | None = cert
+        self.proxy = proxy
+        self.trust_env = bool(trust_env)
+
+    @property
+    def explicit(self) -> bool:
+        """True if any of verify, cert or proxy was given."""
+        return self.verify is not None or self.cert is not None or self.proxy is not None
+
+    def key(self) -> tuple[object, ...]:
+        """Equal keys, equal settings: for sharing one provider per settings."""
+        verify = self.verify
+        return (
+            id(verify) if not isinstance(verify, (bool, str, type(None))) else verify,
+            self.cert,
+            self.proxy,
+            self.trust_env,
+        )
+
+    def __repr__(self) -> str:
+        proxy = "set" if self.proxy else None  # a proxy URL may carry a password
+        return f"NetworkSettings(verify={self.verify!r}, cert={self.cert!r}, proxy={proxy})"
 
 
-def urllib_transport(
-    url: str, headers: Mapping[str, str], body: bytes, timeout: float
-) -> RawResponse:
-    """The default :class:`Transport`, built on ``urllib.request``."""
-    import http.client
-    import socket
-    import urllib.error
-    import urllib.request
+def ca_bundle_from_environment() -> str | None:
+    """``REQUESTS_CA_BUNDLE``, else ``CURL_CA_BUNDLE``: what requests (and curl) trust."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None
 
-    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")  # noqa: S310 - the URL passed validate_base_url(): http(s) only
-    try:
-        with _get_opener().open(request, timeout=timeout) as response:
-            return RawResponse(response.status, response.headers.items(), response.read(MAX_BODY))
-    except urllib.error.HTTPError as exc:
-        # A non-2xx answer is still an answer: hand it back for the caller to judge.
+
+def no_proxy_matches(host: str, port: int, no_proxy: str) -> bool:
+    """Whether ``NO_PROXY`` exempts *host*:*port*, matched as requests matches it.
+
+    Entries are host names (a suffix match on whole labels, a leading dot optional), IP
+    addresses, CIDR ranges (``10.0.0.0/8``), ``host:port`` pairs, or ``*`` for everything.
+    """
+    host = host.lower().strip("[]")
+    for raw in no_proxy.replace(" ", "").split(","):
+        entry = raw.lower().lstrip(".")
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        if "/" in entry:
+            import ipaddress
+
+            try:
+                if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        name, colon, entry_port = entry.rpartition(":") if entry.count(":") == 1 else ("", "", "")
+        if colon and entry_port.isdigit():
+            if int(entry_port) == port and (host == name or host.endswith("." + name)):
+                return True
+            continue
+        if host == entry.strip("[]") or host.endswith("." + entry):
+            return True
+    return False
+
+
+def _environment_proxy(scheme: str, host: str, port: int) -> str | None:
+    def get(name: str) -> str:
+        return os.environ.get(name) or os.environ.get(name.upper()) or ""
+
+    if no_proxy_matches(host, port, get("no_proxy")):
+        return None
+    return get(f"{scheme}_proxy") or get("all_proxy") or None
+
+
+def ssl_context(settings: NetworkSettings) -> ssl.SSLContext:
+    import ssl
+
+    verify = settings.verify
+    if isinstance(verify, ssl.SSLContext):
+        context = verify
+    elif verify is False:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        bundle = verify if isinstance(verify, str) else None
+        if bundle is None and settings.trust_env:
+            bundle = ca_bundle_from_environment()
+        if bundle is not None and os.path.isdir(bundle):
+            context = ssl.create_default_context(capath=bundle)
+        else:
+            context = ssl.create_default_context(cafile=bundle)
+    if settings.cert is not None:
+        certfile, keyfile = (
+            settings.cert if isinstance(settings.cert, tuple) else (settings.cert, None)
+        )
+        context.load_cert_chain(certfile, keyfile)
+    return context
+
+
+def _split(url: str) -> tuple[str, str, int, str]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    return scheme, parts.hostname or "", port, target
+
+
+def describe_tls_failure(exc: BaseException, host: str, port: int) -> TransportError | None:
+    """A clear, final TransportError for TLS failures that a retry cannot heal, else None."""
+    import ssl
+
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = exc.verify_message or exc.reason or "failed"
+        return TransportError(
+            f"the certificate of {host}:{port} did not verify ({reason}); {CA_HINT}",
+            retry=False,
+        )
+    text = str(exc)
+    if isinstance(exc, ssl.SSLError) and any(
+        sign in text
+        for sign in (
+            "WRONG_VERSION_NUMBER",
+            "record layer failure",
+            "PACKET_LENGTH_TOO_LONG",
+            "HTTP_REQUEST",
+            "wrong version number",
+            "packet length too long",
+        )
+    ):
+        return TransportError(
+            f"{host}:{port} did not answer TLS: it looks like a plain-http server. Use http:// "
+            "in the base URL if it really is one (loopback only), or check the port",
+            retry=False,
+        )
+    if isinstance(exc, ssl.SSLError) and "CERTIFICATE_VERIFY_FAILED" in text:
+        return TransportError(
+            f"the certificate of {host}:{port} did not verify; {CA_HINT}", retry=False
+        )
+    return None
+
+
+class UrllibTransport:
+    """The stdlib transport: ``http.client`` with the given settings, an enforced deadline,
+    no redirects (a redirect would carry the key elsewhere) and no debug printing.
+
+    Proxies: ``http://`` proxies (a CONNECT tunnel for https), from the settings or, with
+    ``trust_env``, ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` and ``NO_PROXY`` matched as
+    requests matches them. SOCKS and https:// proxies fail at once with a clear message.
+    """
+
+    def __init__(self, settings: NetworkSettings | None = None) -> None:
+        self.settings = settings or NetworkSettings()
+        self._context: ssl.SSLContext | None = None
+
+    def __repr__(self) -> str:
+        return f"UrllibTransport({self.settings!r})"
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._context is None:
+            self._context = ssl_context(self.settings)
+        return self._context
+
+    def _proxy(self, scheme: str, host: str, port: int) -> tuple[str, int, str | None] | None:
+        proxy = self.settings.proxy
+        if proxy is None and self.settings.trust_env:
+            proxy = _environment_proxy(scheme, host, port)
+        if not proxy:
+            return None
+        from urllib.parse import unquote, urlsplit
+
+        parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        kind = parts.scheme.lower()
+        if kind != "http":
+            raise TransportError(
+                f"the command line's token request cannot use a {kind}:// proxy; use an "
+                "http:// proxy (MEMORAM_AUTH_PROXY or HTTPS_PROXY), or get the token through "
+                "requests or httpx, whose SOCKS extras support it",
+                retry=False,
+            )
+        credentials = None
+        if parts.username is not None:
+            import base64
+
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            credentials = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+        return parts.hostname or "", parts.port or 80, credentials
+
+    def _connection(self, request: TokenRequest) -> tuple[http.client.HTTPConnection, str]:
+        import http.client
+
+        scheme, host, port, target = _split(request.url)
+        timeout = max(0.001, request.timeout)
+        via = self._proxy(scheme, host, port)
+        connection: http.client.HTTPConnection
+        if via is None:
+            if scheme == "https":
+                connection = http.client.HTTPSConnection(
+                    host, port, timeout=timeout, context=self._tls()
+                )
+            else:
+                connection = http.client.HTTPConnection(host, port, timeout=timeout)
+        else:
+            proxy_host, proxy_port, credentials = via
+            headers = {"Proxy-Authorization": credentials} if credentials else None
+            if scheme == "https":
+                connection = http.client.HTTPSConnection(
+                    proxy_host, proxy_port, timeout=timeout, context=self._tls()
+                )
+                connection.set_tunnel(host, port, headers=headers)
+            else:
+                connection = http.client.HTTPConnection(proxy_host, proxy_port, timeout=timeout)
+                target = request.url  # absolute form through a plain proxy
+                if credentials:
+                    request.headers = {**request.headers, "Proxy-Authorization": credentials}
+        # http.client.HTTPConnection.debuglevel set globally (a common debugging step) would
+        # print the request body, API key included: this connection never prints.
+        connection.set_debuglevel(0)
+        return connection, target
+
+    def __call__(self, request: TokenRequest) -> RawResponse:
+        import http.client
+        import socket
+        import threading
+        import time
+
+        _scheme, host, port, _ = _split(request.url)
         try:
-            error_body = exc.read(MAX_BODY)
-        except (OSError, http.client.HTTPException):
-            error_body = b""
+            connection, target = self._connection(request)
+        except OSError as exc:  # a CA bundle or client certificate that cannot be read
+            raise TransportError(
+                f"cannot set up TLS for the token request: {exc.strerror or exc}", retry=False
+            ) from exc
+        remaining = request.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TransportError("no time left for another attempt")
+        expired = threading.Event()
+
+        def abort() -> None:
+            # Reads are bounded one by one by the timeout; a server that trickles its answer
+            # is cut off here, so the whole attempt ends by the deadline.
+            expired.set()
+            sock = connection.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        watchdog = threading.Timer(remaining, abort)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            connection.request("POST", target, body=request.body, headers=request.headers)
+            response = connection.getresponse()
+            body = response.read(MAX_BODY)
+            return RawResponse(response.status, response.getheaders(), body)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            if expired.is_set():
+                # Cut off by the watchdog: a slow or trickling answer, same advice.
+                raise TransportError(f"no answer within {request.timeout:g} s") from exc
+            final = describe_tls_failure(exc, host, port)
+            if final is not None:
+                raise final from exc
+            if isinstance(exc, (TimeoutError, socket.timeout)):
+                raise TransportError(f"no answer within {request.timeout:g} s") from exc
+            if isinstance(exc, ConnectionRefusedError):
+                raise TransportError(f"cannot connect: {exc.strerror or exc}") from exc
+            if isinstance(exc, socket.gaierror):
+                raise TransportError(f"cannot connect: {host}: {exc.strerror or exc}") from exc
+            raise TransportError(f"the connection failed: {type(exc).__name__}: {exc}") from exc
         finally:
-            exc.close()
-        return RawResponse(exc.code, exc.headers.items(), error_body)
-    except urllib.error.URLError as exc:
-        raise TransportError(f"cannot connect: {exc.reason}") from exc
-    except (TimeoutError, socket.timeout) as exc:  # distinct classes before Python 3.10
-        raise TransportError(f"no answer within {timeout:g} s") from exc
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        raise TransportError(f"the connection failed: {type(exc).__name__}: {exc}") from exc
+            watchdog.cancel()
+            connection.close()
+
+
+_default: UrllibTransport | None = None
+
+
+def urllib_transport(request: TokenRequest) -> RawResponse:
+    """The default :class:`Transport`: :class:`UrllibTransport` with default settings."""
+    global _default  # created on first use
+    if _default is None:
+        _default = UrllibTransport()
+    return _default(request)

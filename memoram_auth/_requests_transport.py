@@ -1,0 +1,181 @@
+"""Token requests sent with requests: what the requests adapter (and so httpie) uses.
+
+Sent through a ``requests.Session``, the token request gets what the user's own requests get:
+``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, ``HTTPS_PROXY``/``NO_PROXY`` matched by requests
+itself, SOCKS proxies when ``requests[socks]`` is installed, and the mocks of ``responses`` and
+``requests-mock``, which patch requests' adapter. Explicit settings (``verify=``, ``cert=``,
+``proxy=``) are the session's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from typing import Any
+
+import requests
+import requests.adapters
+
+from .transport import (
+    CA_HINT,
+    MAX_BODY,
+    NetworkSettings,
+    RawResponse,
+    TokenRequest,
+    TransportError,
+    describe_tls_failure,
+)
+
+__all__ = ["RequestsTransport", "requests_transport"]
+
+
+class _ContextAdapter(requests.adapters.HTTPAdapter):
+    """An adapter that verifies with a given ``ssl.SSLContext`` (requests' documented way)."""
+
+    def __init__(self, context: Any) -> None:  # noqa: ANN401 - an ssl.SSLContext
+        self._context = context
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - urllib3's
+        kwargs["ssl_context"] = self._context
+        super().init_poolmanager(*args, **kwargs)
+
+    def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - urllib3's
+        kwargs["ssl_context"] = self._context
+        return super().proxy_manager_for(*args, **kwargs)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception, the ones it wraps (requests and urllib3 nest them) and their causes."""
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or current in seen or len(seen) > 20:
+            continue
+        seen.append(current)
+        todo.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
+        todo.extend(arg for arg in current.args if isinstance(arg, BaseException))
+    return seen
+
+
+class RequestsTransport:
+    """A :class:`~memoram_auth.transport.Transport` on a ``requests.Session``."""
+
+    def __init__(self, settings: NetworkSettings) -> None:
+        self.settings = settings
+        session = requests.Session()
+        session.trust_env = settings.trust_env
+        # Given per request, where requests ranks them above the environment (on the session,
+        # REQUESTS_CA_BUNDLE and HTTPS_PROXY would win over them).
+        self._options: dict[str, Any] = {}
+        verify = settings.verify
+        if verify is not None and not isinstance(verify, (bool, str)):
+            session.mount("https://", _ContextAdapter(verify))
+        elif verify is not None:
+            self._options["verify"] = verify
+        if settings.cert is not None:
+            self._options["cert"] = settings.cert
+        if settings.proxy is not None:
+            self._options["proxies"] = {"http": settings.proxy, "https": settings.proxy}
+        self._session = session
+        self._lock = threading.Lock()  # a Session is not documented as thread-safe
+
+    def __repr__(self) -> str:
+        return f"RequestsTransport({self.settings!r})"
+
+    def __call__(self, request: TokenRequest) -> RawResponse:
+        remaining = request.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TransportError("no time left for another attempt")
+        timeout = max(0.001, min(request.timeout, remaining))
+        host = request.url.split("/", 3)[2]
+        with self._lock:
+            try:
+                response = self._session.post(
+                    request.url,
+                    data=request.body,
+                    headers=request.headers,
+                    timeout=timeout,
+                    # A redirect of the token POST would resend the key wherever it points.
+                    allow_redirects=False,
+                    stream=True,
+                    **self._options,
+                )
+            except requests.exceptions.InvalidSchema as exc:
+                # "Missing dependencies for SOCKS support": a SOCKS proxy without PySocks.
+                raise TransportError(
+                    f"{exc}; install requests[socks] for SOCKS proxies", retry=False
+                ) from exc
+            except requests.exceptions.Timeout as exc:
+                raise TransportError(f"no answer within {timeout:g} s") from exc
+            except requests.exceptions.RequestException as exc:
+                raise _transport_error(exc, host) from exc
+            try:
+                return RawResponse(
+                    response.status_code,
+                    response.headers.items(),
+                    _read(response, request.deadline),
+                )
+            finally:
+                response.close()
+
+
+def _read(response: requests.Response, deadline: float) -> bytes:
+    # Read up to MAX_BODY, and no longer than the deadline: a watchdog shuts the socket down
+    # when it passes, which ends a read that a trickling server keeps alive byte by byte.
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+
+    def abort() -> None:
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), abort)
+    watchdog.daemon = True
+    watchdog.start()
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_content(chunk_size=4096):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= MAX_BODY or time.monotonic() > deadline:
+                break
+    except (requests.exceptions.RequestException, OSError) as exc:
+        raise TransportError(f"the answer was cut off: {type(exc).__name__}") from exc
+    finally:
+        watchdog.cancel()
+    if time.monotonic() > deadline:
+        raise TransportError("no complete answer before the deadline")
+    return b"".join(chunks)[:MAX_BODY]
+
+
+def _transport_error(exc: requests.exceptions.RequestException, host: str) -> TransportError:
+    hostname, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
+    for inner in _chain(exc):
+        final = describe_tls_failure(inner, hostname or host, int(port) if port.isdigit() else 443)
+        if final is not None:
+            return final
+    if isinstance(exc, requests.exceptions.SSLError):
+        return TransportError(f"TLS failed with {host}: {exc}; {CA_HINT}", retry=False)
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return TransportError(f"the proxy failed: {type(exc).__name__}")
+    return TransportError(f"cannot connect: {type(exc).__name__}: {exc}")
+
+
+_transports: dict[tuple[object, ...], RequestsTransport] = {}
+_transports_lock = threading.Lock()
+
+
+def requests_transport(settings: NetworkSettings) -> RequestsTransport:
+    """One transport (one session, one connection pool) per network settings, shared."""
+    key = settings.key()
+    transport = _transports.get(key)
+    if transport is None:
+        with _transports_lock:
+            transport = _transports.setdefault(key, RequestsTransport(settings))
+    return transport
