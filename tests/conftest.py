@@ -14,6 +14,8 @@ from memoram_auth.cache import FileCache
 from memoram_auth.emulator import Emulator
 from memoram_auth.emulator._state import State
 
+from ._proxy import ConnectProxy
+
 # pytester runs throwaway test suites, to check the fixture users get through the entry point.
 pytest_plugins = ["pytester"]
 
@@ -176,3 +178,10 @@ def tls_client_cert(tls_ca: trustme.CA, tmp_path: Path) -> tuple[str, str]:
     issued.cert_chain_pems[0].write_to_path(str(certfile))
     issued.private_key_pem.write_to_path(str(keyfile))
     return str(certfile), str(keyfile)
+
+
+@pytest.fixture
+def connect_proxy() -> Iterator[ConnectProxy]:
+    """A running :class:`tests._proxy.ConnectProxy` (no auth); ``connect_proxy.url`` to use it."""
+    with ConnectProxy() as proxy:
+        yield proxy

@@ -20,6 +20,8 @@ import trustme
 from memoram_auth import ConfigurationError
 from memoram_auth.emulator import Emulator
 
+from ._proxy import ConnectProxy
+
 
 def token_body(emu: Emulator) -> bytes:
     return json.dumps({"api_key": emu.api_key}).encode()
@@ -175,3 +177,146 @@ def test_mtls_accepts_a_certificate_from_the_ca(
     context.load_cert_chain(*tls_client_cert)
     assert stdlib_token(mtls_emulator, context)["token"]
     assert mtls_emulator.counters.tokens_issued == 1
+
+
+# -- the proxy ---------------------------------------------------------------------------------
+
+
+def raw_proxy_request(proxy: ConnectProxy, head: str) -> tuple[socket.socket, bytes]:
+    """Send *head* to the proxy; returns the open socket and the status line it answered."""
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+    sock.sendall(head.encode())
+    answer = b""
+    while b"\r\n" not in answer:
+        data = sock.recv(1024)
+        if not data:
+            break
+        answer += data
+    return sock, answer.split(b"\r\n", 1)[0]
+
+
+def test_https_through_the_proxy_uses_a_tunnel(
+    tls_emulator: Emulator, ca_bundle: str, connect_proxy: ConnectProxy
+) -> None:
+    response = requests_token(tls_emulator, verify=ca_bundle, proxies={"https": connect_proxy.url})
+    assert response.status_code == 200
+    assert connect_proxy.tunnels == [f"127.0.0.1:{tls_emulator.port}"]
+    assert connect_proxy.requests == []
+    assert tls_emulator.counters.tokens_issued == 1
+
+
+def test_https_without_the_proxy_opens_no_tunnel(
+    tls_emulator: Emulator, ca_bundle: str, connect_proxy: ConnectProxy
+) -> None:
+    # The counterpart of the test above: the proxy counts only what goes through it.
+    assert requests_token(tls_emulator, verify=ca_bundle).status_code == 200
+    assert connect_proxy.tunnels == []
+
+
+def test_the_tunnel_does_not_weaken_verification(
+    tls_emulator: Emulator, connect_proxy: ConnectProxy
+) -> None:
+    with pytest.raises(requests.exceptions.SSLError):
+        requests_token(tls_emulator, proxies={"https": connect_proxy.url})
+    assert connect_proxy.tunnels == [f"127.0.0.1:{tls_emulator.port}"]
+
+
+def test_https_proxy_from_the_environment(
+    tls_emulator: Emulator,
+    ca_bundle: str,
+    connect_proxy: ConnectProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", connect_proxy.url)
+    assert requests_token(tls_emulator, verify=ca_bundle).status_code == 200
+    assert connect_proxy.tunnels == [f"127.0.0.1:{tls_emulator.port}"]
+
+
+def test_plain_http_through_the_proxy_is_forwarded(connect_proxy: ConnectProxy) -> None:
+    with Emulator() as emu:
+        response = requests_token(emu, proxies={"http": connect_proxy.url})
+        assert response.status_code == 200
+        assert response.json()["token"]
+        assert connect_proxy.requests == [("POST", f"{emu.base_url}/auth/token")]
+        assert connect_proxy.tunnels == []
+        # The emulator saw an origin-form request without the proxy's own headers.
+        seen = emu.requests[-1]
+        assert seen.path == "/api/v1/auth/token"
+        assert not any(name.lower().startswith("proxy-") for name in seen.headers)
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["example.com:443", "10.0.0.1:443", "[2001:db8::1]:443", "127.0.0.1.example.com:443"],
+    ids=["name", "private-ipv4", "ipv6", "loopback-lookalike"],
+)
+def test_non_loopback_connect_is_refused(connect_proxy: ConnectProxy, target: str) -> None:
+    sock, status = raw_proxy_request(connect_proxy, f"CONNECT {target} HTTP/1.1\r\n\r\n")
+    with sock:
+        assert status.startswith(b"HTTP/1.1 403")
+    assert connect_proxy.refused == [target]
+    assert connect_proxy.tunnels == []
+
+
+def test_non_loopback_connect_is_a_proxy_error_to_requests(connect_proxy: ConnectProxy) -> None:
+    with pytest.raises(requests.exceptions.ProxyError):
+        requests.get("https://example.com/", proxies={"https": connect_proxy.url}, timeout=5)
+    assert connect_proxy.refused == ["example.com:443"]
+
+
+def test_non_loopback_forwarding_is_refused(connect_proxy: ConnectProxy) -> None:
+    response = requests.get(
+        "http://example.com/api", proxies={"http": connect_proxy.url}, timeout=5
+    )
+    assert response.status_code == 403
+    assert connect_proxy.refused == ["example.com:80"]
+    assert connect_proxy.requests == []
+
+
+def test_connect_to_a_closed_port_is_bad_gateway(connect_proxy: ConnectProxy) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # bound, never listening: connections are refused
+        sock, status = raw_proxy_request(
+            connect_proxy, f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n"
+        )
+        with sock:
+            assert status.startswith(b"HTTP/1.1 502")
+
+
+def test_proxy_auth_is_required_when_asked(tls_emulator: Emulator, ca_bundle: str) -> None:
+    with ConnectProxy(require_auth=("alice", "s3cret")) as proxy:
+        with pytest.raises(requests.exceptions.ProxyError):
+            requests_token(tls_emulator, verify=ca_bundle, proxies={"https": proxy.url})
+        wrong = proxy.auth_url.replace("s3cret", "wrong")
+        with pytest.raises(requests.exceptions.ProxyError):
+            requests_token(tls_emulator, verify=ca_bundle, proxies={"https": wrong})
+        assert proxy.auth_failures == 2
+        assert proxy.tunnels == []
+        response = requests_token(tls_emulator, verify=ca_bundle, proxies={"https": proxy.auth_url})
+        assert response.status_code == 200
+        assert proxy.tunnels == [f"127.0.0.1:{tls_emulator.port}"]
+
+
+def test_stop_cuts_open_tunnels_and_the_listener(tls_emulator: Emulator) -> None:
+    proxy = ConnectProxy().start()
+    port = proxy.port
+    target = f"127.0.0.1:{tls_emulator.port}"
+    sock, status = raw_proxy_request(proxy, f"CONNECT {target} HTTP/1.1\r\n\r\n")
+    with sock:
+        assert status.startswith(b"HTTP/1.1 200")
+        proxy.stop()
+        # The client sees the tunnel end (not a 5 s socket timeout) ...
+        assert sock.recv(1024) == b""
+    # ... and nobody listens any more.
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), 1):
+        pass
+
+
+def test_an_idle_tunnel_is_dropped(tls_emulator: Emulator) -> None:
+    with ConnectProxy(idle_timeout=0.3) as proxy:
+        target = f"127.0.0.1:{tls_emulator.port}"
+        sock, status = raw_proxy_request(proxy, f"CONNECT {target} HTTP/1.1\r\n\r\n")
+        with sock:
+            assert status.startswith(b"HTTP/1.1 200")
+            assert sock.recv(1024) == b""  # well before the socket's own 5 s timeout
