@@ -10,8 +10,9 @@ injected failures, revocation and counters::
         ...
         assert emu.counters.token_requests == 3
 
-Run it standalone with ``python -m memoram_auth.emulator``, or use the ``memoram_emulator``
-pytest fixture that installing memoram-auth provides.
+Run it standalone with ``python -m memoram_auth.emulator`` (``--certfile``/``--keyfile`` for
+HTTPS), or use the ``memoram_emulator`` pytest fixture that installing memoram-auth provides.
+Pass ``ssl_context=`` to serve HTTPS, with client certificates if the context demands them.
 """
 
 from __future__ import annotations
