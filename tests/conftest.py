@@ -2,15 +2,19 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 
 from memoram_auth import MemoramAuthError, MemoramAuthWarning, RetryPolicy
 from memoram_auth.cache import FileCache
 from memoram_auth.emulator import Emulator
 from memoram_auth.emulator._state import State
+
+from ._proxy import ConnectProxy
 
 # pytester runs throwaway test suites, to check the fixture users get through the entry point.
 pytest_plugins = ["pytester"]
@@ -24,6 +28,23 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # A developer's own MEMORAM_* settings must not change what the tests see.
     for name in ("MEMORAM_API_KEY", "MEMORAM_BASE_URL", "MEMORAM_AUTH_CACHE_DIR"):
         monkeypatch.delenv(name, raising=False)
+    # Nor may their proxy or CA settings: requests and httpx read these, and a proxy test must
+    # see only the proxy it set up. Tests that need them set them after this fixture ran.
+    for name in _PROXY_AND_TRUST_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+_PROXY_AND_TRUST_VARIABLES = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+)
 
 
 class _Records(logging.Handler):
@@ -108,3 +129,59 @@ def shared_emulator() -> Iterator[Emulator]:
 def debug_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG)
     return caplog
+
+
+# -- TLS ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tls_ca() -> trustme.CA:
+    """A throwaway certificate authority that nothing outside these tests trusts."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_bundle(tls_ca: trustme.CA, tmp_path: Path) -> str:
+    """Path (a str, as ``requests``' ``verify`` wants) of a PEM file holding the CA certificate."""
+    path = tmp_path / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture
+def tls_server_context(tls_ca: trustme.CA) -> ssl.SSLContext:
+    """A server-side context with a certificate from *tls_ca* for 127.0.0.1 and localhost.
+
+    No client certificates asked for; for mTLS set ``verify_mode = ssl.CERT_REQUIRED`` and
+    ``tls_ca.configure_trust(context)`` before (or while) an emulator serves with it.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls_ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+@pytest.fixture
+def tls_emulator(tls_server_context: ssl.SSLContext) -> Iterator[Emulator]:
+    """An HTTPS emulator on 127.0.0.1: ``base_url`` is ``https://127.0.0.1:PORT/api/v1``.
+
+    Its context is ``tls_emulator.ssl_context`` (the ``tls_server_context`` fixture's).
+    """
+    with Emulator(ssl_context=tls_server_context) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def tls_client_cert(tls_ca: trustme.CA, tmp_path: Path) -> tuple[str, str]:
+    """``(certfile, keyfile)`` of a client certificate for ``client@example`` from *tls_ca*."""
+    issued = tls_ca.issue_cert("client@example")
+    certfile, keyfile = tmp_path / "client.pem", tmp_path / "client.key"
+    issued.cert_chain_pems[0].write_to_path(str(certfile))
+    issued.private_key_pem.write_to_path(str(keyfile))
+    return str(certfile), str(keyfile)
+
+
+@pytest.fixture
+def connect_proxy() -> Iterator[ConnectProxy]:
+    """A running :class:`tests._proxy.ConnectProxy` (no auth); ``connect_proxy.url`` to use it."""
+    with ConnectProxy() as proxy:
+        yield proxy

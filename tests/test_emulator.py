@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import ssl
 import subprocess
 import sys
 import time
@@ -13,10 +14,12 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
+import trustme
 
 from memoram_auth import ConfigurationError
 from memoram_auth.emulator import Emulator
@@ -276,6 +279,43 @@ def test_command_line_refuses_non_loopback_host() -> None:
     )
     assert result.returncode == 2
     assert "loopback" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_command_line_serves_https(tls_ca: trustme.CA, ca_bundle: str, tmp_path: Path) -> None:
+    server = tls_ca.issue_cert("127.0.0.1")
+    certfile, keyfile = tmp_path / "server.pem", tmp_path / "server.key"
+    server.cert_chain_pems[0].write_to_path(str(certfile))
+    server.private_key_pem.write_to_path(str(keyfile))
+    with emulator_process("--certfile", str(certfile), "--keyfile", str(keyfile)) as lines:
+        base_url = re.search(r"(https://127\.0\.0\.1:\d+/api/v1)", lines[0])
+        assert base_url, lines[0]
+        key = lines[1].rpartition(" ")[2]
+        request = urllib.request.Request(
+            f"{base_url.group(1)}/auth/token",
+            data=json.dumps({"api_key": key}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        context = ssl.create_default_context(cafile=ca_bundle)
+        with urllib.request.urlopen(request, timeout=5, context=context) as response:
+            assert response.status == 200
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--certfile", "/nonexistent/cert.pem"], ["--keyfile", "/nonexistent/key.pem"]],
+    ids=["missing-certfile", "keyfile-without-certfile"],
+)
+def test_command_line_reports_bad_tls_options(args: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "memoram_auth.emulator", "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "cannot set up HTTPS" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -10,12 +10,14 @@ injected failures, revocation and counters::
         ...
         assert emu.counters.token_requests == 3
 
-Run it standalone with ``python -m memoram_auth.emulator``, or use the ``memoram_emulator``
-pytest fixture that installing memoram-auth provides.
+Run it standalone with ``python -m memoram_auth.emulator`` (``--certfile``/``--keyfile`` for
+HTTPS), or use the ``memoram_emulator`` pytest fixture that installing memoram-auth provides.
+Pass ``ssl_context=`` to serve HTTPS, with client certificates if the context demands them.
 """
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Iterable, Mapping
 from types import TracebackType
@@ -39,9 +41,16 @@ class Emulator:
             moves ``Date``, ``expires_at``, ``iat`` and ``exp`` together, as a real skew would.
         token_delay: seconds every token call waits before answering.
         verbose: log one line per request (method, path, status) to stderr.
+        ssl_context: serve HTTPS with this server-side context (its certificate chain loaded);
+            ``origin`` and ``base_url`` then say ``https://``. Set ``verify_mode`` to
+            ``ssl.CERT_REQUIRED`` (and load a CA) to demand client certificates. Changes to
+            the context apply to the next connection.
+        host_name: the host ``origin`` and ``base_url`` name, when it differs from the address
+            bound, e.g. ``"localhost"`` to match a certificate while listening on 127.0.0.1.
 
     Raises:
-        ConfigurationError: *host* is not a loopback address (the emulator speaks plain HTTP).
+        ConfigurationError: *host* or *host_name* is not a loopback name: the emulator's keys
+            and tokens are test data, and it may speak plain HTTP.
     """
 
     def __init__(
@@ -55,9 +64,13 @@ class Emulator:
         clock_offset: float = 0.0,
         token_delay: float = 0.0,
         verbose: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+        host_name: str | None = None,
     ) -> None:
         if not is_loopback_host(host):
             raise ConfigurationError(f"the emulator listens on loopback addresses only, not {host}")
+        if host_name is not None and not is_loopback_host(host_name):
+            raise ConfigurationError(f"URLs may name loopback hosts only, not {host_name}")
         keys = list(api_keys or []) or [generate_api_key()]
         self._first_key = keys[0]
         self.state = State(
@@ -69,6 +82,8 @@ class Emulator:
         )
         self._address = (host, port)
         self._verbose = verbose
+        self._ssl_context = ssl_context
+        self._host_name = host_name or host
         self._server: EmulatorServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -77,7 +92,9 @@ class Emulator:
     def start(self) -> Emulator:
         """Bind and serve in a daemon thread; returns self."""
         if self._server is None:
-            self._server = EmulatorServer(self._address, self.state, verbose=self._verbose)
+            self._server = EmulatorServer(
+                self._address, self.state, verbose=self._verbose, ssl_context=self._ssl_context
+            )
             self._thread = threading.Thread(
                 target=self._server.serve_forever,
                 kwargs={"poll_interval": 0.05},
@@ -128,10 +145,17 @@ class Emulator:
         return int(self._server.server_address[1])
 
     @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The server-side TLS context, or None for plain HTTP."""
+        return self._ssl_context
+
+    @property
     def origin(self) -> str:
-        host = self._address[0]
+        """Scheme, host and port, e.g. ``https://localhost:PORT``."""
+        host = self._host_name
         host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}"
+        scheme = "http" if self._ssl_context is None else "https"
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def base_url(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ssl
 import sys
 from collections.abc import Sequence
 
@@ -38,11 +39,39 @@ def parser(prog: str = "python -m memoram_auth.emulator") -> argparse.ArgumentPa
         help="run the server clock this far ahead (negative: behind) to try clock skew",
     )
     p.add_argument("--verbose", action="store_true", help="log each request (never keys or tokens)")
+    tls = p.add_argument_group("HTTPS")
+    tls.add_argument("--certfile", metavar="PEM", help="serve HTTPS with this certificate chain")
+    tls.add_argument("--keyfile", metavar="PEM", help="its private key (default: in --certfile)")
+    tls.add_argument(
+        "--client-cafile",
+        metavar="PEM",
+        help="demand client certificates issued by these CAs (mutual TLS; needs --certfile)",
+    )
     return p
+
+
+def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The server context the TLS options describe; None for plain HTTP."""
+    if args.certfile is None:
+        if args.keyfile is not None or args.client_cafile is not None:
+            raise ValueError("--keyfile and --client-cafile need --certfile")
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(args.certfile, args.keyfile)
+    if args.client_cafile is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cafile=args.client_cafile)
+    return context
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = (parser(prog) if prog else parser()).parse_args(argv)
+    try:
+        ssl_context = _ssl_context(args)
+    except (ValueError, OSError) as exc:
+        # ssl.SSLError is an OSError: a missing file and a key that does not match alike.
+        print(f"memoram emulator: cannot set up HTTPS: {exc}", file=sys.stderr)
+        return 2
     try:
         emulator = Emulator(
             args.api_keys,
@@ -52,6 +81,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             default_lifetime=args.max_lifetime,
             clock_offset=args.clock_offset,
             verbose=args.verbose,
+            ssl_context=ssl_context,
         ).start()
     except MemoramAuthError as exc:
         print(f"memoram emulator: {exc}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import time
 import uuid
 from email.utils import formatdate
@@ -17,6 +18,8 @@ __all__ = ["EmulatorServer", "Handler"]
 PREFIX = "/api/v1"
 _CHALLENGE = 'Bearer error="invalid_token"'
 _MAX_BODY = 10 << 20
+#: Seconds a TLS client gets to finish its handshake; a silent peer then loses its thread.
+_HANDSHAKE_TIMEOUT = 10.0
 
 _TAGS: list[dict[str, Any]] = [
     {
@@ -40,11 +43,38 @@ class EmulatorServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], state: State, *, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        state: State,
+        *,
+        verbose: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.state = state
         self.verbose = verbose
+        self.ssl_context = ssl_context
         self.blobs: dict[str, dict[str, Any]] = {}
         super().__init__(address, Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:  # noqa: ANN401 - stdlib signature
+        if self.ssl_context is None:
+            super().finish_request(request, client_address)
+            return
+        # The handshake runs here, in the connection's own thread, not in get_request(): there
+        # it would run in the accept loop, where one silent or slow client blocks every other.
+        request.settimeout(_HANDSHAKE_TIMEOUT)
+        try:
+            tls = self.ssl_context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            # Untrusted CA, no client certificate, plain HTTP, a hang-up: that client's problem.
+            # wrap_socket took over the descriptor and closed it; process_request_thread's
+            # shutdown_request(request) then finds a detached socket and does nothing.
+            return
+        try:
+            super().finish_request(tls, client_address)
+        finally:
+            self.shutdown_request(tls)
 
     def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ANN401 - any JSON value - stdlib signature
         # Clients that time out or hang up mid-answer are part of the tests, not errors.
