@@ -10,11 +10,15 @@ __all__ = [
     "BASE_URL_ENV",
     "CACHE_BACKEND_ENV",
     "CACHE_DIR_ENV",
+    "CA_BUNDLE_ENV",
+    "CLIENT_CERT_ENV",
+    "CLIENT_KEY_ENV",
     "DEBUG_ENV",
     "DISABLE_PLUGINS_ENV",
     "DISK_CACHE_ENV",
     "OFF_VALUES",
     "ON_VALUES",
+    "PROXY_ENV",
 ]
 
 API_KEY_ENV = "MEMORAM_API_KEY"
@@ -24,6 +28,11 @@ CACHE_BACKEND_ENV = "MEMORAM_AUTH_CACHE_BACKEND"
 DISK_CACHE_ENV = "MEMORAM_AUTH_DISK_CACHE"
 DISABLE_PLUGINS_ENV = "MEMORAM_AUTH_DISABLE_PLUGINS"
 DEBUG_ENV = "MEMORAM_AUTH_DEBUG"
+#: The command line's token request (MemoramAuth takes verify=, cert=, proxy= instead).
+CA_BUNDLE_ENV = "MEMORAM_AUTH_CA_BUNDLE"
+CLIENT_CERT_ENV = "MEMORAM_AUTH_CLIENT_CERT"
+CLIENT_KEY_ENV = "MEMORAM_AUTH_CLIENT_KEY"
+PROXY_ENV = "MEMORAM_AUTH_PROXY"
 
 #: How a boolean variable is read (case-insensitive, surrounding spaces ignored).
 ON_VALUES = frozenset({"1", "true", "yes", "on"})

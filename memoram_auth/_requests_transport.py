@@ -56,7 +56,10 @@ def _chain(exc: BaseException) -> list[BaseException]:
         if current is None or current in seen or len(seen) > 20:
             continue
         seen.append(current)
-        todo.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
+        reason = getattr(current, "reason", None)
+        todo.extend([current.__cause__, current.__context__])
+        if isinstance(reason, BaseException):
+            todo.append(reason)
         todo.extend(arg for arg in current.args if isinstance(arg, BaseException))
     return seen
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ._backends import CacheDir
     from .provider import TokenProvider
     from .token import Token
+    from .transport import NetworkSettings
 
 __all__ = ["EXIT_CODES", "main"]
 
@@ -50,7 +51,15 @@ EXIT_CODES: dict[type[MemoramAuthError], int] = {
 PROG = "memoram-auth"
 
 
-_VALUE_OPTIONS = {"--base-url": "base_url", "--api-key": "api_key", "--cache-dir": "cache_dir"}
+_VALUE_OPTIONS = {
+    "--base-url": "base_url",
+    "--api-key": "api_key",
+    "--cache-dir": "cache_dir",
+    "--ca-bundle": "ca_bundle",
+    "--cert": "cert",
+    "--cert-key": "cert_key",
+    "--proxy": "proxy",
+}
 
 
 def _fast_args(argv: list[str]) -> SimpleNamespace | None:
@@ -60,9 +69,9 @@ def _fast_args(argv: list[str]) -> SimpleNamespace | None:
     full argparse parser costs about as long as Python takes to start. Anything else, including
     every mistake, returns ``None`` and goes to argparse for its usual help and errors.
     """
-    args = SimpleNamespace(
-        command=None, base_url=None, api_key=None, cache_dir=None, no_disk_cache=False
-    )
+    args = SimpleNamespace(command=None, no_disk_cache=False)
+    for attribute in _VALUE_OPTIONS.values():
+        setattr(args, attribute, None)
     rest = iter(argv)
     for arg in rest:
         name, equals, value = arg.partition("=")
@@ -103,6 +112,32 @@ def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         "--cache-dir",
         default=default,
         help="token cache directory (default: MEMORAM_AUTH_CACHE_DIR or the user cache dir)",
+    )
+    group.add_argument(
+        "--ca-bundle",
+        default=default,
+        metavar="PEM",
+        help="CA bundle that signs the token endpoint's certificate (default: "
+        "MEMORAM_AUTH_CA_BUNDLE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, then the system's)",
+    )
+    group.add_argument(
+        "--cert",
+        default=default,
+        metavar="PEM",
+        help="client certificate for the token request (default: MEMORAM_AUTH_CLIENT_CERT)",
+    )
+    group.add_argument(
+        "--cert-key",
+        default=default,
+        metavar="PEM",
+        help="its private key, if not in the --cert file (default: MEMORAM_AUTH_CLIENT_KEY)",
+    )
+    group.add_argument(
+        "--proxy",
+        default=default,
+        metavar="URL",
+        help="http:// proxy for the token request (default: MEMORAM_AUTH_PROXY, then "
+        "HTTPS_PROXY/NO_PROXY)",
     )
     group.add_argument(
         "--no-disk-cache",
@@ -160,11 +195,41 @@ def _settings(args: argparse.Namespace | SimpleNamespace) -> tuple[str, str, Cac
     return base_url, api_key, False if args.no_disk_cache else args.cache_dir
 
 
+def _network(args: argparse.Namespace | SimpleNamespace) -> NetworkSettings:
+    """The token request's TLS trust, client certificate and proxy: options, then environment."""
+    from ._env import CA_BUNDLE_ENV, CLIENT_CERT_ENV, CLIENT_KEY_ENV, PROXY_ENV
+    from .transport import NetworkSettings
+
+    def option(name: str, variable: str) -> str | None:
+        value = getattr(args, name, None) or os.environ.get(variable, "").strip()
+        return value or None
+
+    certfile, keyfile = option("cert", CLIENT_CERT_ENV), option("cert_key", CLIENT_KEY_ENV)
+    if keyfile is not None and certfile is None:
+        raise ConfigurationError("--cert-key (MEMORAM_AUTH_CLIENT_KEY) needs --cert as well")
+    try:
+        return NetworkSettings(
+            verify=option("ca_bundle", CA_BUNDLE_ENV),
+            cert=(certfile, keyfile) if certfile and keyfile else certfile,
+            proxy=option("proxy", PROXY_ENV),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"{exc} (--proxy or {PROXY_ENV})") from None
+
+
 def _provider(args: argparse.Namespace | SimpleNamespace) -> TokenProvider:
     from .provider import get_provider
 
     base_url, api_key, cache_dir = _settings(args)
-    return get_provider(api_key, base_url, cache_dir=cache_dir)
+    network = _network(args)
+    return get_provider(
+        api_key,
+        base_url,
+        cache_dir=cache_dir,
+        verify=network.verify,
+        cert=network.cert,
+        proxy=network.proxy,
+    )
 
 
 def _current_token(args: argparse.Namespace | SimpleNamespace) -> Token:
@@ -185,7 +250,7 @@ def _current_token(args: argparse.Namespace | SimpleNamespace) -> Token:
             return cached
     from .provider import TokenProvider
 
-    return TokenProvider(api_key, base_url, cache=cache).get_token()
+    return TokenProvider(api_key, base_url, cache=cache, network=_network(args)).get_token()
 
 
 def _duration(seconds: float) -> str:

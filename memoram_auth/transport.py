@@ -199,39 +199,47 @@ def ca_bundle_from_environment() -> str | None:
     return None
 
 
-def no_proxy_matches(host: str, port: int, no_proxy: str) -> bool:
-    """Whether ``NO_PROXY`` exempts *host*:*port*, matched as requests matches it.
-
-    Entries are host names (a suffix match on whole labels, a leading dot optional), IP
-    addresses, CIDR ranges (``10.0.0.0/8``), ``host:port`` pairs, or ``*`` for everything.
+def no_proxy_matches(host: str, port: int | None, no_proxy: str) -> bool:
+    """Whether ``NO_PROXY`` exempts *host* (*port*: the URL's explicit port, if any), matched
+    exactly as requests matches it (``requests.utils.should_bypass_proxies``), so that the
+    command line and requests agree: for an IPv4 host, CIDR ranges and equal addresses; for a
+    name, the name or ``host:port`` itself or a parent domain of it; then the standard
+    library's own rules (``*``, IPv6 literals).
     """
-    host = host.lower().strip("[]")
-    for raw in no_proxy.replace(" ", "").split(","):
-        entry = raw.lower().lstrip(".")
-        if not entry:
-            continue
-        if entry == "*":
-            return True
-        if "/" in entry:
-            import ipaddress
+    host = host.lower()
+    entries = [entry for entry in no_proxy.replace(" ", "").split(",") if entry]
+    if _is_ipv4(host):
+        for entry in entries:
+            if "/" in entry:
+                import ipaddress
 
-            try:
-                if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
-                    return True
-            except ValueError:
-                pass
-            continue
-        name, colon, entry_port = entry.rpartition(":") if entry.count(":") == 1 else ("", "", "")
-        if colon and entry_port.isdigit():
-            if int(entry_port) == port and (host == name or host.endswith("." + name)):
+                try:
+                    if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
+                        return True
+                except ValueError:
+                    continue
+            elif host == entry:
                 return True
-            continue
-        if host == entry.strip("[]") or host.endswith("." + entry):
-            return True
-    return False
+    else:
+        with_port = f"{host}:{port}" if port else host
+        for entry in entries:
+            entry = entry.lstrip(".")
+            if host == entry or with_port == entry:
+                return True
+            if host.endswith("." + entry) or with_port.endswith("." + entry):
+                return True
+    import urllib.request
+
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]  # untyped, public
+    return bool(bypass(host, {"no": no_proxy}))
 
 
-def _environment_proxy(scheme: str, host: str, port: int) -> str | None:
+def _is_ipv4(host: str) -> bool:
+    parts = host.split(".")
+    return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
+
+
+def _environment_proxy(scheme: str, host: str, port: int | None) -> str | None:
     def get(name: str) -> str:
         return os.environ.get(name) or os.environ.get(name.upper()) or ""
 
@@ -333,13 +341,16 @@ class UrllibTransport:
             self._context = ssl_context(self.settings)
         return self._context
 
-    def _proxy(self, scheme: str, host: str, port: int) -> tuple[str, int, str | None] | None:
+    def _proxy(self, url: str) -> tuple[str, int, str | None] | None:
+        from urllib.parse import urlsplit
+
+        target = urlsplit(url)
         proxy = self.settings.proxy
         if proxy is None and self.settings.trust_env:
-            proxy = _environment_proxy(scheme, host, port)
+            proxy = _environment_proxy(target.scheme, target.hostname or "", target.port)
         if not proxy:
             return None
-        from urllib.parse import unquote, urlsplit
+        from urllib.parse import unquote
 
         parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
         kind = parts.scheme.lower()
@@ -363,7 +374,7 @@ class UrllibTransport:
 
         scheme, host, port, target = _split(request.url)
         timeout = max(0.001, request.timeout)
-        via = self._proxy(scheme, host, port)
+        via = self._proxy(request.url)
         connection: http.client.HTTPConnection
         if via is None:
             if scheme == "https":

@@ -5,6 +5,7 @@ import os
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import trustme
@@ -14,7 +15,8 @@ from memoram_auth.cache import FileCache
 from memoram_auth.emulator import Emulator
 from memoram_auth.emulator._state import State
 
-from ._proxy import ConnectProxy
+if TYPE_CHECKING:
+    from ._proxy import ConnectProxy
 
 # pytester runs throwaway test suites, to check the fixture users get through the entry point.
 pytest_plugins = ["pytester"]
@@ -183,5 +185,8 @@ def tls_client_cert(tls_ca: trustme.CA, tmp_path: Path) -> tuple[str, str]:
 @pytest.fixture
 def connect_proxy() -> Iterator[ConnectProxy]:
     """A running :class:`tests._proxy.ConnectProxy` (no auth); ``connect_proxy.url`` to use it."""
+    # Imported here: the leak-guard test copies this conftest into a directory of its own.
+    from ._proxy import ConnectProxy
+
     with ConnectProxy() as proxy:
         yield proxy
