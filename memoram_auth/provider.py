@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     # asyncio and the exchange are imported where they are used: a process that finds its
     # token in the cache needs neither, and the command line starts faster without them.
     import asyncio
+    from collections.abc import Callable
 
     from .cache import CacheDir
     from .hookspecs import TokenCache
@@ -121,8 +122,18 @@ class TokenProvider:
         self.lock_timeout = self.policy.total_timeout + 10 if lock_timeout is None else lock_timeout
         self._transport = transport
         self._slot = slot_for(self.base_url, self._api_key)
+        # Optional TokenCache methods (see hookspecs.TokenCache), for caches a fleet shares.
+        bind_secret = getattr(self.cache, "bind_secret", None)
+        self._reject: Callable[[str, str, float], None] | None = getattr(self.cache, "reject", None)
+        if bind_secret is not None:
+            from ._derive import cache_secret  # hmac and hashlib only for caches that ask
+
+            bind_secret(self._slot, cache_secret(self._api_key, self.base_url))
         self._entry: _Entry | None = None
         self._rejected: collections.deque[str] = collections.deque(maxlen=8)
+        # (token, rejected_at) for the cache's reject(): sent by the next refresh, off any
+        # event loop, since invalidate() runs inside the async auth flow.
+        self._unsent_rejections: collections.deque[tuple[str, float]] = collections.deque(maxlen=8)
         # When the API rejected our current token, until a replacement is adopted (see
         # invalidate); None otherwise.
         self._rejection_seen_at: float | None = None
@@ -238,6 +249,9 @@ class TokenProvider:
         return seen_at is None or token.after_rejection or token.obtained_at > seen_at
 
     def _obtain(self, *, advisory: bool) -> Token:
+        while self._unsent_rejections and self._reject is not None:
+            token_value, rejected_at = self._unsent_rejections.popleft()
+            self._reject(self._slot, token_value, rejected_at)
         # A token another process cached is as good as one we fetch; the lock-free read first
         # makes the warm-cache path cost no lock at all (writes are atomic).
         cached = self.cache.load(self._slot)
@@ -305,7 +319,8 @@ class TokenProvider:
         invalidate: a replacement that another thread or process already fetched stays), and
         until a replacement is in, only a token obtained after this moment, or fetched after a
         rejection, is adopted. Otherwise the one replay after a 401 could go out with a dead
-        token as well (seen in the soak). The rejected value is never adopted again.
+        token as well (seen in the soak). The rejected value is never adopted again. A cache
+        with a ``reject`` method is told by the next refresh, so the rule holds fleet-wide.
         """
         self._rejected.append(token)
         with self._entry_lock:
@@ -313,6 +328,8 @@ class TokenProvider:
             if current is not None and (current.value == token or not current.after_rejection):
                 self._entry = None
                 self._rejection_seen_at = time.time()
+                if self._reject is not None:
+                    self._unsent_rejections.append((token, self._rejection_seen_at))
         _log.debug("the API rejected a token for key %s; it will be replaced", self.fingerprint)
 
     # -- async --------------------------------------------------------------------------------
