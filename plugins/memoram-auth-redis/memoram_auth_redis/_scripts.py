@@ -26,12 +26,15 @@ end
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 """
 
-#: KEYS: lock, generation. ARGV: owner, lease ms, generation TTL ms.
-#: The generation (> 0) if the lock was taken, else 0.
+#: KEYS: lock, generation, token. ARGV: owner, lease ms, generation TTL ms.
+#: The generation (> 0) if the lock was taken; else minus the stored token's generation (0
+#: if none), so that a waiter sees when the token it waits for has been stored.
 LOCK = (
     _EFFECTS
     + """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return -tonumber(redis.call('HGET', KEYS[3], 'gen') or '0')
+end
 """
     + _NEXT
     + "return g\n"

@@ -252,7 +252,8 @@ class _FleetLock:
     """The local file lock, then the fleet's lock in Redis; ``True`` if both were had.
 
     With Redis unavailable it is the local lock alone: machines then fetch one token each,
-    as they would with the file backend.
+    as they would with the file backend. A waiter stops waiting as soon as the holder has
+    stored a newer token (``False``: the lock was not had, and is not needed).
     """
 
     def __init__(self, cache: RedisTokenCache, slot: str, timeout: float) -> None:
@@ -274,15 +275,25 @@ class _FleetLock:
         keys = bound.keys
         lease_ms = int(LEASE * 1000)
         pause = 0.01
+        seen: int | None = None
         while True:
             result = self._cache._call(
-                "LOCK", [keys.lock, keys.generation], [self._owner, lease_ms, _META_TTL_MS]
+                "LOCK",
+                [keys.lock, keys.generation, keys.token],
+                [self._owner, lease_ms, _META_TTL_MS],
             )
             if result is _FAILED:
                 return had_local
             if int(result) > 0:
                 self._hold(int(result), keys.lock, lease_ms)
                 return had_local
+            if seen is None:
+                seen = -int(result)
+            elif -int(result) > seen:
+                # The holder stored the token this wait was for: the caller's re-read finds it,
+                # so taking the lock in turn would only queue the fleet behind one another.
+                # Not had (False): should the caller fetch all the same, its store stays local.
+                return False
             if time.monotonic() - started >= self._timeout:
                 break
             # Jittered and growing: a fleet of waiters neither hammers Redis nor wakes together.
