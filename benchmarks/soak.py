@@ -8,12 +8,18 @@ requests against the ideal, corrupt cache reads (expected 0) and the longest wai
 
     python -m benchmarks.soak                 # the full soak
     python -m benchmarks.soak --quick         # 10 s, 3 x 2
+    python -m benchmarks.soak --redis         # on the redis backend, Redis killed every 10 s
+
+With ``--redis`` (needs memoram-auth-redis and redis-server on PATH) each worker has a disk cache
+of its own, like a machine of a fleet, and all share one Redis, which is killed with SIGKILL
+every 10 s and restarted a second later.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import random
@@ -22,8 +28,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from memoram_auth.emulator import Emulator, Fault
 
@@ -44,6 +52,7 @@ class SoakResult:
     api_requests: int = 0
     revocations: int = 0
     kills: int = 0
+    redis_kills: int = 0
     longest_wait: float = 0.0
 
     @property
@@ -68,10 +77,18 @@ def soak(
     fault_rate: float = 0.2,
     revoke_every: float = 15.0,
     kill_every: float = 3.0,
+    redis_kill_every: float | None = None,
 ) -> SoakResult:
     result = SoakResult(duration, processes, threads, lifetime)
     faults = (Fault(status=503, headers={"Retry-After": "1"}), Fault(delay=5.0))
-    with Emulator(max_lifetime=lifetime) as emu, tempfile.TemporaryDirectory() as tmp:
+    with contextlib.ExitStack() as stack:
+        emu = stack.enter_context(Emulator(max_lifetime=lifetime))
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        env = dict(os.environ)
+        server = None
+        if redis_kill_every is not None:
+            server = stack.enter_context(_redis_server())
+            env.update(MEMORAM_AUTH_CACHE_BACKEND="redis", MEMORAM_AUTH_REDIS_URL=server.url)
         stop_at = time.time() + duration
         started = time.monotonic()
 
@@ -82,17 +99,19 @@ def soak(
                 WORKER,
                 emu.base_url,
                 emu.api_key,
-                os.path.join(tmp, "cache"),
+                os.path.join(tmp, f"cache-{index}" if server else "cache"),
                 str(threads),
                 str(stop_at),
                 stats,
             ]
-            return subprocess.Popen(command)
+            return subprocess.Popen(command, env=env)
 
         emu.flaky(fault_rate, *faults)
         spawned = processes
         running = {i: spawn(i) for i in range(processes)}
         next_revoke, next_kill = revoke_every, kill_every
+        next_redis_kill = redis_kill_every or 0.0
+        redis_back_at: float | None = None
         while time.time() < stop_at:
             time.sleep(0.1)
             elapsed = time.monotonic() - started
@@ -100,6 +119,15 @@ def soak(
                 emu.revoke_all()
                 result.revocations += 1
                 next_revoke += revoke_every
+            if server is not None and redis_kill_every is not None:
+                if elapsed >= next_redis_kill:
+                    server.kill()
+                    result.redis_kills += 1
+                    redis_back_at = elapsed + 1.0
+                    next_redis_kill += redis_kill_every
+                elif redis_back_at is not None and elapsed >= redis_back_at:
+                    server.start()
+                    redis_back_at = None
             if elapsed >= next_kill and time.time() < stop_at - 1:
                 victim = random.choice(list(running))  # noqa: S311
                 os.kill(running[victim].pid, signal.SIGKILL)
@@ -124,12 +152,24 @@ def soak(
     return result
 
 
+@contextlib.contextmanager
+def _redis_server() -> Iterator[Any]:
+    # The plugin's own test helper starts real servers; one place decides how.
+    plugin_tests = Path(__file__).parent.parent / "plugins" / "memoram-auth-redis" / "tests"
+    sys.path.insert(0, str(plugin_tests))
+    from _servers import Server
+
+    with Server() as server:
+        yield server
+
+
 def report(result: SoakResult) -> str:
     rows = [[name, count] for name, count in sorted(result.outcomes.items())]
     lines = [
         f"{result.processes} processes x {result.threads} threads for {result.duration:g} s, "
         f"{result.lifetime} s tokens, {result.revocations} revocations, {result.kills} workers "
-        "killed with SIGKILL and replaced",
+        "killed with SIGKILL and replaced"
+        + (f", Redis killed {result.redis_kills} times" if result.redis_kills else ""),
         "",
         table(["outcome (by request kind)", "count"], rows),
         "",
@@ -147,11 +187,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="10 s, 3 processes x 2 threads")
     parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--redis", action="store_true", help="the redis backend, Redis killed")
     args = parser.parse_args()
+    redis_kill_every = 10.0 if args.redis else None
     if args.quick:
-        result = soak(duration=10, processes=3, threads=2, revoke_every=4, kill_every=2.5)
+        result = soak(
+            duration=10,
+            processes=3,
+            threads=2,
+            revoke_every=4,
+            kill_every=2.5,
+            redis_kill_every=4.0 if args.redis else None,
+        )
     else:
-        result = soak(duration=args.duration)
+        result = soak(duration=args.duration, redis_kill_every=redis_kill_every)
     print(report(result))
 
 

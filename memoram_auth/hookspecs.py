@@ -28,7 +28,24 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 class TokenCache(Protocol):
-    """What a cache backend provides (see :class:`memoram_auth.cache.FileCache`)."""
+    """What a cache backend provides (see :class:`memoram_auth.cache.FileCache`).
+
+    Two optional methods, which the provider calls only when a backend has them (the file
+    cache has neither, and works as before), serve caches that a fleet shares:
+
+    ``bind_secret(slot: str, secret: bytes) -> None``
+        Called once per provider, before any other call for *slot*, with 32 bytes derived
+        from the API key and base URL by HKDF-SHA256 (:func:`memoram_auth._derive.
+        cache_secret`). A shared cache names and seals the slot's entries with it, so what
+        it stores is useless without the key. The raw key is never handed to a cache.
+    ``reject(slot: str, token: str, rejected_at: float) -> None``
+        The API rejected *token* (401) at *rejected_at* (local ``time.time()``). Called
+        from the thread that next refreshes (never on an event loop), before it reads the
+        cache. The backend forgets the entry if it holds *token*, or a token not fetched
+        after a rejection (compare-and-invalidate, as :meth:`TokenProvider.invalidate`
+        does in memory), and refuses later writes of tokens fetched before the call.
+        Failures degrade, they never raise.
+    """
 
     def load(self, slot: str) -> Token | None:
         """The stored token, or ``None`` (missing, damaged or unreadable: all misses)."""
@@ -76,6 +93,16 @@ def memoram_auth_cache_backends() -> Mapping[str, CacheFactory]:  # type: ignore
 @hookspec
 def memoram_auth_token_acquired(base_url: str, key_fingerprint: str, expires_at: float) -> None:
     """A new token was obtained from the token endpoint (``expires_at``: local ``time.time()``)."""
+
+
+@hookspec
+def memoram_auth_cache_unavailable(backend: str, error: str, retry_in: float) -> None:
+    """A shared cache stopped answering; tokens stay local for *retry_in* seconds."""
+
+
+@hookspec
+def memoram_auth_cache_recovered(backend: str) -> None:
+    """A shared cache that was unavailable answers again."""
 
 
 @hookspec

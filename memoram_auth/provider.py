@@ -44,7 +44,7 @@ from .keys import fingerprint, normalize_api_key
 from .token import Token, advisory_window, mandatory_window
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Callable, Generator
 
     from ._backends import CacheDir
     from ._steps import Answer, AsyncSend, Step
@@ -131,8 +131,18 @@ class TokenProvider:
             transport = UrllibTransport(network)
         self._transport: Transport = transport
         self._slot = slot_for(self.base_url, self._api_key)
+        # Optional TokenCache methods (see hookspecs.TokenCache), for caches a fleet shares.
+        bind_secret = getattr(self.cache, "bind_secret", None)
+        self._reject: Callable[[str, str, float], None] | None = getattr(self.cache, "reject", None)
+        if bind_secret is not None:
+            from ._derive import cache_secret  # hmac and hashlib only for caches that ask
+
+            bind_secret(self._slot, cache_secret(self._api_key, self.base_url))
         self._entry: _Entry | None = None
         self._rejected: collections.deque[str] = collections.deque(maxlen=8)
+        # (token, rejected_at) for the cache's reject(): sent by the next refresh, off any
+        # event loop, since invalidate() runs inside the async auth flow.
+        self._unsent_rejections: collections.deque[tuple[str, float]] = collections.deque(maxlen=8)
         # When the API rejected our current token, until a replacement is adopted (see
         # invalidate); None otherwise.
         self._rejection_seen_at: float | None = None
@@ -322,7 +332,16 @@ class TokenProvider:
     def _load(self) -> Token | None:
         return self.cache.load(self._slot)
 
+    def _send_rejections(self) -> None:
+        # Queued by invalidate(), which may run on an event loop; sent from here, a step
+        # that may block (a shared cache is a network round trip).
+        while self._unsent_rejections and self._reject is not None:
+            token_value, rejected_at = self._unsent_rejections.popleft()
+            self._reject(self._slot, token_value, rejected_at)
+
     def _obtain_steps(self, held: _Held, *, advisory: bool) -> Generator[Step, Answer, Token]:
+        if self._unsent_rejections:
+            yield Blocking(self._send_rejections)
         # A token another process cached is as good as one we fetch; the lock-free read first
         # makes the warm-cache path cost no lock at all (writes are atomic).
         cached = yield Blocking(self._load)
@@ -386,7 +405,8 @@ class TokenProvider:
         invalidate: a replacement that another thread or process already fetched stays), and
         until a replacement is in, only a token obtained after this moment, or fetched after a
         rejection, is adopted. Otherwise the one replay after a 401 could go out with a dead
-        token as well (seen in the soak). The rejected value is never adopted again.
+        token as well (seen in the soak). The rejected value is never adopted again. A cache
+        with a ``reject`` method is told by the next refresh, so the rule holds fleet-wide.
         """
         self._rejected.append(token)
         with self._entry_lock:
@@ -394,6 +414,8 @@ class TokenProvider:
             if current is not None and (current.value == token or not current.after_rejection):
                 self._entry = None
                 self._rejection_seen_at = time.time()
+                if self._reject is not None:
+                    self._unsent_rejections.append((token, self._rejection_seen_at))
         _log.debug("the API rejected a token for key %s; it will be replaced", self.fingerprint)
 
 

@@ -1,0 +1,175 @@
+"""Settings: the URL and its spellings, and a client that fails fast instead of retrying."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from memoram_auth.exceptions import ConfigurationError
+
+__all__ = [
+    "CLUSTER_ENV",
+    "PREFIX_ENV",
+    "SENTINEL_ENV",
+    "TIMEOUT_ENV",
+    "URL_ENV",
+    "Settings",
+    "make_client",
+    "normalize_url",
+    "redact",
+]
+
+URL_ENV = "MEMORAM_AUTH_REDIS_URL"
+CLUSTER_ENV = "MEMORAM_AUTH_REDIS_CLUSTER"
+SENTINEL_ENV = "MEMORAM_AUTH_REDIS_SENTINEL"
+PREFIX_ENV = "MEMORAM_AUTH_REDIS_PREFIX"
+TIMEOUT_ENV = "MEMORAM_AUTH_REDIS_TIMEOUT"
+
+#: Connect and read timeout, seconds: a Redis that does not answer costs this, once.
+DEFAULT_TIMEOUT = 0.3
+_SCHEMES = {
+    "redis": "redis",
+    "rediss": "rediss",
+    "unix": "unix",
+    # Some hosts hand out Valkey's own spellings; the protocol is the same.
+    "valkey": "redis",
+    "valkeys": "rediss",
+}
+_ON = frozenset({"1", "true", "yes", "on"})
+
+
+def redact(url: str) -> str:
+    """*url* without its user and password, for messages."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparsable URL>"
+    if ":" in host:
+        host = f"[{host}]"
+    return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
+
+
+def normalize_url(url: str) -> str:
+    """*url* in a spelling redis-py reads (``valkey://`` becomes ``redis://``).
+
+    Raises:
+        ConfigurationError: not a redis, rediss, unix, valkey or valkeys URL. The message
+            never shows the password.
+    """
+    text = url.strip()
+    scheme, sep, rest = text.partition("://")
+    target = _SCHEMES.get(scheme.lower()) if sep else None
+    if target is None:
+        raise ConfigurationError(
+            f"{URL_ENV} must be a redis://, rediss://, unix://, valkey:// or valkeys:// URL, "
+            f"not {redact(text) if sep else 'something without a scheme'}"
+        )
+    normalized = f"{target}://{rest}"
+    try:
+        parts = urlsplit(normalized)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ConfigurationError(
+            f"{URL_ENV} is not a valid URL ({redact(normalized)}); check the host and port"
+        ) from None
+    if target != "unix" and not parts.hostname:
+        raise ConfigurationError(f"{URL_ENV} names no host ({redact(normalized)})")
+    return normalized
+
+
+class Settings:
+    """Where the cache is and how to reach it; from the environment unless given."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        cluster: bool | None = None,
+        sentinel: str | None = None,
+        prefix: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        env = os.environ
+        raw = url if url is not None else env.get(URL_ENV, "").strip()
+        if not raw:
+            raise ConfigurationError(
+                f"the redis cache backend needs {URL_ENV} (e.g. redis://host:6379/0), "
+                "or a client passed to memoram_auth_redis.configure()"
+            )
+        self.url = normalize_url(raw)
+        self.cluster = (
+            env.get(CLUSTER_ENV, "").strip().lower() in _ON if cluster is None else cluster
+        )
+        self.sentinel = (
+            (env.get(SENTINEL_ENV, "").strip() or None) if sentinel is None else sentinel
+        )
+        if self.cluster and self.sentinel:
+            raise ConfigurationError(f"set {CLUSTER_ENV} or {SENTINEL_ENV}, not both")
+        self.prefix = prefix if prefix is not None else self.default_prefix()
+        if timeout is None:
+            try:
+                timeout = float(env.get(TIMEOUT_ENV, "") or DEFAULT_TIMEOUT)
+            except ValueError:
+                raise ConfigurationError(f"{TIMEOUT_ENV} must be a number of seconds") from None
+        if not 0 < timeout <= 30:
+            raise ConfigurationError(f"{TIMEOUT_ENV} must be between 0 and 30 seconds")
+        self.timeout = timeout
+
+    @staticmethod
+    def default_prefix() -> str:
+        """``MEMORAM_AUTH_REDIS_PREFIX``, else ``memoram-auth:``."""
+        return os.environ.get(PREFIX_ENV, "").strip() or "memoram-auth:"
+
+    @property
+    def identity(self) -> tuple[str, bool, str | None, str]:
+        return self.url, self.cluster, self.sentinel, self.prefix
+
+    def __repr__(self) -> str:
+        mode = " cluster" if self.cluster else f" sentinel={self.sentinel}" if self.sentinel else ""
+        return f"Settings({redact(self.url)}{mode})"
+
+
+def _fail_fast(timeout: float) -> dict[str, Any]:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # No retries: the breaker decides when to try again, and a retry would double the cost
+    # of a Redis that does not answer.
+    return {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 0),
+        "retry_on_timeout": False,
+    }
+
+
+def make_client(settings: Settings) -> Any:  # noqa: ANN401 - Redis, RedisCluster or a master proxy
+    """A sync redis-py client for *settings*. Cluster clients connect here (may raise)."""
+    import redis
+
+    options = _fail_fast(settings.timeout)
+    if settings.cluster:
+        from redis.cluster import RedisCluster
+
+        options.pop("retry_on_timeout")
+        return RedisCluster.from_url(settings.url, cluster_error_retry_attempts=0, **options)
+    if settings.sentinel:
+        from redis.connection import parse_url
+        from redis.sentinel import Sentinel
+
+        # redis-py leaves these three untyped.
+        parsed = parse_url(settings.url)  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            [(parsed.get("host", "localhost"), parsed.get("port", 26379))],
+            sentinel_kwargs={
+                "socket_timeout": settings.timeout,
+                "socket_connect_timeout": settings.timeout,
+            },
+            **{k: v for k, v in parsed.items() if k not in ("host", "port")},
+            **options,
+        )
+        return sentinel.master_for(settings.sentinel)  # type: ignore[no-untyped-call]
+    return redis.Redis.from_url(settings.url, **options)

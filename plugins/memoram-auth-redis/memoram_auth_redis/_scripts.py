@@ -1,0 +1,96 @@
+"""The Lua scripts: each a compare-and-something that must not be split into round trips.
+
+Every script touches only the keys of one slot, which share a hash tag, so they run on
+Redis Cluster too. Numbers stay below 2**53 (generations are microseconds), which Lua's
+doubles hold exactly; ``%d`` formats them without an exponent.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LOAD", "LOCK", "NEXT_GENERATION", "REJECT", "RENEW", "STORE", "UNLOCK"]
+
+# Redis before 7 replicates scripts verbatim unless told otherwise, and refuses a write after
+# TIME; 7 and Valkey replicate effects anyway (the call is then a no-op).
+_EFFECTS = "if redis.replicate_commands then redis.replicate_commands() end\n"
+
+# KEYS[2] generation; ARGV[n] its TTL in ms. Never below the server's clock in microseconds,
+# so a Redis that restarted empty does not hand out generations a late writer already holds.
+_NEXT = """
+local g = redis.call('INCR', KEYS[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if g < now then
+  g = now
+  redis.call('SET', KEYS[2], string.format('%d', g))
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+"""
+
+#: KEYS: lock, generation, token. ARGV: owner, lease ms, generation TTL ms.
+#: The generation (> 0) if the lock was taken; else minus the stored token's generation (0
+#: if none), so that a waiter sees when the token it waits for has been stored.
+LOCK = (
+    _EFFECTS
+    + """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return -tonumber(redis.call('HGET', KEYS[3], 'gen') or '0')
+end
+"""
+    + _NEXT
+    + "return g\n"
+)
+
+#: KEYS: lock (unused), generation. ARGV: -, -, generation TTL ms. A generation without the
+#: lock: for a caller that waited out its lock timeout and fetches anyway.
+NEXT_GENERATION = _EFFECTS + _NEXT + "return g\n"
+
+#: KEYS: lock. ARGV: owner. Compare-and-delete: never release a lock another owner now holds.
+UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+#: KEYS: lock. ARGV: owner, lease ms. Extends the lease while the holder still owns it.
+RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+#: KEYS: token, floor. ARGV: generation, ar, tag, blob, TTL ms.
+#: Compare-and-set: 1 stored; 0 a newer generation is there; -1 fetched before a rejection.
+STORE = """
+local g = tonumber(ARGV[1])
+local current = redis.call('HGET', KEYS[1], 'gen')
+if current and tonumber(current) >= g then return 0 end
+local floor = redis.call('GET', KEYS[2])
+if floor and tonumber(floor) >= g then return -1 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'gen', ARGV[1], 'ar', ARGV[2], 'tag', ARGV[3], 'blob', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+#: KEYS: token. The hash and its TTL in ms, in one atomic read.
+LOAD = """
+return {redis.call('HGETALL', KEYS[1]), redis.call('PTTL', KEYS[1])}
+"""
+
+#: KEYS: token, floor, generation. ARGV: tag of the rejected token, floor TTL ms.
+#: Compare-and-invalidate, as the provider does in memory: the entry goes if it is the
+#: rejected token or was not itself fetched after a rejection; then every generation handed
+#: out so far is below the floor, so a fetch that started before the rejection is not stored.
+#: 1 if the entry went, else 0.
+REJECT = """
+local entry = redis.call('HMGET', KEYS[1], 'tag', 'ar')
+if not entry[1] then return 0 end
+if entry[1] ~= ARGV[1] and entry[2] == '1' then return 0 end
+local g = redis.call('GET', KEYS[3])
+if g then
+  local floor = redis.call('GET', KEYS[2])
+  if not floor or tonumber(floor) < tonumber(g) then
+    redis.call('SET', KEYS[2], g, 'PX', ARGV[2])
+  end
+end
+redis.call('DEL', KEYS[1])
+return 1
+"""

@@ -1,0 +1,141 @@
+"""Names and sealed values for one slot: what Redis holds is useless without the API key.
+
+Everything comes from the 32-byte secret the core derives from the API key and base URL
+(HKDF-SHA256; the plugin never sees the key). From it, HKDF-Expand makes three keys:
+
+- a name key: the slot's Redis names are ``PREFIX{HMAC(name key, "slot")}:...``, so neither
+  the key nor a plain digest of it appears, and every name of a slot shares one hash tag
+  (one Redis Cluster slot, which Lua scripts over several keys need);
+- a sealing key: the token is AES-GCM encrypted, with the key name and the entry's clear
+  fields (generation, after-rejection flag, tag) as associated data, so nothing can be moved
+  between slots or relabelled without failing to decrypt;
+- a tag key: ``HMAC(tag key, token)`` lets a Lua script compare "is this the token that was
+  rejected?" without Redis ever holding the token.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
+from memoram_auth.token import Token, is_header_safe
+
+__all__ = ["DEFAULT_PREFIX", "Sealed", "SlotKeys"]
+
+DEFAULT_PREFIX = "memoram-auth:"
+_NONCE = 12
+
+
+def _expand(secret: bytes, label: bytes) -> bytes:
+    return HKDFExpand(hashes.SHA256(), 32, b"memoram-auth redis v1 " + label).derive(secret)
+
+
+class Sealed:
+    """What is read back from Redis for a slot, opened: the token and where it came from."""
+
+    __slots__ = ("base_url", "generation", "key_fingerprint", "token")
+
+    def __init__(self, token: Token, generation: int, base_url: str, key_fingerprint: str) -> None:
+        self.token = token
+        self.generation = generation
+        self.base_url = base_url
+        self.key_fingerprint = key_fingerprint
+
+
+class SlotKeys:
+    """The Redis names of one slot and the keys that seal its token."""
+
+    def __init__(self, secret: bytes, prefix: str = DEFAULT_PREFIX) -> None:
+        if len(secret) < 32:
+            raise ValueError("the slot secret must be at least 32 bytes")
+        name_key = _expand(secret, b"names")
+        self._tag_key = _expand(secret, b"tags")
+        self._aead = AESGCM(_expand(secret, b"seal"))
+        ident = hmac.new(name_key, b"slot", hashlib.sha256).hexdigest()[:32]
+        base = f"{prefix}{{{ident}}}"
+        #: A hash: ``gen``, ``ar``, ``tag``, ``blob``; its TTL is the token's remaining life.
+        self.token = f"{base}:token"
+        #: The fencing generation: a counter that never goes below the server's clock in µs.
+        self.generation = f"{base}:gen"
+        #: Generations at or below this were handed out before a rejection: refused on store.
+        self.floor = f"{base}:floor"
+        #: ``SET NX PX`` with an owner value: the fleet's single flight.
+        self.lock = f"{base}:lock"
+
+    def tag(self, token_value: str) -> str:
+        """A keyed digest of a token: comparable in Lua, useless without the secret."""
+        digest = hmac.new(self._tag_key, token_value.encode("utf-8"), hashlib.sha256)
+        return digest.hexdigest()[:32]
+
+    def _aad(self, generation: int, after_rejection: bool, tag: str) -> bytes:
+        return f"{self.token}\n{generation}\n{int(after_rejection)}\n{tag}".encode()
+
+    def seal(
+        self, token: Token, *, generation: int, base_url: str, key_fingerprint: str
+    ) -> dict[str, str]:
+        """The hash fields to store for *token*: clear metadata and the sealed value."""
+        tag = self.tag(token.value)
+        payload = json.dumps(
+            {
+                "value": token.value,
+                "lifetime": token.lifetime,
+                "base_url": base_url,
+                "key": key_fingerprint,
+            }
+        ).encode("utf-8")
+        nonce = os.urandom(_NONCE)
+        sealed = nonce + self._aead.encrypt(
+            nonce, payload, self._aad(generation, token.after_rejection, tag)
+        )
+        return {
+            "gen": str(generation),
+            "ar": "1" if token.after_rejection else "0",
+            "tag": tag,
+            # Text, not bytes: a client passed in may decode responses.
+            "blob": base64.b64encode(sealed).decode("ascii"),
+        }
+
+    def open(self, fields: dict[str, str], ttl_ms: int, now: float) -> Sealed | None:
+        """The token in *fields* (read with a TTL of *ttl_ms*), or ``None``: every flaw is a miss.
+
+        Expiry comes from the key's TTL, Redis's own clock, so machines whose clocks disagree
+        still agree on it; a TTL longer than the sealed lifetime is not believed.
+        """
+        try:
+            generation = int(fields["gen"])
+            after_rejection = fields["ar"] == "1"
+            sealed = base64.b64decode(fields["blob"], validate=True)
+            plain = self._aead.decrypt(
+                sealed[:_NONCE],
+                sealed[_NONCE:],
+                self._aad(generation, after_rejection, fields["tag"]),
+            )
+            data = json.loads(plain)
+            value, lifetime = data["value"], float(data["lifetime"])
+            base_url, key_fingerprint = str(data["base_url"]), str(data["key"])
+        except (KeyError, ValueError, TypeError, InvalidTag):
+            return None
+        if (
+            not isinstance(value, str)
+            or not is_header_safe(value)
+            or fields["tag"] != self.tag(value)
+        ):
+            return None
+        if not 0 < ttl_ms <= lifetime * 1000 + 1000:
+            return None
+        expires_at = now + ttl_ms / 1000
+        token = Token(
+            value,
+            obtained_at=expires_at - lifetime,
+            expires_at=expires_at,
+            after_rejection=after_rejection,
+        )
+        return Sealed(token, generation, base_url, key_fingerprint)

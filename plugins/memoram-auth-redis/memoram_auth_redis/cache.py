@@ -1,0 +1,339 @@
+"""``RedisTokenCache``: the file cache in front, Redis behind it for the whole fleet.
+
+Layers, from the provider's point of view (it keeps the token in memory, so none of this is
+on the per-request path):
+
+- **load**: the local file cache first; a fresh token there that was not rejected needs no
+  Redis (a warm restart). Otherwise one round trip reads Redis; a token found there is
+  written through to the local file.
+- **lock**: the local file lock (processes on one machine), then the fleet's lock in Redis
+  (``SET NX PX`` with an owner value, renewed while held, released by compare-and-delete).
+  Taking it also hands out a fencing generation.
+- **store**: the local file, then Redis by compare-and-set on the generation: a writer that
+  lost its lock, or fetched before a rejection, cannot replace a newer token.
+- **reject**: compare-and-invalidate, locally and in Redis (see the provider's 401 rule).
+
+Every Redis call goes through a circuit breaker: a failure or a timeout (0.3 s by default)
+makes the cache local-only for a while, with one warning per process; requests never fail
+because of Redis.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import threading
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from memoram_auth.cache import FileCache, default_directory
+from memoram_auth.exceptions import MemoramAuthWarning
+from memoram_auth.token import Token
+
+from . import _scripts
+from ._breaker import Breaker
+from ._config import Settings, make_client, redact
+from ._seal import DEFAULT_PREFIX, SlotKeys
+
+__all__ = ["LEASE", "RedisTokenCache"]
+
+#: How long the fleet's lock outlives a holder that died (SIGKILL, a lost machine). The
+#: holder renews it every third of this while it fetches, so a slow fetch keeps it.
+LEASE = 3.0
+#: Generations and rejection floors outlive any token (MAX_LIFETIME is one day).
+_META_TTL_MS = 2 * 86_400 * 1000
+_FAILED = object()
+
+
+class _Slot:
+    """What the cache knows about one slot: its keys, and the tokens rejected in it."""
+
+    __slots__ = ("keys", "rejected")
+
+    def __init__(self, keys: SlotKeys) -> None:
+        self.keys = keys
+        self.rejected: deque[str] = deque(maxlen=8)
+
+
+class RedisTokenCache:
+    """A :class:`memoram_auth.hookspecs.TokenCache` shared by a fleet through Redis or Valkey.
+
+    Args:
+        client: a ready sync redis-py client (``redis.Redis``, ``RedisCluster``, a Sentinel
+            master). Its timeouts and retries are yours: give it short ones (see the README).
+        client_factory: instead of *client*, a function that makes one on first use.
+        local: the cache in front of Redis; default a :class:`FileCache` in *cache_dir*.
+        cache_dir: the local cache's directory (default: memoram-auth's usual one).
+        prefix: the start of every Redis key name (``memoram-auth:``), for ACL key patterns.
+        where: how to name the server in messages (never with a password).
+        breaker: the circuit breaker (tests pass one with short periods).
+    """
+
+    def __init__(
+        self,
+        client: Any = None,  # noqa: ANN401 - any of redis-py's sync clients
+        *,
+        client_factory: Callable[[], Any] | None = None,
+        local: FileCache | None = None,
+        cache_dir: str | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        where: str = "the configured address",
+        breaker: Breaker | None = None,
+    ) -> None:
+        if (client is None) == (client_factory is None):
+            raise TypeError("give a client or a client_factory")
+        self._make_client: Callable[[], Any] = client_factory or (lambda: client)
+        self._client: Any = None
+        self._scripts: dict[str, Any] = {}
+        self._client_lock = threading.Lock()
+        self.local = local if local is not None else FileCache(cache_dir or default_directory())
+        self.prefix = prefix
+        self.where = where
+        self.breaker = breaker if breaker is not None else Breaker(where)
+        self._slots: dict[str, _Slot] = {}
+        # The generation of the fleet lock this thread holds, per slot, for store().
+        self._held = threading.local()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, cache_dir: str | None = None) -> RedisTokenCache:
+        """A cache for *settings*; the client is made on first use (Cluster connects then)."""
+        return cls(
+            client_factory=lambda: make_client(settings),
+            cache_dir=cache_dir,
+            prefix=settings.prefix,
+            where=redact(settings.url),
+        )
+
+    def __repr__(self) -> str:
+        state = ", unavailable" if self.breaker.is_open else ""
+        return f"RedisTokenCache({self.where}, local={self.local!r}{state})"
+
+    # -- talking to Redis ---------------------------------------------------------------------
+
+    def _ensure_client(self) -> Any:  # noqa: ANN401 - any of redis-py's sync clients
+        """The client, made on first use (a Cluster client connects then, and may raise)."""
+        client = self._client
+        if client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = self._make_client()
+                client = self._client
+        return client
+
+    def _script(self, name: str) -> Any:  # noqa: ANN401 - redis.commands.core.Script
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._ensure_client().register_script(getattr(_scripts, name))
+            self._scripts[name] = script
+        return script
+
+    def _call(self, name: str, keys: list[str], args: list[object]) -> Any:  # noqa: ANN401
+        """Run script *name*, or give ``_FAILED`` when Redis is skipped or fails."""
+        if not self.breaker.allows():
+            return _FAILED
+        from redis.exceptions import RedisClusterException, RedisError
+
+        try:
+            result = self._script(name)(keys=keys, args=args)
+        except (RedisError, RedisClusterException, OSError) as exc:
+            self.breaker.failed(exc)
+            return _FAILED
+        self.breaker.succeeded()
+        return result
+
+    # -- the optional TokenCache methods ------------------------------------------------------
+
+    def bind_secret(self, slot: str, secret: bytes) -> None:
+        """Name and seal *slot*'s entries with *secret* (the core derives it from the key)."""
+        if slot not in self._slots:
+            self._slots[slot] = _Slot(SlotKeys(secret, self.prefix))
+
+    def reject(self, slot: str, token: str, rejected_at: float) -> None:
+        """Forget *token*, and any token not fetched after a rejection, here and in Redis."""
+        local = self.local.load(slot)
+        if local is not None and (
+            local.value == token or not (local.after_rejection or local.obtained_at > rejected_at)
+        ):
+            self.local.delete(slot)
+        bound = self._slots.get(slot)
+        if bound is None:
+            return
+        bound.rejected.append(token)
+        keys = bound.keys
+        self._call(
+            "REJECT", [keys.token, keys.floor, keys.generation], [keys.tag(token), _META_TTL_MS]
+        )
+
+    # -- TokenCache ---------------------------------------------------------------------------
+
+    def load(self, slot: str) -> Token | None:
+        local = self.local.load(slot)
+        bound = self._slots.get(slot)
+        if bound is None:
+            return local
+        if local is not None and local.value in bound.rejected:
+            local = None
+        if local is not None and time.time() < local.fresh_until:
+            return local  # a warm restart, or another process on this machine refreshed
+        remote = self._load_remote(slot, bound)
+        if remote is None:
+            return local
+        if local is None or _better(remote, local):
+            return remote
+        return local
+
+    def _load_remote(self, slot: str, bound: _Slot) -> Token | None:
+        result = self._call("LOAD", [bound.keys.token], [])
+        if result is _FAILED or not result or not result[0]:
+            return None
+        flat, ttl_ms = result
+        fields = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+        opened = bound.keys.open(fields, int(ttl_ms), time.time())
+        if opened is None or opened.token.value in bound.rejected:
+            return None  # damaged, tampered with, from another key, or known to be dead
+        local = self.local.load(slot)
+        if local is None or local.value != opened.token.value:
+            self.local.store(
+                slot,
+                opened.token,
+                base_url=opened.base_url,
+                key_fingerprint=opened.key_fingerprint,
+            )
+        return opened.token
+
+    def store(self, slot: str, token: Token, *, base_url: str, key_fingerprint: str) -> None:
+        self.local.store(slot, token, base_url=base_url, key_fingerprint=key_fingerprint)
+        bound = self._slots.get(slot)
+        generation = getattr(self._held, slot, None)
+        ttl_ms = int((token.expires_at - time.time()) * 1000)
+        if bound is None or generation is None or ttl_ms <= 0:
+            return  # fetched without a generation (Redis was unavailable): kept locally
+        keys = bound.keys
+        fields = keys.seal(
+            token, generation=generation, base_url=base_url, key_fingerprint=key_fingerprint
+        )
+        self._call(
+            "STORE",
+            [keys.token, keys.floor],
+            [fields["gen"], fields["ar"], fields["tag"], fields["blob"], ttl_ms],
+        )
+
+    def delete(self, slot: str) -> None:
+        self.local.delete(slot)
+        bound = self._slots.get(slot)
+        if bound is not None and self.breaker.allows():
+            # Through the breaker, like the scripts; a plain DEL needs no script.
+            from redis.exceptions import RedisClusterException, RedisError
+
+            try:
+                self._ensure_client().delete(bound.keys.token)
+            except (RedisError, RedisClusterException, OSError) as exc:
+                self.breaker.failed(exc)
+
+    def lock(self, slot: str, timeout: float) -> _FleetLock:
+        return _FleetLock(self, slot, timeout)
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _better(remote: Token, local: Token) -> bool:
+    """Whether Redis's token should win over the local one."""
+    if remote.after_rejection != local.after_rejection:
+        return remote.after_rejection  # fetched after a rejection: postdates whatever it was
+    return remote.expires_at > local.expires_at
+
+
+class _FleetLock:
+    """The local file lock, then the fleet's lock in Redis; ``True`` if both were had.
+
+    With Redis unavailable it is the local lock alone: machines then fetch one token each,
+    as they would with the file backend. A waiter stops waiting as soon as the holder has
+    stored a newer token (``False``: the lock was not had, and is not needed).
+    """
+
+    def __init__(self, cache: RedisTokenCache, slot: str, timeout: float) -> None:
+        self._cache = cache
+        self._slot = slot
+        self._timeout = timeout
+        self._local = cache.local.lock(slot, timeout)
+        self._owner = secrets.token_hex(16)
+        self._renewer: threading.Thread | None = None
+        self._release = threading.Event()
+        self._holds_remote = False
+
+    def __enter__(self) -> bool:
+        started = time.monotonic()
+        had_local = self._local.__enter__()
+        bound = self._cache._slots.get(self._slot)
+        if bound is None:
+            return had_local
+        keys = bound.keys
+        lease_ms = int(LEASE * 1000)
+        pause = 0.01
+        seen: int | None = None
+        while True:
+            result = self._cache._call(
+                "LOCK",
+                [keys.lock, keys.generation, keys.token],
+                [self._owner, lease_ms, _META_TTL_MS],
+            )
+            if result is _FAILED:
+                return had_local
+            if int(result) > 0:
+                self._hold(int(result), keys.lock, lease_ms)
+                return had_local
+            if seen is None:
+                seen = -int(result)
+            elif -int(result) > seen:
+                # The holder stored the token this wait was for: the caller's re-read finds it,
+                # so taking the lock in turn would only queue the fleet behind one another.
+                # Not had (False): should the caller fetch all the same, its store stays local.
+                return False
+            if time.monotonic() - started >= self._timeout:
+                break
+            # Jittered and growing: a fleet of waiters neither hammers Redis nor wakes together.
+            time.sleep(pause * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not crypto
+            pause = min(pause * 1.5, 0.1)
+        warnings.warn(
+            f"memoram-auth: waited {self._timeout:g} s for another machine to finish refreshing "
+            "the token (lock in Redis); fetching one anyway",
+            MemoramAuthWarning,
+            stacklevel=2,
+        )
+        # A generation all the same, taken before the fetch: the store is fenced against
+        # whatever the lock holder writes later.
+        result = self._cache._call(
+            "NEXT_GENERATION", [keys.lock, keys.generation], ["", "", _META_TTL_MS]
+        )
+        if result is not _FAILED:
+            setattr(self._cache._held, self._slot, int(result))
+        return False
+
+    def _hold(self, generation: int, lock_key: str, lease_ms: int) -> None:
+        setattr(self._cache._held, self._slot, generation)
+        self._holds_remote = True
+        cache, owner, release = self._cache, self._owner, self._release
+
+        def renew() -> None:
+            while not release.wait(LEASE / 3):
+                if cache._call("RENEW", [lock_key], [owner, lease_ms]) in (_FAILED, 0):
+                    return  # lost: the generation still fences our store
+
+        self._renewer = threading.Thread(target=renew, name="memoram-auth-lease", daemon=True)
+        self._renewer.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            if hasattr(self._cache._held, self._slot):
+                delattr(self._cache._held, self._slot)
+            if self._holds_remote:
+                self._release.set()
+                bound = self._cache._slots[self._slot]
+                self._cache._call("UNLOCK", [bound.keys.lock], [self._owner])
+        finally:
+            self._local.__exit__(*exc_info)

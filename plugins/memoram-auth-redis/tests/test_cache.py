@@ -1,0 +1,399 @@
+"""RedisTokenCache against a real redis-server: layers, sealing, fencing, rejection, ACLs."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import memoram_auth_redis
+import pytest
+import redis
+from _servers import INSTALL_HINT, Server, ServerMissing, find_binary
+from memoram_auth_redis import Breaker, RedisTokenCache, Settings
+
+from memoram_auth import ConfigurationError, MemoramAuthWarning, hookimpl, plugins
+from memoram_auth._derive import cache_secret
+from memoram_auth.cache import FileCache, default_cache, slot_for
+from memoram_auth.emulator import Emulator
+from memoram_auth.keys import fingerprint, sha256_hex
+from memoram_auth.provider import TokenProvider
+from memoram_auth.token import Token
+
+BASE = "http://127.0.0.1:9/api/v1"
+KEY = "mem_" + "5e" * 24
+
+
+def make_cache(
+    server: Server, tmp_path: Path, name: str = "a", **kwargs: object
+) -> RedisTokenCache:
+    client = redis.Redis.from_url(server.url, socket_timeout=0.3, socket_connect_timeout=0.3)
+    return RedisTokenCache(client, cache_dir=str(tmp_path / name), **kwargs)  # type: ignore[arg-type]
+
+
+def bound(cache: RedisTokenCache, key: str = KEY, base: str = BASE) -> str:
+    slot = slot_for(base, key)
+    cache.bind_secret(slot, cache_secret(key, base))
+    return slot
+
+
+def token(value: str = "tok.en.one", lifetime: float = 600, **kwargs: bool) -> Token:
+    now = time.time()
+    return Token(value, obtained_at=now, expires_at=now + lifetime, **kwargs)
+
+
+def store_fenced(cache: RedisTokenCache, slot: str, tok: Token) -> None:
+    with cache.lock(slot, 5):
+        cache.store(slot, tok, base_url=BASE, key_fingerprint=fingerprint(KEY))
+
+
+def everything_in(server: Server) -> bytes:
+    client = server.client()
+    dump = b""
+    for key in client.keys("*"):
+        kind = client.type(key)
+        dump += key + b"\n"
+        if kind == b"hash":
+            for field, value in client.hgetall(key).items():
+                dump += field + b"=" + value + b"\n"
+        elif kind == b"string":
+            dump += client.get(key) or b""
+    return dump
+
+
+def test_the_backend_is_found_through_its_entry_point(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert plugins.get_plugin_manager().get_plugin("redis") is memoram_auth_redis
+    monkeypatch.setenv("MEMORAM_AUTH_REDIS_URL", server.url)
+    assert isinstance(default_cache(backend="redis"), RedisTokenCache)
+
+
+def test_a_token_goes_round_the_fleet_sealed(server: Server, tmp_path: Path) -> None:
+    writer, reader = make_cache(server, tmp_path, "a"), make_cache(server, tmp_path, "b")
+    slot = bound(writer)
+    assert bound(reader) == slot
+    stored = token(after_rejection=True)
+    store_fenced(writer, slot, stored)
+    loaded = reader.load(slot)
+    assert loaded is not None
+    assert loaded.value == stored.value
+    assert loaded.after_rejection
+    assert abs(loaded.expires_at - stored.expires_at) < 5
+    # Written through to the reader's own disk cache: its next start needs no Redis.
+    assert FileCache(tmp_path / "b").load(slot) is not None
+    at_rest = everything_in(server)
+    for secret in (KEY, stored.value, slot, sha256_hex(KEY), fingerprint(KEY)[7:], BASE):
+        assert secret.encode() not in at_rest
+    names = server.client().keys("*")
+    assert names
+    tags = {name.split(b"{")[1].split(b"}")[0] for name in names}
+    assert len(tags) == 1  # one hash tag: one Cluster slot for all of a slot's keys
+    assert all(name.startswith(b"memoram-auth:{") for name in names)
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(
+            lambda c, k: c.hset(k, "blob", "AAAA" + c.hget(k, "blob")[4:].decode()), id="blob"
+        ),
+        pytest.param(lambda c, k: c.hincrby(k, "gen", 1), id="generation"),
+        pytest.param(lambda c, k: c.hset(k, "ar", "0"), id="after-rejection-flag"),
+        pytest.param(lambda c, k: c.hset(k, "tag", "0" * 32), id="tag"),
+        pytest.param(lambda c, k: c.pexpire(k, 86_400_000), id="ttl-beyond-lifetime"),
+    ],
+)
+def test_a_value_tampered_with_is_a_miss(server: Server, tmp_path: Path, tamper: object) -> None:
+    writer, reader = make_cache(server, tmp_path, "a"), make_cache(server, tmp_path, "b")
+    slot = bound(writer)
+    bound(reader)
+    store_fenced(writer, slot, token(after_rejection=True))
+    client = server.client()
+    (name,) = client.keys("*:token")
+    tamper(client, name)  # type: ignore[operator]
+    assert reader.load(slot) is None
+
+
+def test_a_value_planted_from_another_key_is_a_miss(server: Server, tmp_path: Path) -> None:
+    writer, reader = make_cache(server, tmp_path, "a"), make_cache(server, tmp_path, "b")
+    theirs = bound(writer, key="mem_" + "0" * 48)
+    store_fenced(writer, theirs, token())
+    ours = bound(reader)
+    client = server.client()
+    (their_name,) = client.keys("*:token")
+    bound(writer)
+    store_fenced(writer, ours, token("ours"))
+    (our_name,) = set(client.keys("*:token")) - {their_name}
+    client.delete(our_name)
+    client.copy(their_name, our_name)
+    assert reader.load(ours) is None
+
+
+def test_a_late_writer_cannot_overwrite_a_newer_token(server: Server, tmp_path: Path) -> None:
+    late, prompt = make_cache(server, tmp_path, "a"), make_cache(server, tmp_path, "b")
+    slot = bound(late)
+    bound(prompt)
+    with late.lock(slot, 5):
+        # Its lease runs out (a long GC pause, a partition): someone else locks and stores.
+        (lock_name,) = server.client().keys("*:lock")
+        server.client().delete(lock_name)
+        store_fenced(prompt, slot, token("newer"))
+        late.store(slot, token("older"), base_url=BASE, key_fingerprint="x")
+    fresh = make_cache(server, tmp_path, "c")
+    bound(fresh)
+    loaded = fresh.load(slot)
+    assert loaded is not None
+    assert loaded.value == "newer"
+
+
+def test_a_rejection_is_compare_and_invalidate(server: Server, tmp_path: Path) -> None:
+    a, b = make_cache(server, tmp_path, "a"), make_cache(server, tmp_path, "b")
+    slot = bound(a)
+    bound(b)
+    reader = make_cache(server, tmp_path, "r")
+    bound(reader)
+    store_fenced(a, slot, token("replacement", after_rejection=True))
+    b.reject(slot, "the.old.one", time.time())  # a late 401 for an older token
+    loaded = reader.load(slot)
+    assert loaded is not None
+    assert loaded.value == "replacement"
+    b.reject(slot, "replacement", time.time())
+    again = make_cache(server, tmp_path, "r2")
+    bound(again)
+    assert again.load(slot) is None
+    # A token that was not fetched after a rejection may be as dead as the rejected one.
+    store_fenced(a, slot, token("routine"))
+    b.reject(slot, "another.old.one", time.time())
+    fresh = make_cache(server, tmp_path, "r3")
+    bound(fresh)
+    assert fresh.load(slot) is None
+
+
+def test_a_fetch_that_started_before_a_rejection_is_not_shared(
+    server: Server, tmp_path: Path
+) -> None:
+    slow, other = make_cache(server, tmp_path, "a"), make_cache(server, tmp_path, "b")
+    slot = bound(slow)
+    bound(other)
+    store_fenced(other, slot, token("current"))
+    with slow.lock(slot, 5):  # takes its generation, then fetches for a long time...
+        other.reject(slot, "current", time.time())  # ...while the API revokes everything
+        slow.store(slot, token("fetched.before.revocation"), base_url=BASE, key_fingerprint="x")
+    fresh = make_cache(server, tmp_path, "c")
+    bound(fresh)
+    assert fresh.load(slot) is None
+    store_fenced(other, slot, token("fetched.after"))
+    assert fresh.load(slot) is not None
+
+
+def test_one_token_request_for_many_machines_in_threads(
+    server: Server, tmp_path: Path, emu: Emulator
+) -> None:
+    emu.token_delay = 0.2
+    providers = [
+        TokenProvider(emu.api_key, emu.base_url, cache=make_cache(server, tmp_path, str(i)))
+        for i in range(6)
+    ]
+    values: list[str] = []
+    barrier = threading.Barrier(len(providers))
+
+    def work(provider: TokenProvider) -> None:
+        barrier.wait()
+        values.append(provider.get_token().value)
+
+    threads = [threading.Thread(target=work, args=(p,)) for p in providers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(values)) == 1
+    assert len(values) == 6
+    assert emu.counters.token_requests == 1
+
+
+def test_a_warm_restart_needs_no_redis(server: Server, tmp_path: Path, emu: Emulator) -> None:
+    first = TokenProvider(emu.api_key, emu.base_url, cache=make_cache(server, tmp_path))
+    value = first.get_token().value
+    server.kill()
+    # Redis is gone: a warning would be an error here (filterwarnings = error).
+    again = TokenProvider(emu.api_key, emu.base_url, cache=make_cache(server, tmp_path))
+    assert again.get_token().value == value
+    assert emu.counters.token_requests == 1
+
+
+class Events:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    @hookimpl
+    def memoram_auth_cache_unavailable(self, backend: str, error: str, retry_in: float) -> None:
+        self.seen.append(("unavailable", backend))
+
+    @hookimpl
+    def memoram_auth_cache_recovered(self, backend: str) -> None:
+        self.seen.append(("recovered", backend))
+
+
+def test_redis_down_falls_back_warns_once_and_comes_back(
+    server: Server, tmp_path: Path, emu: Emulator
+) -> None:
+    events = Events()
+    manager = plugins.get_plugin_manager()
+    manager.register(events, name="events")
+    try:
+        clock = [0.0]
+        breaker = Breaker("test", clock=lambda: clock[0])
+        caches = [make_cache(server, tmp_path, str(i), breaker=breaker) for i in range(3)]
+        server.kill()
+        providers = [TokenProvider(emu.api_key, emu.base_url, cache=c) for c in caches]
+        with pytest.warns(MemoramAuthWarning, match="Redis token cache .* unavailable") as caught:
+            values = {p.get_token().value for p in providers}
+        assert len(caught) == 1
+        assert len(values) == 3  # each machine fetched its own: no failure, no sharing
+        assert events.seen == [("unavailable", "redis")]
+        server.start()
+        clock[0] += 61  # past the longest period
+        late = TokenProvider(
+            emu.api_key,
+            emu.base_url,
+            cache=make_cache(server, tmp_path, "late", breaker=breaker),
+        )
+        late.get_token()
+        assert events.seen[-1] == ("recovered", "redis")
+        assert server.client().keys("*:token")
+    finally:
+        manager.unregister(name="events")
+
+
+def test_the_breaker_doubles_its_period_up_to_a_cap() -> None:
+    clock = [0.0]
+    breaker = Breaker("test", first=5, longest=60, clock=lambda: clock[0])
+    with pytest.warns(MemoramAuthWarning):
+        breaker.failed(OSError("down"))
+    periods = [breaker._period]
+    for _ in range(5):  # the warning was the process's one: no more
+        breaker.failed(OSError("down"))
+        assert not breaker.allows()
+        periods.append(breaker._period)
+    assert periods == [5, 10, 20, 40, 60, 60]
+    clock[0] += 60 * 1.2
+    assert breaker.allows()
+
+
+def test_an_address_that_never_answers_costs_one_timeout(tmp_path: Path, emu: Emulator) -> None:
+    with socket.socket() as silent:  # accepts connections (the backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        cache = RedisTokenCache.from_settings(Settings(url), cache_dir=str(tmp_path))
+        provider = TokenProvider(emu.api_key, emu.base_url, cache=cache)
+        started = time.perf_counter()
+        with pytest.warns(MemoramAuthWarning, match="TimeoutError"):
+            provider.get_token()
+        # Loose on purpose: without the timeout this would hang for good.
+        assert time.perf_counter() - started < 5
+        assert cache.breaker.is_open
+        provider.invalidate(provider.get_token().value)
+        provider.get_token()  # the breaker is open: no second wait, no second warning
+    assert emu.counters.token_requests == 2
+
+
+def test_a_least_privilege_acl_user_is_enough(
+    server: Server, tmp_path: Path, emu: Emulator
+) -> None:
+    rules = (Path(__file__).parent.parent / "acl.conf").read_text().split("\n")
+    rule = next(line for line in rules if line.startswith("user memoram-auth "))
+    admin = server.client()
+    admin.execute_command("ACL", "SETUSER", "memoram-auth", "reset", *rule.split()[2:])
+    admin.execute_command("ACL", "SETUSER", "memoram-auth", ">s3cret-pass")
+    admin.execute_command("ACL", "SETUSER", "default", "off")
+    url = f"redis://memoram-auth:s3cret-pass@127.0.0.1:{server.port}/0"
+    providers = [
+        TokenProvider(
+            emu.api_key,
+            emu.base_url,
+            cache=RedisTokenCache.from_settings(Settings(url), cache_dir=str(tmp_path / str(i))),
+        )
+        for i in range(2)
+    ]
+    first = providers[0].get_token()  # lock, generation, store (any NOPERM would warn: an error)
+    assert providers[1].get_token().value == first.value  # read from Redis
+    providers[1].invalidate(first.value)
+    providers[1].get_token()  # reject, then lock and store again
+    providers[0].cache.delete(providers[0].slot)
+    assert emu.counters.token_requests == 2
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        redis.Redis.from_url(url).execute_command("FLUSHALL")
+
+
+def test_a_unix_socket(tmp_path: Path, emu: Emulator) -> None:
+    with Server(unix_socket=True) as server:
+        url = f"unix://{server.socket_path}?db=0"
+        caches = [
+            RedisTokenCache.from_settings(Settings(url), cache_dir=str(tmp_path / n)) for n in "ab"
+        ]
+        values = {
+            TokenProvider(emu.api_key, emu.base_url, cache=c).get_token().value for c in caches
+        }
+        assert len(values) == 1
+        assert emu.counters.token_requests == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://h:6379/0", "redis://h:6379/0"),
+        ("rediss://h:6380/1", "rediss://h:6380/1"),
+        ("valkey://u:p@h:6379/0", "redis://u:p@h:6379/0"),
+        ("valkeys://h/0", "rediss://h/0"),
+        ("unix:///run/redis.sock?db=2", "unix:///run/redis.sock?db=2"),
+        ("  REDIS://h  ", "redis://h"),
+    ],
+)
+def test_url_spellings(url: str, expected: str) -> None:
+    assert memoram_auth_redis.normalize_url(url) == expected
+
+
+def test_a_tls_url_makes_a_tls_client_with_the_acl_user() -> None:
+    cache = RedisTokenCache.from_settings(Settings("valkeys://app:pw@cache.internal:6380/3"))
+    client = cache._ensure_client()
+    kwargs = client.connection_pool.connection_kwargs
+    assert client.connection_pool.connection_class is redis.SSLConnection
+    assert (kwargs["username"], kwargs["password"], kwargs["db"]) == ("app", "pw", 3)
+    assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 0.3
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:hunter2@h:6379",
+        "hunter2",
+        "redis://user:hunter2@h:notaport/0",
+        "redis://:hunter2@/0",
+    ],
+)
+def test_a_bad_url_is_a_configuration_error_that_hides_the_password(url: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings(url)
+    assert "hunter2" not in str(caught.value)
+    assert "MEMORAM_AUTH_REDIS_URL" in str(caught.value)
+
+
+def test_no_url_says_which_setting_is_missing() -> None:
+    with pytest.raises(ConfigurationError, match="MEMORAM_AUTH_REDIS_URL"):
+        default_cache(backend="redis")
+
+
+def test_a_configured_client_takes_precedence(server: Server, emu: Emulator) -> None:
+    memoram_auth_redis.configure(server.client())
+    cache = default_cache(backend="redis")
+    TokenProvider(emu.api_key, emu.base_url, cache=cache).get_token()
+    assert server.client().keys("*:token")
+
+
+def test_a_missing_server_binary_says_how_to_get_one() -> None:
+    with pytest.raises(ServerMissing, match="apt-get install -y redis-server"):
+        find_binary(path="/nonexistent")
+    assert "valkey-server" in INSTALL_HINT

@@ -1,0 +1,180 @@
+"""Real processes with separate disk caches (stand-ins for machines) sharing one Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+from _servers import Cluster, Server
+from memoram_auth_redis import RedisTokenCache, Settings
+
+from memoram_auth.emulator import Emulator
+from memoram_auth.provider import TokenProvider
+
+WORKER = str(Path(__file__).with_name("_fleet_worker.py"))
+
+
+def fleet_env(url: str, **extra: str) -> dict[str, str]:
+    return {**os.environ, "MEMORAM_AUTH_REDIS_URL": url, **extra}
+
+
+def cold_start(
+    emu: Emulator, tmp_path: Path, env: dict[str, str], machines: int
+) -> list[dict[str, object]]:
+    go = tmp_path / "go"
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                WORKER,
+                "get",
+                emu.base_url,
+                emu.api_key,
+                str(tmp_path / f"m{i}"),
+                str(go),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(machines)
+    ]
+    time.sleep(1.0)  # let them import; a late one only finds the token already in Redis
+    go.touch()
+    results = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err
+        results.append(json.loads(out))
+    return results
+
+
+def test_a_cold_fleet_of_12_makes_one_token_request(
+    server: Server, emu: Emulator, tmp_path: Path
+) -> None:
+    emu.token_delay = 0.3  # a real exchange takes a while: the others must wait, not fetch
+    results = cold_start(emu, tmp_path, fleet_env(server.url), 12)
+    assert len({r["token"] for r in results}) == 1
+    assert emu.counters.token_requests == 1
+
+
+def test_a_cold_fleet_on_a_three_master_cluster(
+    cluster: Cluster, emu: Emulator, tmp_path: Path
+) -> None:
+    emu.token_delay = 0.3
+    env = fleet_env(cluster.url, MEMORAM_AUTH_REDIS_CLUSTER="1")
+    results = cold_start(emu, tmp_path, env, 4)
+    assert len({r["token"] for r in results}) == 1
+    assert emu.counters.token_requests == 1
+    names = [n for s in cluster.servers for n in s.client().keys("*")]
+    assert len(names) >= 2  # token, generation (the lock is gone)
+    slots = {cluster.servers[0].client().cluster("keyslot", n) for n in names}
+    assert len(slots) == 1
+
+
+class Machine:
+    """A serving worker process: one request per "call" line."""
+
+    def __init__(self, emu: Emulator, cache_dir: Path, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, WORKER, "serve", emu.base_url, emu.api_key, str(cache_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert json.loads(self.readline()) == {"ready": True}
+
+    def readline(self) -> str:
+        assert self.process.stdout is not None
+        return self.process.stdout.readline()
+
+    def call(self) -> dict[str, object]:
+        assert self.process.stdin is not None
+        self.process.stdin.write("call\n")
+        self.process.stdin.flush()
+        line = self.readline()
+        assert line, self.process.stderr.read() if self.process.stderr else ""
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    def quit(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write("quit\n")
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+        for pipe in (self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def test_a_warm_fleet_recovers_from_a_revocation_with_one_or_two_requests(
+    server: Server, emu: Emulator, tmp_path: Path
+) -> None:
+    env = fleet_env(server.url)
+    machines = [Machine(emu, tmp_path / f"m{i}", env) for i in range(6)]
+    try:
+        for machine in machines:
+            assert machine.call() == {"status": 200, "replayed": False}
+        assert emu.counters.token_requests == 1
+        emu.revoke_all()
+        results: list[dict[str, object]] = []
+        threads = [threading.Thread(target=lambda m=m: results.append(m.call())) for m in machines]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert [r["status"] for r in results] == [200] * 6  # no failed call
+        assert all(r["replayed"] for r in results)
+        assert 2 <= emu.counters.token_requests <= 3  # the first, then at most 2 new ones
+    finally:
+        for machine in machines:
+            machine.quit()
+
+
+def test_redis_killed_and_restarted_under_traffic_fails_no_call(
+    server: Server, emu: Emulator, tmp_path: Path
+) -> None:
+    emu.max_lifetime = 2  # refreshes every second or so, to meet Redis down and back
+    providers = [
+        TokenProvider(
+            emu.api_key,
+            emu.base_url,
+            cache=RedisTokenCache.from_settings(Settings(server.url), cache_dir=str(tmp_path / n)),
+        )
+        for n in "abc"
+    ]
+    errors: list[BaseException] = []
+    stop = time.monotonic() + 6
+
+    def work(provider: TokenProvider) -> None:
+        while time.monotonic() < stop:
+            try:
+                provider.get_token()
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                errors.append(exc)
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=work, args=(p,)) for p in providers]
+    # At most the one "unavailable" warning, from whichever thread met Redis down first.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for thread in threads:
+            thread.start()
+        for _ in range(2):
+            time.sleep(1.5)
+            server.kill()
+            time.sleep(1.0)
+            server.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    assert [str(w.message)[:40] for w in caught if "Redis token cache" not in str(w.message)] == []
+    assert emu.counters.token_requests >= 3  # it did refresh while Redis came and went
