@@ -1,4 +1,4 @@
-"""Where the API key and base URL come from when the caller does not say.
+"""Where the API key, the base URL and the cache directory come from when the caller does not say.
 
 Precedence for the key: the argument, then ``MEMORAM_API_KEY``, then key plugins. The
 environment wins over plugins, as AWS and gcloud environment credentials win over their
@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import os
 
-from ._builtins import environment_api_key
+from ._builtins import default_directory, environment_api_key
 from ._env import API_KEY_ENV, BASE_URL_ENV
 from ._urls import DEFAULT_BASE_URL, validate_base_url
 from .exceptions import ConfigurationError
 from .keys import normalize_api_key
 
-__all__ = ["resolve_api_key", "resolve_base_url"]
+#: ``MEMORAM_AUTH_CACHE_DIR``, else the platform's user cache directory: for cache backends
+#: that keep a local file cache beside their own store.
+default_cache_directory = default_directory
+
+__all__ = ["default_cache_directory", "resolve_api_key", "resolve_base_url"]
 
 
 def resolve_base_url(base_url: str | None = None) -> str:

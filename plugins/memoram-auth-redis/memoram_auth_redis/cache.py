@@ -29,8 +29,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from memoram_auth.cache import FileCache, default_directory
+from memoram_auth.cache import FileCache
 from memoram_auth.exceptions import MemoramAuthWarning
+from memoram_auth.settings import default_cache_directory as default_directory
 from memoram_auth.token import Token
 
 from . import _scripts

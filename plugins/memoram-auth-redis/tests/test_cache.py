@@ -14,8 +14,9 @@ from _servers import INSTALL_HINT, Server, ServerMissing, find_binary
 from memoram_auth_redis import Breaker, RedisTokenCache, Settings
 
 from memoram_auth import ConfigurationError, MemoramAuthWarning, hookimpl, plugins
+from memoram_auth._backends import default_cache
 from memoram_auth._derive import cache_secret
-from memoram_auth.cache import FileCache, default_cache, slot_for
+from memoram_auth.cache import FileCache, slot_for
 from memoram_auth.emulator import Emulator
 from memoram_auth.keys import fingerprint, sha256_hex
 from memoram_auth.provider import TokenProvider
