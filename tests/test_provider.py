@@ -176,6 +176,7 @@ def test_corrupt_cache_file_is_replaced(memoram_emulator: Emulator, tmp_path: Pa
     provider = provider_for(memoram_emulator, tmp_path)
     path = tmp_path / f"{provider.slot}.token"
     path.write_bytes(b"memoram-auth token cache v1\nobtained_at: 0\nexpires_at: 6")
+    path.chmod(0o600)  # private, as the cache writes it: only damaged
     with pytest.warns(MemoramAuthWarning, match="damaged"):
         token = provider.get_token()
     assert f"token: {token.value}" in path.read_text().splitlines()
