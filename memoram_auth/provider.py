@@ -35,7 +35,7 @@ from . import _log, plugins
 from ._backends import cache_identity, default_cache
 from ._policy import RetryPolicy
 from ._urls import validate_base_url
-from .cache import slot_for
+from .cache import FileCache, slot_for
 from .exceptions import MemoramAuthError
 from .keys import fingerprint, normalize_api_key
 from .token import Token, advisory_window, mandatory_window
@@ -149,6 +149,16 @@ class TokenProvider:
         """This provider's slot in the cache."""
         return self._slot
 
+    def cached_token(self) -> Token | None:
+        """The token the cache holds for this key and base URL, or ``None``. No network."""
+        cache = self.cache
+        if isinstance(cache, FileCache):
+            # The file must say it was written for this base URL and key: a file copied or
+            # planted under this slot's name is a miss (issue 12). Plugin backends keep the
+            # one-argument load() of the TokenCache protocol.
+            return cache.load(self._slot, base_url=self.base_url, key_fingerprint=self.fingerprint)
+        return cache.load(self._slot)
+
     # -- sync ---------------------------------------------------------------------------------
 
     def authorization(self) -> str:
@@ -235,12 +245,12 @@ class TokenProvider:
     def _obtain(self, *, advisory: bool) -> Token:
         # A token another process cached is as good as one we fetch; the lock-free read first
         # makes the warm-cache path cost no lock at all (writes are atomic).
-        cached = self.cache.load(self._slot)
+        cached = self.cached_token()
         if self._usable(cached, advisory=advisory):
             assert cached is not None  # noqa: S101 - for mypy; _usable() checked it
             return self._adopt(cached, "cache")
         with self.cache.lock(self._slot, self.lock_timeout):
-            cached = self.cache.load(self._slot)
+            cached = self.cached_token()
             if self._usable(cached, advisory=advisory):
                 assert cached is not None  # noqa: S101 - for mypy; _usable() checked it
                 return self._adopt(cached, "cache")

@@ -274,7 +274,9 @@ def seed(provider: TokenProvider, token: str, *, remaining: float, lifetime: flo
     """Put *token* in the cache as if it had *remaining* seconds left of *lifetime*."""
     now = time.time()
     fake = Token(token, obtained_at=now + remaining - lifetime, expires_at=now + remaining)
-    provider.cache.store(provider.slot, fake, base_url=provider.base_url, key_fingerprint="x")
+    provider.cache.store(
+        provider.slot, fake, base_url=provider.base_url, key_fingerprint=provider.fingerprint
+    )
 
 
 def test_a_rejected_token_is_not_replaced_by_one_that_predates_the_rejection(
@@ -419,3 +421,23 @@ def test_short_tokens_under_steady_traffic_never_reach_the_api_expired(tmp_path:
         assert emu.counters.unauthorized == 0
         # 4 s tokens, of which 3 s are certain (Date has whole seconds), refreshed 0.75 s early.
         assert 3 <= emu.counters.token_requests <= 7
+
+
+def test_an_entry_written_for_another_base_url_is_not_adopted(
+    memoram_emulator: Emulator, tmp_path: Path
+) -> None:
+    # Copied or planted under this slot's name: the slot is a digest, the file must agree.
+    provider = provider_for(memoram_emulator, tmp_path)
+    now = time.time()
+    path = tmp_path / f"{provider.slot}.token"
+    path.write_text(
+        "memoram-auth token cache v1\n"
+        f"base_url: https://other.example/api/v1\nkey: {provider.fingerprint}\n"
+        f"obtained_at: {now!r}\nexpires_at: {now + 3600!r}\ntoken: planted.token.value\n"
+    )
+    path.chmod(0o600)
+    with pytest.warns(MemoramAuthWarning, match="another base URL or key"):
+        token = provider.get_token()
+    assert token.value != "planted.token.value"
+    assert api_status(memoram_emulator, token.value) == 200
+    assert memoram_emulator.counters.token_requests == 1
