@@ -36,7 +36,7 @@ from ._backends import cache_identity, default_cache
 from ._policy import RetryPolicy
 from ._urls import validate_base_url
 from .cache import FileCache, slot_for
-from .exceptions import MemoramAuthError
+from .exceptions import KeyRejectedError, MemoramAuthError
 from .keys import fingerprint, normalize_api_key
 from .token import Token, advisory_window, mandatory_window
 
@@ -267,6 +267,8 @@ class TokenProvider:
                 # Tells other processes that this one is newer than the rejection.
                 token.after_rejection = self._rejection_seen_at is not None
             except MemoramAuthError as exc:
+                if isinstance(exc, KeyRejectedError) and exc.status != 400:
+                    self._forget_rejected_key()
                 plugins.notify(
                     "memoram_auth_refresh_failed",
                     base_url=self.base_url,
@@ -286,6 +288,15 @@ class TokenProvider:
         # The fetched token is returned even if its lifetime is shorter than our windows:
         # a server that grants 1 s tokens gets a request per use, not an endless loop.
         return self._adopt(token, "token endpoint")
+
+    def _forget_rejected_key(self) -> None:
+        # Called with the slot's lock held. A token left in the cache after the API rejected
+        # the key looks live: `memoram-auth token` kept printing it with exit 0 and `status`
+        # said "valid" (issue 12). A 400 is left alone: it refuses the request (expires_in),
+        # not the key, and other processes' tokens for the key may be fine.
+        self.cache.delete(self._slot)
+        with self._entry_lock:
+            self._entry = None
 
     def _adopt(self, token: Token, source: str) -> Token:
         with self._entry_lock:

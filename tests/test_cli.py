@@ -316,3 +316,21 @@ def test_status_of_an_entry_with_infinite_times_is_none_cached(emu: Emulator, cl
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["cached"] is False
     assert "Traceback" not in result.stderr
+
+
+def test_after_the_key_is_rejected_the_cli_prints_no_token(emu: Emulator, cli: Cli) -> None:
+    from memoram_auth.cache import FileCache
+    from memoram_auth.exceptions import KeyRejectedError
+    from memoram_auth.provider import TokenProvider
+
+    token = cli("token").stdout.strip()
+    emu.remove_key(emu.api_key)
+    # Another process using the key gets a 401, invalidates and asks for a new token.
+    cache = FileCache(cli.env["MEMORAM_AUTH_CACHE_DIR"])
+    provider = TokenProvider(emu.api_key, emu.base_url, cache=cache)
+    provider.invalidate(token)
+    with pytest.raises(KeyRejectedError):
+        provider.get_token()
+    result = cli("token")
+    assert (result.returncode, result.stdout) == (3, "")
+    assert "none cached" in cli("status").stdout

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from memoram_auth import EndpointUnavailableError, MemoramAuthWarning
+from memoram_auth import EndpointUnavailableError, KeyRejectedError, MemoramAuthWarning
 from memoram_auth.cache import FileCache, MemoryOnlyCache
 from memoram_auth.emulator import Emulator
 from memoram_auth.provider import TokenProvider, advisory_window, get_provider, mandatory_window
@@ -441,3 +441,37 @@ def test_an_entry_written_for_another_base_url_is_not_adopted(
     assert token.value != "planted.token.value"
     assert api_status(memoram_emulator, token.value) == 200
     assert memoram_emulator.counters.token_requests == 1
+
+
+def test_a_rejected_key_leaves_no_token_in_the_cache(
+    memoram_emulator: Emulator, tmp_path: Path
+) -> None:
+    provider = provider_for(memoram_emulator, tmp_path, policy=FAST)
+    token = provider.get_token()
+    memoram_emulator.remove_key(memoram_emulator.api_key)
+    provider.invalidate(token.value)  # what the adapters do on the API's 401
+    with pytest.raises(KeyRejectedError):
+        provider.get_token()  # the replay's token request
+    assert not (tmp_path / f"{provider.slot}.token").exists()
+    assert provider.cached_token() is None
+    other_process = provider_for(memoram_emulator, tmp_path, policy=FAST)
+    with pytest.raises(KeyRejectedError):
+        other_process.get_token()
+
+
+def test_a_key_rejected_ahead_of_expiry_is_forgotten_too(
+    memoram_emulator: Emulator, tmp_path: Path
+) -> None:
+    provider = provider_for(memoram_emulator, tmp_path, policy=FAST)
+    token = provider.get_token()
+    seed(provider, token.value, remaining=300)  # due for its advisory refresh
+    provider._entry = None
+    assert provider.get_token().value == token.value
+    memoram_emulator.remove_key(memoram_emulator.api_key)
+    # The advisory refresh fails with the key rejected: this call still gets the current
+    # token (good for 300 s), but nothing of it is left to hand out after.
+    assert provider.get_token().value == token.value
+    assert memoram_emulator.counters.token_requests == 2
+    assert provider.cached_token() is None
+    with pytest.raises(KeyRejectedError):
+        provider.get_token()
