@@ -62,8 +62,13 @@ def test_refusals_do_not_echo_what_may_be_a_key() -> None:
     ("host", "loopback"),
     [
         ("localhost", True),
-        ("LOCALHOST.", True),
-        ("a.localhost", True),
+        ("LOCALHOST", True),
+        # Only exactly "localhost": this machine's resolver sends *.localhost (and a trailing
+        # dot) to DNS, where a spoofed answer would get the key in the clear.
+        ("localhost.", False),
+        ("a.localhost", False),
+        ("api.localhost", False),
+        ("127.0.0.1.", False),
         ("127.0.0.1", True),
         ("127.255.0.9", True),
         ("::1", True),
@@ -75,6 +80,13 @@ def test_refusals_do_not_echo_what_may_be_a_key() -> None:
 )
 def test_loopback_hosts(host: str, loopback: bool) -> None:
     assert is_loopback_host(host) is loopback
+
+
+@pytest.mark.parametrize("host", ["api.localhost", "a.b.localhost", "localhost."])
+def test_plain_http_to_a_localhost_subdomain_is_refused(host: str) -> None:
+    with pytest.raises(ConfigurationError, match="refusing plain http"):
+        validate_base_url(f"http://{host}:8080/api/v1")
+    assert validate_base_url(f"https://{host}:8080/api/v1") == f"https://{host}:8080/api/v1"
 
 
 def test_origins_apply_default_ports() -> None:

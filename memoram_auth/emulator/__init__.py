@@ -56,8 +56,10 @@ class Emulator:
         token_delay: float = 0.0,
         verbose: bool = False,
     ) -> None:
+        # The rule of validate_base_url(): plain http only to a loopback IP or "localhost".
         if not is_loopback_host(host):
             raise ConfigurationError(f"the emulator listens on loopback addresses only, not {host}")
+        host = host.strip("[]")  # "[::1]", as in a URL, binds ::1
         keys = list(api_keys or []) or [generate_api_key()]
         self._first_key = keys[0]
         self.state = State(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 import uuid
 from email.utils import formatdate
@@ -44,6 +45,8 @@ class EmulatorServer(ThreadingHTTPServer):
         self.state = state
         self.verbose = verbose
         self.blobs: dict[str, dict[str, Any]] = {}
+        if ":" in address[0]:  # an IPv6 literal such as ::1; the class default is IPv4 only
+            self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ANN401 - any JSON value - stdlib signature
