@@ -68,9 +68,20 @@ def build_request(api_key: str, expires_in: int | None = None) -> tuple[dict[str
     return headers, json.dumps(payload).encode("utf-8")
 
 
+def _shown(text: str, limit: int = 40) -> str:
+    """Server-provided *text* as it may appear in a message: printable ASCII, cut short.
+
+    Messages end up on terminals: a hostile ``Content-Type`` with ESC bytes reached the CLI's
+    stderr raw (terminal escape injection, issue 12). Everything else becomes ``?``.
+    """
+    cleaned = "".join(char if " " <= char <= "~" else "?" for char in text[: limit + 1])
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
+
+
 def _describe(response: RawResponse) -> str:
     content_type = response.header("Content-Type") or "no content type"
-    return f"{response.status} with a {len(response.body)}-byte {content_type.split(';')[0]} body"
+    shown = _shown(content_type.split(";")[0])
+    return f"{response.status} with a {len(response.body)}-byte {shown} body"
 
 
 def parse_response(response: RawResponse, *, sent_at: float, url: str) -> Token:
@@ -107,9 +118,9 @@ def parse_response(response: RawResponse, *, sent_at: float, url: str) -> Token:
     if token_type is not None and (
         not isinstance(token_type, str) or token_type.lower() != "bearer"
     ):
-        shown = token_type[:20] if isinstance(token_type, str) else type(token_type).__name__
+        shown = _shown(token_type, 20) if isinstance(token_type, str) else type(token_type).__name__
         raise MalformedResponseError(
-            f"the token endpoint {url} answered a token of type {shown!r}, not Bearer; {hint}",
+            f"the token endpoint {url} answered a token of type '{shown}', not Bearer; {hint}",
             status=response.status,
         )
     lifetime = token_lifetime(
@@ -130,8 +141,10 @@ def retry_after(response: RawResponse, now: float) -> float | None:
     value = (response.header("Retry-After") or "").strip()
     if not value:
         return None
-    if value.isdigit():
-        return float(value)
+    if (
+        value.isascii() and value.isdigit()
+    ):  # isdigit() alone also says yes to "²" (superscript two)
+        return float(value)  # a 400-digit value is inf, which the caller caps
     when = parse_http_date(value)
     if when is None:
         return None
