@@ -13,10 +13,9 @@ import time
 from collections.abc import Callable
 
 from . import _log
-from ._policy import RetryPolicy
+from ._policy import RetryPolicy, check_expires_in
 from ._version import __version__
 from .exceptions import (
-    ConfigurationError,
     EndpointUnavailableError,
     KeyRejectedError,
     MalformedResponseError,
@@ -53,10 +52,7 @@ def build_request(api_key: str, expires_in: int | None = None) -> tuple[dict[str
     No ``Authorization`` header: the endpoint is unauthenticated and the key goes in the body
     only. ``expires_in`` is sent only when asked for, so the server's default applies otherwise.
     """
-    if expires_in is not None and (
-        isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in <= 0
-    ):
-        raise ConfigurationError("expires_in must be a positive whole number of seconds")
+    expires_in = check_expires_in(expires_in)
     payload: dict[str, object] = {"api_key": api_key}
     if expires_in is not None:
         payload["expires_in"] = expires_in

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from . import _log, plugins
 from ._backends import cache_identity, default_cache
-from ._policy import RetryPolicy
+from ._policy import RetryPolicy, check_expires_in, check_policy
 from ._urls import validate_base_url
 from .cache import FileCache, slot_for
 from .exceptions import KeyRejectedError, MemoramAuthError
@@ -99,7 +99,8 @@ class TokenProvider:
         transport: how the token request is sent (tests); the stdlib one by default.
 
     Raises:
-        ConfigurationError: a malformed key or a bad or insecure base URL.
+        ConfigurationError: a malformed key, a bad or insecure base URL, an ``expires_in``
+            that is not a positive int, or a ``policy`` that is not a RetryPolicy.
     """
 
     def __init__(
@@ -117,8 +118,8 @@ class TokenProvider:
         self.base_url = validate_base_url(base_url)
         self.fingerprint = fingerprint(self._api_key)
         self.cache: TokenCache = cache if cache is not None else default_cache()
-        self.policy = policy or RetryPolicy()
-        self.expires_in = expires_in
+        self.policy = check_policy(policy) or RetryPolicy()
+        self.expires_in = check_expires_in(expires_in)
         self.lock_timeout = self.policy.total_timeout + 10 if lock_timeout is None else lock_timeout
         self._transport = transport
         self._slot = slot_for(self.base_url, self._api_key)
@@ -394,6 +395,8 @@ def get_provider(
     """
     key = normalize_api_key(api_key)
     url = validate_base_url(base_url)
+    # Checked before they go into the registry key: a list there was an "unhashable" error.
+    policy, expires_in = check_policy(policy), check_expires_in(expires_in)
     registry_key = (url, key, cache_identity(cache_dir, cache_backend), policy, expires_in)
     provider = _registry.get(registry_key)
     if provider is None:

@@ -334,3 +334,18 @@ def test_after_the_key_is_rejected_the_cli_prints_no_token(emu: Emulator, cli: C
     result = cli("token")
     assert (result.returncode, result.stdout) == (3, "")
     assert "none cached" in cli("status").stdout
+
+
+def test_a_relative_cache_dir_is_a_usage_error(emu: Emulator, cli: Cli, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(SCRIPT), "token"],
+        capture_output=True,
+        text=True,
+        env={**cli.env, "MEMORAM_AUTH_CACHE_DIR": "relative/cache"},
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "MEMORAM_AUTH_CACHE_DIR" in result.stderr
+    assert not (tmp_path / "relative").exists()
+    assert emu.counters.token_requests == 0
