@@ -474,15 +474,18 @@ class _SlotLock:
         self._held: Any = None
 
     def __enter__(self) -> bool:
-        if not self._cache._ensure_directory() or not self._lock_file_is_ours():
+        mode = self._lock_file_mode() if self._cache._ensure_directory() else None
+        if mode is None:
             return False
         import filelock
 
+        # The file's own mode: filelock before 4 fchmod-s the lock file to the mode it is
+        # given, and a lock file we did not just create is not ours to change.
         try:
             # Kept after release: unlinking lets a late-comer lock a fresh inode (see docstring).
-            lock = filelock.FileLock(self._path, mode=0o600, preserve_lock_file=True)
+            lock = filelock.FileLock(self._path, mode=mode, preserve_lock_file=True)
         except TypeError:  # filelock < 4 has no such option, and never deletes anyway
-            lock = filelock.FileLock(self._path, mode=0o600)
+            lock = filelock.FileLock(self._path, mode=mode)
         try:
             lock.acquire(timeout=self._timeout)
         except filelock.Timeout:
@@ -499,7 +502,8 @@ class _SlotLock:
         self._held = lock
         return True
 
-    def _lock_file_is_ours(self) -> bool:
+    def _lock_file_mode(self) -> int | None:
+        """The mode of the slot's lock file once it is known to be ours, else ``None``."""
         # Not left to the lock library alone: before 3.20.1 filelock opened lock files without
         # O_NOFOLLOW and with O_TRUNC, and a symlink planted at <slot>.lock truncated the
         # victim's ~/.bashrc and made it 0600 (issue 12). So the file is created here, private
@@ -512,12 +516,12 @@ class _SlotLock:
         except OSError as exc:
             if exc.errno != errno.ELOOP:
                 self._cache._disable(f"cannot create a lock file: {exc.strerror or exc}")
-                return False
+                return None
         try:
             info = os.lstat(self._path)
         except OSError as exc:
             self._cache._disable(f"cannot check a lock file: {exc.strerror or exc}")
-            return False
+            return None
         if stat.S_ISLNK(info.st_mode):
             problem = "is a symbolic link"
         elif not stat.S_ISREG(info.st_mode):
@@ -525,13 +529,13 @@ class _SlotLock:
         elif _POSIX and info.st_uid != os.geteuid():
             problem = "is owned by another user"
         else:
-            return True
+            return stat.S_IMODE(info.st_mode)
         self._cache._disable(
             f"the lock file {os.path.basename(self._path)} {problem}",
             "Someone else wrote in the cache directory; remove the file, or choose another "
             f"directory with {CACHE_DIR_ENV}.",
         )
-        return False
+        return None
 
     def __exit__(self, *exc_info: object) -> None:
         held, self._held = self._held, None
