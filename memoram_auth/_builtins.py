@@ -12,6 +12,7 @@ import sys
 
 from ._env import API_KEY_ENV, CACHE_DIR_ENV
 from .cache import FileCache, MemoryOnlyCache
+from .exceptions import ConfigurationError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -32,10 +33,22 @@ def environment_api_key() -> str | None:
 
 
 def default_directory() -> str:
-    """``MEMORAM_AUTH_CACHE_DIR``, else the platform's user cache directory for memoram-auth."""
+    """``MEMORAM_AUTH_CACHE_DIR``, else the platform's user cache directory for memoram-auth.
+
+    Raises:
+        ConfigurationError: ``MEMORAM_AUTH_CACHE_DIR`` is a relative path.
+    """
     configured = os.environ.get(CACHE_DIR_ENV, "").strip()
     if configured:
-        return os.path.expanduser(configured)
+        directory = os.path.expanduser(configured)
+        if not os.path.isabs(directory):
+            # Relative to whatever the current directory happens to be: a cache (of bearer
+            # tokens) silently appeared under each project a command ran in (issue 12).
+            raise ConfigurationError(
+                f"{CACHE_DIR_ENV} must be an absolute path (or start with ~/); a relative one "
+                "would put the token cache under the current directory"
+            )
+        return directory
     if sys.platform.startswith("linux"):
         # What platformdirs answers on Linux (the XDG base directory spec), without importing
         # it: platformdirs alone would more than double the command line's start-up time.

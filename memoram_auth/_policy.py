@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["RetryPolicy"]
+from .exceptions import ConfigurationError
+
+__all__ = ["RetryPolicy", "check_expires_in", "check_policy"]
 
 
 class RetryPolicy(NamedTuple):
@@ -32,3 +34,34 @@ class RetryPolicy(NamedTuple):
 
         ceiling = min(self.max_backoff, self.backoff * 2 ** (retry - 1))
         return float(ceiling / 2 + random.uniform(0, ceiling / 2))  # noqa: S311 - jitter, not secrecy
+
+
+def check_expires_in(expires_in: object) -> int | None:
+    """*expires_in* if it is ``None`` or a positive ``int`` of seconds; checked when an auth
+    object or provider is built, so a mistake shows before any network use (issue 12).
+
+    Raises:
+        ConfigurationError: anything else (``0``, ``-1``, ``True``, ``"3600"``, ``3600.0``,
+            a list: before, some failed only at the first request, some as "unhashable").
+    """
+    if expires_in is None or (
+        isinstance(expires_in, int) and not isinstance(expires_in, bool) and expires_in > 0
+    ):
+        return expires_in
+    shown = expires_in if isinstance(expires_in, int) else type(expires_in).__name__
+    raise ConfigurationError(
+        f"expires_in must be a positive whole number of seconds (an int) or None, not {shown}"
+    )
+
+
+def check_policy(policy: object) -> RetryPolicy | None:
+    """*policy* if it is ``None`` or a :class:`RetryPolicy`.
+
+    Raises:
+        ConfigurationError: anything else (a dict or tuple would fail at the first request).
+    """
+    if policy is None or isinstance(policy, RetryPolicy):
+        return policy
+    raise ConfigurationError(
+        f"policy must be a RetryPolicy (memoram_auth.RetryPolicy), not {type(policy).__name__}"
+    )

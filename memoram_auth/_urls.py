@@ -27,9 +27,14 @@ Origin = tuple[str, str, int]
 
 
 def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` (and ``*.localhost``), 127.0.0.0/8 and ``::1``."""
-    host = host.lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
+    """True for exactly ``localhost``, IP literals in 127.0.0.0/8, and ``::1``.
+
+    Not ``*.localhost`` nor ``localhost.``: RFC 6761 says they should resolve locally, but
+    common resolvers (the review's machine's among them) send them to DNS, where a spoofed
+    answer would receive the API key over plain http (issue 12). IP literals never leave.
+    """
+    host = host.lower()
+    if host == "localhost":
         return True
     octets = host.split(".")
     if len(octets) == 4 and all(o.isdigit() and o == str(int(o)) and int(o) < 256 for o in octets):

@@ -9,15 +9,26 @@ The file cache is safe to share between any number of processes:
 - The lock is a kernel ``flock``, so a holder killed with SIGKILL releases it as it dies.
 - The directory is created 0700 and files are 0600; the name of a file is a one-way digest of
   the base URL and key, and the API key itself is never written.
-- Damage is a miss: a corrupt, truncated, unreadable or foreign-version file is ignored (with a
-  warning that does not show its contents) and replaced by the next write. A directory that
-  cannot be created or written, or a full disk, turns the cache into a memory-only one, with one
-  warning.
+- Nothing on disk is trusted that this user did not write where only this user can write
+  (issue 12): the directory must be a real directory (not a symlink) owned by this user without
+  group or world write bits (loose bits on our own directory are tightened to 0700, with one
+  warning). A token file is opened with ``O_NOFOLLOW | O_NONBLOCK`` and used only if it is a
+  regular file of this user, private (``mode & 0o077 == 0``) and at most 64 KiB, written for
+  this base URL and key, with finite times not in the future. A lock file that is a symlink or
+  not this user's regular file is never opened.
+- Damage is a miss: a corrupt, truncated, unreadable, untrusted or foreign-version file is
+  ignored (with a warning that does not show its contents) and replaced by the next write. A
+  directory that cannot be created, written or trusted, or a full disk, turns the cache into a
+  memory-only one, with one warning.
 """
 
 from __future__ import annotations
 
+import errno
+import math
 import os
+import stat
+import time
 import warnings
 
 from ._env import CACHE_DIR_ENV
@@ -32,6 +43,34 @@ __all__ = ["CACHE_HEADER", "FileCache", "MemoryOnlyCache", "slot_for"]
 #: call, and importing json would cost it more than reading and checking the file does.
 CACHE_HEADER = "memoram-auth token cache v1"
 
+#: A token file is a few hundred bytes. Anything bigger is not ours: reading a 2 GiB sparse
+#: file (or a device) grew a process to ~4 GB in the review of issue 12.
+MAX_FILE_SIZE = 64 * 1024
+
+#: How far ahead of our clock a cached token may say it was obtained. Another process's clock
+#: read or an NTP step of a few seconds is fine; more means our clock moved back (and the token
+#: may be long dead: the CLI kept printing one the API rejected) or the file is not genuine.
+MAX_CLOCK_AHEAD = 60.0
+
+# O_NOFOLLOW: a symlink in place of a file is refused, not followed (to /dev/zero, or another
+# user's file). O_NONBLOCK: opening a FIFO planted in place of a file returns at once instead
+# of hanging every caller until a writer shows up. Windows has neither, nor the attack.
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+_CREATE_FLAGS = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+#: Ownership and modes mean something only where there are uids (not on Windows).
+_POSIX = hasattr(os, "geteuid")
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from typing import Any
@@ -45,7 +84,9 @@ def slot_for(base_url: str, api_key: str) -> str:
 class MemoryOnlyCache:
     """No disk: each process keeps its token in memory only (``cache_dir=False``)."""
 
-    def load(self, slot: str) -> Token | None:
+    def load(
+        self, slot: str, *, base_url: str | None = None, key_fingerprint: str | None = None
+    ) -> Token | None:
         return None
 
     def store(self, slot: str, token: Token, *, base_url: str, key_fingerprint: str) -> None:
@@ -76,8 +117,8 @@ def _encode(token: Token, *, base_url: str, key_fingerprint: str) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def _decode(raw: bytes) -> Token | None:
-    """The token in a cache file's bytes, or ``None`` if they are not a valid entry."""
+def _decode(raw: bytes) -> tuple[Token, dict[str, str]] | None:
+    """The token in a cache file's bytes and all its fields, or ``None`` if they are not valid."""
     try:
         header, *lines = raw.decode("utf-8").split("\n")
     except UnicodeDecodeError:
@@ -92,15 +133,45 @@ def _decode(raw: bytes) -> Token | None:
         obtained_at, expires_at = float(fields["obtained_at"]), float(fields["expires_at"])
     except (KeyError, ValueError):
         return None
+    # Infinite times passed the checks below ("inf <= inf") and crashed `status` (issue 12).
+    if not (math.isfinite(obtained_at) and math.isfinite(expires_at)):
+        return None
     # "not <=" also refuses NaN; no token lives two days (MAX_LIFETIME is one).
     if not obtained_at <= expires_at or expires_at - obtained_at > 2 * 86_400:
         return None
-    return Token(
+    token = Token(
         value,
         obtained_at=obtained_at,
         expires_at=expires_at,
         after_rejection=fields.get("after_rejection") == "1",
     )
+    return token, fields
+
+
+def _file_problem(info: os.stat_result) -> str | None:
+    """Why an opened token file is not to be trusted, or ``None`` if it may be read."""
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if _POSIX and info.st_uid != os.geteuid():
+        return "owned by another user"
+    if _POSIX and info.st_mode & 0o077:
+        return "readable or writable by other users"
+    if info.st_size > MAX_FILE_SIZE:
+        return f"larger than {MAX_FILE_SIZE // 1024} KiB"
+    return None
+
+
+def _read_capped(fd: int) -> bytes:
+    # At most one byte past the cap, however the file grows or lies about its size.
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_FILE_SIZE:
+        chunk = os.read(fd, MAX_FILE_SIZE + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 class FileCache:
@@ -134,61 +205,182 @@ class FileCache:
         """The file that holds *slot*'s token."""
         return os.path.join(self.directory, f"{slot}.token")
 
-    def _disable(self, what: str, exc: OSError) -> None:
-        reason = f"{what}: {exc.strerror or exc}"
+    def _disable(self, reason: str, hint: str | None = None) -> None:
         if self._state.setdefault("disabled", reason) is not reason:
             return  # another thread got here first and warned
+        hint = hint or (
+            f"Fix the directory's permissions or free space, or choose another with {CACHE_DIR_ENV}"
+        )
         warnings.warn(
-            f"memoram-auth: cannot use the token cache in {self.directory} ({what}: "
-            f"{exc.strerror or exc}); keeping tokens in memory only. Fix the directory's "
-            f"permissions or free space, or choose another with {CACHE_DIR_ENV}",
+            f"memoram-auth: cannot use the token cache in {self.directory} ({reason}); "
+            f"keeping tokens in memory only. {hint}",
             MemoramAuthWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
 
-    def _ensure_directory(self) -> bool:
+    def _ensure_directory(self, *, create: bool = True) -> bool:
+        """True once the directory is there and trusted; checked once per cache object.
+
+        With ``create=False`` (reading) a missing directory is just a miss: nothing is made.
+        """
         if self._ready:
             return True
         if self.disabled:
             return False
         try:
-            # 0700: the files hold bearer tokens. An existing directory is left as it is.
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            if not os.access(self.directory, os.W_OK | os.X_OK):
-                raise PermissionError(13, "Permission denied")
+            if create:
+                # 0700: the files hold bearer tokens. An existing directory is checked below.
+                os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            info = os.lstat(self.directory)
+        except FileNotFoundError:
+            if not create:
+                return False
+            self._disable("cannot create the directory: No such file or directory")
+            return False
         except OSError as exc:
-            self._disable("cannot create or write the directory", exc)
+            self._disable(f"cannot create or write the directory: {exc.strerror or exc}")
+            return False
+        if not self._trust_directory(info):
+            return False
+        if not os.access(self.directory, os.W_OK | os.X_OK):
+            self._disable("cannot create or write the directory: Permission denied")
             return False
         self._ready = True
         return True
 
-    def load(self, slot: str) -> Token | None:
-        if self.disabled:
-            return None
+    def _trust_directory(self, info: os.stat_result) -> bool:
+        # lstat, not stat: a symlinked directory is someone else's choice of where our tokens
+        # go (or come from). Only this user may be able to write in it: whoever can, can plant
+        # token files, lock-file symlinks or FIFOs (issue 12).
+        if stat.S_ISLNK(info.st_mode):
+            self._disable("it is a symbolic link", "Point it at a real directory of your own.")
+            return False
+        if not stat.S_ISDIR(info.st_mode):
+            self._disable("it is not a directory")
+            return False
+        if not _POSIX:
+            return True
+        if info.st_uid != os.geteuid():
+            self._disable(
+                "it is owned by another user",
+                f"Choose a directory of your own with {CACHE_DIR_ENV}.",
+            )
+            return False
+        mode = stat.S_IMODE(info.st_mode)
+        if not mode & 0o022:
+            return True
+        if mode & stat.S_ISVTX:
+            # Sticky and writable by others: a shared directory like /tmp. Ours to use only if
+            # we took it over, which would break everyone else's use of it.
+            self._disable(
+                "it is a shared directory, writable by other users",
+                f"Choose a private directory with {CACHE_DIR_ENV}.",
+            )
+            return False
+        try:
+            self._tighten()
+        except OSError as exc:
+            self._disable(f"it is writable by other users and cannot be made private: {exc}")
+            return False
+        warnings.warn(
+            f"memoram-auth: the token cache directory {self.directory} was writable by other "
+            f"users (mode {mode:04o}); made it private (0700)",
+            MemoramAuthWarning,
+            stacklevel=4,
+        )
+        return True
+
+    def _tighten(self) -> None:
+        # Through a descriptor opened without following links, and checked again: the path
+        # could have been swapped for a symlink since the lstat.
+        flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(self.directory, flags)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+                raise PermissionError(1, "it changed while it was checked")
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
+
+    def _report(self, slot: str, message: str) -> None:
+        # One warning per untrusted or damaged file, not one per read; never its contents.
+        if slot not in self._reported:
+            self._reported.add(slot)
+            warnings.warn(f"memoram-auth: {message}", MemoramAuthWarning, stacklevel=3)
+
+    def _read(self, slot: str) -> bytes | None:
         path = self.path(slot)
         try:
-            with open(path, "rb") as handle:
-                raw = handle.read()
+            fd = os.open(path, _OPEN_FLAGS)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            warnings.warn(
-                f"memoram-auth: cannot read the cached token {os.path.basename(path)} "
-                f"({exc.strerror or exc}); treating it as missing",
-                MemoramAuthWarning,
-                stacklevel=2,
+            # ELOOP: a symlink in place of the file (O_NOFOLLOW).
+            why = "a symbolic link" if exc.errno == errno.ELOOP else (exc.strerror or str(exc))
+            self._report(
+                slot,
+                f"cannot read the cached token {os.path.basename(path)} ({why}); treating it "
+                "as missing, the next token replaces it",
             )
             return None
-        token = _decode(raw)
-        if token is None and slot not in self._reported:
-            self._reported.add(slot)
-            # Never show the contents: they may hold a token.
-            warnings.warn(
-                f"memoram-auth: the cached token file {path} is damaged or from another "
-                "version; ignoring it, the next token replaces it",
-                MemoramAuthWarning,
-                stacklevel=2,
+        try:
+            problem = _file_problem(os.fstat(fd))
+            raw = b"" if problem else _read_capped(fd)
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+        finally:
+            os.close(fd)
+        if problem is None and len(raw) > MAX_FILE_SIZE:
+            problem = f"larger than {MAX_FILE_SIZE // 1024} KiB"
+        if problem is not None:
+            self._report(
+                slot,
+                f"cannot read the cached token {os.path.basename(path)} ({problem}); not "
+                "trusting it, treating it as missing: the next token replaces it",
             )
+            return None
+        return raw
+
+    def load(
+        self, slot: str, *, base_url: str | None = None, key_fingerprint: str | None = None
+    ) -> Token | None:
+        """The token in *slot*, or ``None`` (missing, damaged, untrusted: all misses).
+
+        *base_url* and *key_fingerprint*, when given, must be the ones the file was written
+        for: a file copied or planted under another slot's name is a miss.
+        """
+        if not self._ensure_directory(create=False):
+            return None
+        raw = self._read(slot)
+        if raw is None:
+            return None
+        path = self.path(slot)
+        decoded = _decode(raw)
+        if decoded is None:
+            self._report(
+                slot,
+                f"the cached token file {path} is damaged or from another version; ignoring "
+                "it, the next token replaces it",
+            )
+            return None
+        token, fields = decoded
+        if (base_url is not None and fields.get("base_url") != base_url) or (
+            key_fingerprint is not None and fields.get("key") != key_fingerprint
+        ):
+            self._report(
+                slot,
+                f"the cached token file {path} was written for another base URL or key; "
+                "ignoring it, the next token replaces it",
+            )
+            return None
+        if token.obtained_at > time.time() + MAX_CLOCK_AHEAD:
+            self._report(
+                slot,
+                f"the cached token file {path} says it was obtained in the future (did the "
+                "clock move back?); ignoring it, the next token replaces it",
+            )
+            return None
         return token
 
     def store(self, slot: str, token: Token, *, base_url: str, key_fingerprint: str) -> None:
@@ -198,7 +390,9 @@ class FileCache:
         self._reported.discard(slot)  # a damaged file is about to be replaced
         temp = None
         try:
-            # mkstemp creates the file 0600; same directory so os.replace is an atomic rename.
+            # mkstemp creates the file 0600 with O_EXCL; same directory so os.replace is an
+            # atomic rename, which replaces whatever is at the path (a symlink, a FIFO) itself
+            # and never opens it.
             import tempfile
 
             fd, temp = tempfile.mkstemp(prefix=f".{slot}.", suffix=".tmp", dir=self.directory)
@@ -209,7 +403,7 @@ class FileCache:
             os.replace(temp, self.path(slot))
             temp = None
         except OSError as exc:
-            self._disable("cannot write a token file", exc)
+            self._disable(f"cannot write a token file: {exc.strerror or exc}")
         finally:
             if temp is not None:
                 _unlink_quietly(temp)
@@ -218,20 +412,33 @@ class FileCache:
         _unlink_quietly(self.path(slot))
 
     def clear_all(self) -> int:
-        """Remove every cached token in the directory; returns how many. Lock files stay."""
+        """Remove every cached token in the directory; returns how many. Lock files stay.
+
+        Only names this library creates are touched (``<32 hex>.token`` and its own
+        ``.<32 hex>.*.tmp`` files): the directory may be one the user named, with their own
+        ``notes.tmp`` or ``session.token`` in it (issue 12).
+        """
         try:
             names = os.listdir(self.directory)
         except OSError:
             return 0
         removed = 0
         for name in names:
-            if name.endswith((".token", ".tmp")):
-                gone = _unlink_quietly(os.path.join(self.directory, name))
-                removed += gone and name.endswith(".token")
+            token = _is_slot(name[:-6]) and name.endswith(".token")
+            temp = name.startswith(".") and name.endswith(".tmp") and _is_slot(name[1:33])
+            if (token or (temp and name[33:34] == ".")) and _unlink_quietly(
+                os.path.join(self.directory, name)
+            ):
+                removed += token
         return removed
 
     def lock(self, slot: str, timeout: float) -> _SlotLock:
         return _SlotLock(self, slot, timeout)
+
+
+def _is_slot(text: str) -> bool:
+    """True for what :func:`slot_for` makes: 32 lower-case hex digits."""
+    return len(text) == 32 and all(char in "0123456789abcdef" for char in text)
 
 
 def _unlink_quietly(path: str) -> bool:
@@ -267,20 +474,23 @@ class _SlotLock:
         self._held: Any = None
 
     def __enter__(self) -> bool:
-        if not self._cache._ensure_directory():
+        mode = self._lock_file_mode() if self._cache._ensure_directory() else None
+        if mode is None:
             return False
         import filelock
 
+        # The file's own mode: filelock before 4 fchmod-s the lock file to the mode it is
+        # given, and a lock file we did not just create is not ours to change.
         # thread_local=False: under an event loop the lock is taken in a worker thread and may
         # be released from another (the provider's steps, see _steps.py); a thread-local
         # filelock would then never release the flock.
         try:
             # Kept after release: unlinking lets a late-comer lock a fresh inode (see docstring).
             lock = filelock.FileLock(
-                self._path, mode=0o600, thread_local=False, preserve_lock_file=True
+                self._path, mode=mode, thread_local=False, preserve_lock_file=True
             )
         except TypeError:  # filelock < 4 has no such option, and never deletes anyway
-            lock = filelock.FileLock(self._path, mode=0o600, thread_local=False)
+            lock = filelock.FileLock(self._path, mode=mode, thread_local=False)
         try:
             lock.acquire(timeout=self._timeout)
         except filelock.Timeout:
@@ -292,10 +502,45 @@ class _SlotLock:
             )
             return False
         except OSError as exc:
-            self._cache._disable("cannot lock a token file", exc)
+            self._cache._disable(f"cannot lock a token file: {exc.strerror or exc}")
             return False
         self._held = lock
         return True
+
+    def _lock_file_mode(self) -> int | None:
+        """The mode of the slot's lock file once it is known to be ours, else ``None``."""
+        # Not left to the lock library alone: before 3.20.1 filelock opened lock files without
+        # O_NOFOLLOW and with O_TRUNC, and a symlink planted at <slot>.lock truncated the
+        # victim's ~/.bashrc and made it 0600 (issue 12). So the file is created here, private
+        # and without following links, and an existing one is used only if it is this user's
+        # regular file; the lock library then opens a file that is known to be ours.
+        try:
+            os.close(os.open(self._path, _CREATE_FLAGS, 0o600))
+        except FileExistsError:
+            pass  # created earlier (it is never deleted), or planted: checked below
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                self._cache._disable(f"cannot create a lock file: {exc.strerror or exc}")
+                return None
+        try:
+            info = os.lstat(self._path)
+        except OSError as exc:
+            self._cache._disable(f"cannot check a lock file: {exc.strerror or exc}")
+            return None
+        if stat.S_ISLNK(info.st_mode):
+            problem = "is a symbolic link"
+        elif not stat.S_ISREG(info.st_mode):
+            problem = "is not a regular file"
+        elif _POSIX and info.st_uid != os.geteuid():
+            problem = "is owned by another user"
+        else:
+            return stat.S_IMODE(info.st_mode)
+        self._cache._disable(
+            f"the lock file {os.path.basename(self._path)} {problem}",
+            "Someone else wrote in the cache directory; remove the file, or choose another "
+            f"directory with {CACHE_DIR_ENV}.",
+        )
+        return None
 
     def __exit__(self, *exc_info: object) -> None:
         held, self._held = self._held, None

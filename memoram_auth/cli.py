@@ -241,11 +241,15 @@ def _current_token(args: argparse.Namespace | SimpleNamespace) -> Token:
     """
     from ._backends import default_cache
     from .cache import FileCache, slot_for
+    from .keys import fingerprint
 
     base_url, api_key, cache_dir = _settings(args)
     cache = default_cache(cache_dir)
     if isinstance(cache, FileCache):
-        cached = cache.load(slot_for(base_url, api_key))
+        # The checks TokenProvider.cached_token() makes: this base URL's and key's file only.
+        cached = cache.load(
+            slot_for(base_url, api_key), base_url=base_url, key_fingerprint=fingerprint(api_key)
+        )
         if cached is not None and time.time() < cached.fresh_until:
             return cached
     from .provider import TokenProvider
@@ -269,7 +273,7 @@ def _status(args: argparse.Namespace | SimpleNamespace) -> int:
 
     provider = _provider(args)
     cache = provider.cache
-    cached = cache.load(provider.slot)
+    cached = provider.cached_token()
     info: dict[str, Any] = {
         "base_url": provider.base_url,
         "key": provider.fingerprint,
@@ -315,7 +319,7 @@ def _clear(args: argparse.Namespace | SimpleNamespace) -> int:
         print(f"removed {removed} cached token(s) from {cache.directory}")
         return EXIT_OK
     provider = _provider(args)
-    had = provider.cache.load(provider.slot) is not None
+    had = provider.cached_token() is not None
     provider.cache.delete(provider.slot)
     what = "removed the cached token" if had else "no cached token"
     print(f"{what} for {provider.fingerprint}")

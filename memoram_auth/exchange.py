@@ -13,11 +13,10 @@ import time
 from collections.abc import Callable, Generator
 
 from . import _log
-from ._policy import RetryPolicy
+from ._policy import RetryPolicy, check_expires_in
 from ._steps import Answer, Send, Step, Wait
 from ._version import __version__
 from .exceptions import (
-    ConfigurationError,
     EndpointUnavailableError,
     KeyRejectedError,
     MalformedResponseError,
@@ -55,10 +54,7 @@ def build_request(api_key: str, expires_in: int | None = None) -> tuple[dict[str
     No ``Authorization`` header: the endpoint is unauthenticated and the key goes in the body
     only. ``expires_in`` is sent only when asked for, so the server's default applies otherwise.
     """
-    if expires_in is not None and (
-        isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in <= 0
-    ):
-        raise ConfigurationError("expires_in must be a positive whole number of seconds")
+    expires_in = check_expires_in(expires_in)
     payload: dict[str, object] = {"api_key": api_key}
     if expires_in is not None:
         payload["expires_in"] = expires_in
@@ -70,9 +66,20 @@ def build_request(api_key: str, expires_in: int | None = None) -> tuple[dict[str
     return headers, json.dumps(payload).encode("utf-8")
 
 
+def _shown(text: str, limit: int = 40) -> str:
+    """Server-provided *text* as it may appear in a message: printable ASCII, cut short.
+
+    Messages end up on terminals: a hostile ``Content-Type`` with ESC bytes reached the CLI's
+    stderr raw (terminal escape injection, issue 12). Everything else becomes ``?``.
+    """
+    cleaned = "".join(char if " " <= char <= "~" else "?" for char in text[: limit + 1])
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
+
+
 def _describe(response: RawResponse) -> str:
     content_type = response.header("Content-Type") or "no content type"
-    return f"{response.status} with a {len(response.body)}-byte {content_type.split(';')[0]} body"
+    shown = _shown(content_type.split(";")[0])
+    return f"{response.status} with a {len(response.body)}-byte {shown} body"
 
 
 def parse_response(response: RawResponse, *, sent_at: float, url: str) -> Token:
@@ -109,9 +116,9 @@ def parse_response(response: RawResponse, *, sent_at: float, url: str) -> Token:
     if token_type is not None and (
         not isinstance(token_type, str) or token_type.lower() != "bearer"
     ):
-        shown = token_type[:20] if isinstance(token_type, str) else type(token_type).__name__
+        shown = _shown(token_type, 20) if isinstance(token_type, str) else type(token_type).__name__
         raise MalformedResponseError(
-            f"the token endpoint {url} answered a token of type {shown!r}, not Bearer; {hint}",
+            f"the token endpoint {url} answered a token of type '{shown}', not Bearer; {hint}",
             status=response.status,
         )
     lifetime = token_lifetime(
@@ -132,8 +139,10 @@ def retry_after(response: RawResponse, now: float) -> float | None:
     value = (response.header("Retry-After") or "").strip()
     if not value:
         return None
-    if value.isdigit():
-        return float(value)
+    if (
+        value.isascii() and value.isdigit()
+    ):  # isdigit() alone also says yes to "²" (superscript two)
+        return float(value)  # a 400-digit value is inf, which the caller caps
     when = parse_http_date(value)
     if when is None:
         return None

@@ -35,11 +35,11 @@ from typing import TYPE_CHECKING
 
 from . import _log, plugins
 from ._backends import cache_identity, default_cache
-from ._policy import RetryPolicy
+from ._policy import RetryPolicy, check_expires_in, check_policy
 from ._steps import Blocking
 from ._urls import validate_base_url
-from .cache import slot_for
-from .exceptions import MemoramAuthError
+from .cache import FileCache, slot_for
+from .exceptions import KeyRejectedError, MemoramAuthError
 from .keys import fingerprint, normalize_api_key
 from .token import Token, advisory_window, mandatory_window
 
@@ -103,7 +103,8 @@ class TokenProvider:
             stdlib one with *network*'s settings.
 
     Raises:
-        ConfigurationError: a malformed key or a bad or insecure base URL.
+        ConfigurationError: a malformed key, a bad or insecure base URL, an ``expires_in``
+            that is not a positive int, or a ``policy`` that is not a RetryPolicy.
     """
 
     def __init__(
@@ -122,8 +123,8 @@ class TokenProvider:
         self.base_url = validate_base_url(base_url)
         self.fingerprint = fingerprint(self._api_key)
         self.cache: TokenCache = cache if cache is not None else default_cache()
-        self.policy = policy or RetryPolicy()
-        self.expires_in = expires_in
+        self.policy = check_policy(policy) or RetryPolicy()
+        self.expires_in = check_expires_in(expires_in)
         self.lock_timeout = self.policy.total_timeout + 10 if lock_timeout is None else lock_timeout
         if transport is None:
             from .transport import UrllibTransport
@@ -186,6 +187,16 @@ class TokenProvider:
         if entry is not None and entry.token is token:
             return entry.authorization
         return BEARER + token.value
+
+    def cached_token(self) -> Token | None:
+        """The token the cache holds for this key and base URL, or ``None``. No network."""
+        cache = self.cache
+        if isinstance(cache, FileCache):
+            # The file must say it was written for this base URL and key: a file copied or
+            # planted under this slot's name is a miss (issue 12). Plugin backends keep the
+            # one-argument load() of the TokenCache protocol.
+            return cache.load(self._slot, base_url=self.base_url, key_fingerprint=self.fingerprint)
+        return cache.load(self._slot)
 
     # -- sync ---------------------------------------------------------------------------------
 
@@ -329,9 +340,6 @@ class TokenProvider:
         seen_at = self._rejection_seen_at
         return seen_at is None or token.after_rejection or token.obtained_at > seen_at
 
-    def _load(self) -> Token | None:
-        return self.cache.load(self._slot)
-
     def _send_rejections(self) -> None:
         # Queued by invalidate(), which may run on an event loop; sent from here, a step
         # that may block (a shared cache is a network round trip).
@@ -344,12 +352,12 @@ class TokenProvider:
             yield Blocking(self._send_rejections)
         # A token another process cached is as good as one we fetch; the lock-free read first
         # makes the warm-cache path cost no lock at all (writes are atomic).
-        cached = yield Blocking(self._load)
+        cached = yield Blocking(self.cached_token)
         if self._usable(cached, advisory=advisory):
             assert cached is not None  # noqa: S101 - for mypy; _usable() checked it
             return self._adopt(cached, "cache")
         yield Blocking(held.take_slot_lock)
-        cached = yield Blocking(self._load)
+        cached = yield Blocking(self.cached_token)
         if self._usable(cached, advisory=advisory):
             assert cached is not None  # noqa: S101 - for mypy; _usable() checked it
             return self._adopt(cached, "cache")
@@ -361,6 +369,8 @@ class TokenProvider:
             )
         except MemoramAuthError as exc:
             error = str(exc)
+            if isinstance(exc, KeyRejectedError) and exc.status != 400:
+                yield Blocking(self._forget_rejected_key)
             yield Blocking(lambda: self._notify("memoram_auth_refresh_failed", error=error))
             raise
         # Tells other processes that this one is newer than the rejection.
@@ -381,6 +391,15 @@ class TokenProvider:
 
     def _notify(self, event: str, **kwargs: object) -> None:
         plugins.notify(event, base_url=self.base_url, key_fingerprint=self.fingerprint, **kwargs)
+
+    def _forget_rejected_key(self) -> None:
+        # Called with the slot's lock held. A token left in the cache after the API rejected
+        # the key looks live: `memoram-auth token` kept printing it with exit 0 and `status`
+        # said "valid" (issue 12). A 400 is left alone: it refuses the request (expires_in),
+        # not the key, and other processes' tokens for the key may be fine.
+        self.cache.delete(self._slot)
+        with self._entry_lock:
+            self._entry = None
 
     def _adopt(self, token: Token, source: str) -> Token:
         with self._entry_lock:
@@ -569,6 +588,8 @@ def get_provider(
 
     key = normalize_api_key(api_key)
     url = validate_base_url(base_url)
+    # Checked before they go into the registry key: a list there was an "unhashable" error.
+    policy, expires_in = check_policy(policy), check_expires_in(expires_in)
     network = NetworkSettings(verify=verify, cert=cert, proxy=proxy, trust_env=trust_env)
     registry_key = (
         url,

@@ -38,7 +38,8 @@ def resolve_api_key(api_key: str | None, base_url: str) -> str:
     """The argument, else ``MEMORAM_API_KEY``, else key plugins; normalized.
 
     Raises:
-        ConfigurationError: no key anywhere, or a key that cannot be one.
+        ConfigurationError: no key anywhere, or a key that cannot be one (not text:
+            ``api_key=123`` raised AttributeError before, issue 12).
     """
     if api_key is None:
         api_key = environment_api_key()
@@ -46,7 +47,7 @@ def resolve_api_key(api_key: str | None, base_url: str) -> str:
         from .plugins import get_api_key  # only now: plugins cost pluggy and a metadata scan
 
         api_key = get_api_key(base_url)
-    if api_key is None or not api_key.strip():
+    if api_key is None or (isinstance(api_key, str) and not api_key.strip()):
         raise ConfigurationError(
             f"no Memoram API key: set {API_KEY_ENV}, or pass api_key= "
             "(keys come from the Memoram dashboard and start with mem_)"

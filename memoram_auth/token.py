@@ -166,9 +166,14 @@ def jwt_claims(token: str) -> dict[str, Any]:
 
 def _number(value: object) -> float | None:
     # bool is an int subclass, and "exp": true is not a time.
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
-        return float(value)
-    return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # "exp": 10**400 (issue 12)
+        return None
+    # NaN and infinities are not times either: inf - inf is NaN, which no clamp removes.
+    return number if number - number == 0 else None
 
 
 def token_lifetime(
@@ -201,6 +206,7 @@ def token_lifetime(
             estimates.append(min(local, DEFAULT_LIFETIME) if local > 0 else DEFAULT_LIFETIME)
     except (OverflowError, ValueError, OSError):  # absurd dates far outside datetime's range
         pass
-    if not estimates:
+    shortest = min(estimates, default=DEFAULT_LIFETIME)
+    if shortest != shortest:  # NaN: min() and max() would pass it through
         return DEFAULT_LIFETIME
-    return min(max(min(estimates), 0.0), MAX_LIFETIME)
+    return min(max(shortest, 0.0), MAX_LIFETIME)

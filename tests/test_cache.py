@@ -106,6 +106,7 @@ H = b"memoram-auth token cache v1\n"
 def test_damaged_files_are_misses_that_heal(tmp_path: Path, content: bytes) -> None:
     cache = FileCache(tmp_path)
     Path(cache.path(SLOT)).write_bytes(content)
+    Path(cache.path(SLOT)).chmod(0o600)  # private, as the cache writes it: only damaged
     with pytest.warns(MemoramAuthWarning, match="damaged or from another version") as caught:
         assert cache.load(SLOT) is None
     assert "abc" not in str(caught[0].message)
@@ -147,6 +148,7 @@ def test_unusable_directory_degrades_to_memory_once(tmp_path: Path, where: objec
 def test_any_bytes_are_a_token_or_a_miss(tmp_path: Path, content: bytes) -> None:
     cache = FileCache(tmp_path)
     Path(cache.path(SLOT)).write_bytes(content)
+    Path(cache.path(SLOT)).chmod(0o600)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         loaded = cache.load(SLOT)

@@ -34,9 +34,9 @@ class RecordingCache(FileCache):
         self.calls.append("reject")
         self.rejections.append((slot, token, rejected_at))
 
-    def load(self, slot: str) -> Token | None:
+    def load(self, slot: str, **binding: str) -> Token | None:
         self.calls.append("load")
-        return super().load(slot)
+        return super().load(slot, **binding)
 
 
 def test_hkdf_matches_rfc_5869_test_case_1() -> None:

@@ -264,3 +264,88 @@ def test_demo_runs_offline_and_exits_0(cli: Cli, tmp_path: Path) -> None:
     assert "total" in result.stdout
     assert "shared 1 token request(s)" in result.stdout
     assert "✗" not in result.stdout
+
+
+def plant_entry(cli: Cli, *, base_url: str, obtained_at: str, expires_at: str) -> Path:
+    """A private, well-formed cache file in the key's slot, as another writer could leave it."""
+    from memoram_auth.cache import slot_for
+    from memoram_auth.keys import fingerprint
+
+    directory = Path(cli.env["MEMORAM_AUTH_CACHE_DIR"])
+    directory.mkdir(mode=0o700, exist_ok=True)
+    path = directory / f"{slot_for(cli.emu.base_url, cli.emu.api_key)}.token"
+    path.write_text(
+        "memoram-auth token cache v1\n"
+        f"base_url: {base_url}\nkey: {fingerprint(cli.emu.api_key)}\n"
+        f"obtained_at: {obtained_at}\nexpires_at: {expires_at}\ntoken: planted.token.value\n"
+    )
+    path.chmod(0o600)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("base_url", "obtained_ahead"),
+    [
+        pytest.param("https://other.example/api/v1", 0, id="written-for-another-base-url"),
+        pytest.param(None, 86_400, id="clock-moved-back-a-day"),
+    ],
+)
+def test_the_warm_path_uses_only_an_entry_of_its_own_slot(
+    emu: Emulator, cli: Cli, base_url: str | None, obtained_ahead: float
+) -> None:
+    import time
+
+    obtained = time.time() + obtained_ahead
+    plant_entry(
+        cli,
+        base_url=base_url or emu.base_url,
+        obtained_at=repr(obtained),
+        expires_at=repr(obtained + 3600),
+    )
+    result = cli("token")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() != "planted.token.value"
+    assert api_status(emu, f"Authorization: Bearer {result.stdout.strip()}") == 200
+    assert emu.counters.token_requests == 1
+    assert "planted" not in result.stderr
+
+
+def test_status_of_an_entry_with_infinite_times_is_none_cached(emu: Emulator, cli: Cli) -> None:
+    plant_entry(cli, base_url=emu.base_url, obtained_at="inf", expires_at="inf")
+    result = cli("status", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["cached"] is False
+    assert "Traceback" not in result.stderr
+
+
+def test_after_the_key_is_rejected_the_cli_prints_no_token(emu: Emulator, cli: Cli) -> None:
+    from memoram_auth.cache import FileCache
+    from memoram_auth.exceptions import KeyRejectedError
+    from memoram_auth.provider import TokenProvider
+
+    token = cli("token").stdout.strip()
+    emu.remove_key(emu.api_key)
+    # Another process using the key gets a 401, invalidates and asks for a new token.
+    cache = FileCache(cli.env["MEMORAM_AUTH_CACHE_DIR"])
+    provider = TokenProvider(emu.api_key, emu.base_url, cache=cache)
+    provider.invalidate(token)
+    with pytest.raises(KeyRejectedError):
+        provider.get_token()
+    result = cli("token")
+    assert (result.returncode, result.stdout) == (3, "")
+    assert "none cached" in cli("status").stdout
+
+
+def test_a_relative_cache_dir_is_a_usage_error(emu: Emulator, cli: Cli, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(SCRIPT), "token"],
+        capture_output=True,
+        text=True,
+        env={**cli.env, "MEMORAM_AUTH_CACHE_DIR": "relative/cache"},
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "MEMORAM_AUTH_CACHE_DIR" in result.stderr
+    assert not (tmp_path / "relative").exists()
+    assert emu.counters.token_requests == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -62,8 +64,13 @@ def test_refusals_do_not_echo_what_may_be_a_key() -> None:
     ("host", "loopback"),
     [
         ("localhost", True),
-        ("LOCALHOST.", True),
-        ("a.localhost", True),
+        ("LOCALHOST", True),
+        # Only exactly "localhost": this machine's resolver sends *.localhost (and a trailing
+        # dot) to DNS, where a spoofed answer would get the key in the clear.
+        ("localhost.", False),
+        ("a.localhost", False),
+        ("api.localhost", False),
+        ("127.0.0.1.", False),
         ("127.0.0.1", True),
         ("127.255.0.9", True),
         ("::1", True),
@@ -75,6 +82,13 @@ def test_refusals_do_not_echo_what_may_be_a_key() -> None:
 )
 def test_loopback_hosts(host: str, loopback: bool) -> None:
     assert is_loopback_host(host) is loopback
+
+
+@pytest.mark.parametrize("host", ["api.localhost", "a.b.localhost", "localhost."])
+def test_plain_http_to_a_localhost_subdomain_is_refused(host: str) -> None:
+    with pytest.raises(ConfigurationError, match="refusing plain http"):
+        validate_base_url(f"http://{host}:8080/api/v1")
+    assert validate_base_url(f"https://{host}:8080/api/v1") == f"https://{host}:8080/api/v1"
 
 
 def test_origins_apply_default_ports() -> None:
@@ -154,3 +168,72 @@ def test_the_strict_base_url_parser_agrees_with_urllib(parts: tuple[str, str, st
     from memoram_auth._urls import base_url_origin
 
     assert base_url_origin(accepted) == origin_of(accepted)
+
+
+# -- issue 12, point 13: settings are checked when the object is built, before any network ----
+
+NO_NETWORK = "https://api.invalid/api/v1"  # never contacted: construction does no I/O
+
+
+@pytest.mark.parametrize("api_key", [123, b"mem_abc", ["mem_abc"], 1.5], ids=repr)
+def test_a_key_that_is_not_text_is_a_configuration_error(api_key: object) -> None:
+    from memoram_auth import MemoramAuth
+
+    with pytest.raises(ConfigurationError, match="API key must be a string"):
+        MemoramAuth(api_key, base_url=NO_NETWORK)  # type: ignore[arg-type]
+
+
+BAD_EXPIRES_IN = [-1, 0, True, False, "3600", "3600.5", 3600.0, [3600], {"s": 1}]
+
+
+@pytest.mark.parametrize("expires_in", BAD_EXPIRES_IN, ids=repr)
+def test_a_bad_expires_in_is_refused_when_built(expires_in: object, tmp_path: Path) -> None:
+    from memoram_auth import MemoramAuth
+    from memoram_auth.cache import MemoryOnlyCache
+    from memoram_auth.provider import TokenProvider, get_provider
+
+    builders = [
+        lambda: MemoramAuth(KEY, base_url=NO_NETWORK, cache_dir=False, expires_in=expires_in),
+        lambda: get_provider(KEY, NO_NETWORK, cache_dir=tmp_path, expires_in=expires_in),
+        lambda: TokenProvider(KEY, NO_NETWORK, cache=MemoryOnlyCache(), expires_in=expires_in),
+    ]
+    for build in builders:
+        with pytest.raises(ConfigurationError, match="expires_in must be a positive"):
+            build()
+
+
+def test_a_good_expires_in_is_kept() -> None:
+    from memoram_auth.cache import MemoryOnlyCache
+    from memoram_auth.provider import TokenProvider
+
+    provider = TokenProvider(KEY, NO_NETWORK, cache=MemoryOnlyCache(), expires_in=600)
+    assert provider.expires_in == 600
+
+
+@pytest.mark.parametrize("policy", [{"attempts": 3}, (3, 10.0), "fast"], ids=repr)
+def test_a_policy_that_is_not_a_retry_policy_is_refused_when_built(policy: object) -> None:
+    from memoram_auth import MemoramAuth
+
+    with pytest.raises(ConfigurationError, match="policy must be a RetryPolicy"):
+        MemoramAuth(KEY, base_url=NO_NETWORK, cache_dir=False, policy=policy)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("relative", ["cache", "./cache", "a/b"])
+def test_a_relative_cache_dir_from_the_environment_is_refused(
+    relative: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memoram_auth import MemoramAuth
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MEMORAM_AUTH_CACHE_DIR", relative)
+    with pytest.raises(ConfigurationError, match="MEMORAM_AUTH_CACHE_DIR must be an absolute"):
+        MemoramAuth(KEY, base_url=NO_NETWORK)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_home_relative_cache_dir_is_fine(monkeypatch: pytest.MonkeyPatch) -> None:
+    from memoram_auth._builtins import default_directory
+
+    monkeypatch.setenv("HOME", "/home/someone")
+    monkeypatch.setenv("MEMORAM_AUTH_CACHE_DIR", "~/tokens")
+    assert default_directory() == "/home/someone/tokens"

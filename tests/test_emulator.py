@@ -22,6 +22,7 @@ import pytest
 import trustme
 
 from memoram_auth import ConfigurationError
+from memoram_auth.cache import MemoryOnlyCache
 from memoram_auth.emulator import Emulator
 
 
@@ -235,9 +236,21 @@ def test_delay_and_drop_faults(memoram_emulator: Emulator) -> None:
         call(url, method="POST", body={"api_key": memoram_emulator.api_key})
 
 
-def test_emulator_refuses_non_loopback_hosts() -> None:
+@pytest.mark.parametrize("host", ["0.0.0.0", "evil.localhost", "localhost."])  # noqa: S104 - the point of the test
+def test_emulator_refuses_non_loopback_hosts(host: str) -> None:
     with pytest.raises(ConfigurationError, match="loopback"):
-        Emulator(host="0.0.0.0")  # noqa: S104 - the point of the test
+        Emulator(host=host)
+
+
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+def test_emulator_binds_ipv6_loopback_when_asked(host: str) -> None:
+    from memoram_auth.provider import TokenProvider
+
+    with Emulator(host=host) as emu:
+        assert emu.base_url.startswith("http://[::1]:")
+        provider = TokenProvider(emu.api_key, emu.base_url, cache=MemoryOnlyCache())
+        assert provider.get_token().value.count(".") == 2
+        assert emu.counters.token_requests == 1
 
 
 @contextlib.contextmanager

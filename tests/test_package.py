@@ -88,3 +88,45 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
 
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         memoram_auth.Nope  # noqa: B018
+
+
+def _floors() -> dict[str, str]:
+    """``name: lowest version`` of every dependency and extra in pyproject.toml (Python >= 3.10).
+
+    Read with a regular expression, not tomllib, which Python 3.9 and 3.10 do not have.
+    """
+    text = (ROOT / "pyproject.toml").read_text()
+    floors: dict[str, str] = {}
+    for name, version, marker in re.findall(
+        r'"([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?>=([0-9][0-9.]*)\s*(?:;\s*([^"]*))?"', text
+    ):
+        if "setuptools" in name or (marker and "< '3.10'" in marker):
+            continue  # the build backend; the Python 3.9 floor (the min env needs 3.10)
+        floors[name.lower()] = version
+    return floors
+
+
+def test_the_min_environment_pins_exactly_the_declared_floors() -> None:
+    pins = dict(
+        line.split("==")
+        for line in (ROOT / ".ci" / "minimum-versions.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    floors = _floors()
+    assert {"requests", "httpx", "pluggy", "filelock", "platformdirs", "httpie"} <= set(floors)
+    for name, floor in floors.items():
+        pinned = pins.get(name, "")
+        # "0.24" in pyproject is the release 0.24.0.
+        assert pinned.split(".")[: len(floor.split("."))] == floor.split("."), name
+        assert pinned == floor or set(pinned.split(".")[len(floor.split(".")) :]) == {"0"}, name
+    assert set(pins) == set(floors)
+    tox = (ROOT / "tox.ini").read_text()
+    assert re.search(r"^env_list = .*\bmin\b", tox, flags=re.MULTILINE)
+
+
+def test_the_declared_floors_are_the_safe_ones() -> None:
+    floors = _floors()
+    as_tuple = {name: tuple(int(part) for part in v.split(".")) for name, v in floors.items()}
+    assert as_tuple["filelock"] >= (3, 20, 1)  # O_NOFOLLOW on lock files
+    assert as_tuple["requests"] >= (2, 32, 4)  # verification and .netrc leak fixes
+    assert as_tuple["pluggy"] >= (1, 2)

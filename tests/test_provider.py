@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from memoram_auth import EndpointUnavailableError, MemoramAuthWarning
+from memoram_auth import EndpointUnavailableError, KeyRejectedError, MemoramAuthWarning
 from memoram_auth.cache import FileCache, MemoryOnlyCache
 from memoram_auth.emulator import Emulator
 from memoram_auth.provider import TokenProvider, advisory_window, get_provider, mandatory_window
@@ -176,6 +176,7 @@ def test_corrupt_cache_file_is_replaced(memoram_emulator: Emulator, tmp_path: Pa
     provider = provider_for(memoram_emulator, tmp_path)
     path = tmp_path / f"{provider.slot}.token"
     path.write_bytes(b"memoram-auth token cache v1\nobtained_at: 0\nexpires_at: 6")
+    path.chmod(0o600)  # private, as the cache writes it: only damaged
     with pytest.warns(MemoramAuthWarning, match="damaged"):
         token = provider.get_token()
     assert f"token: {token.value}" in path.read_text().splitlines()
@@ -273,7 +274,9 @@ def seed(provider: TokenProvider, token: str, *, remaining: float, lifetime: flo
     """Put *token* in the cache as if it had *remaining* seconds left of *lifetime*."""
     now = time.time()
     fake = Token(token, obtained_at=now + remaining - lifetime, expires_at=now + remaining)
-    provider.cache.store(provider.slot, fake, base_url=provider.base_url, key_fingerprint="x")
+    provider.cache.store(
+        provider.slot, fake, base_url=provider.base_url, key_fingerprint=provider.fingerprint
+    )
 
 
 def test_a_rejected_token_is_not_replaced_by_one_that_predates_the_rejection(
@@ -418,3 +421,57 @@ def test_short_tokens_under_steady_traffic_never_reach_the_api_expired(tmp_path:
         assert emu.counters.unauthorized == 0
         # 4 s tokens, of which 3 s are certain (Date has whole seconds), refreshed 0.75 s early.
         assert 3 <= emu.counters.token_requests <= 7
+
+
+def test_an_entry_written_for_another_base_url_is_not_adopted(
+    memoram_emulator: Emulator, tmp_path: Path
+) -> None:
+    # Copied or planted under this slot's name: the slot is a digest, the file must agree.
+    provider = provider_for(memoram_emulator, tmp_path)
+    now = time.time()
+    path = tmp_path / f"{provider.slot}.token"
+    path.write_text(
+        "memoram-auth token cache v1\n"
+        f"base_url: https://other.example/api/v1\nkey: {provider.fingerprint}\n"
+        f"obtained_at: {now!r}\nexpires_at: {now + 3600!r}\ntoken: planted.token.value\n"
+    )
+    path.chmod(0o600)
+    with pytest.warns(MemoramAuthWarning, match="another base URL or key"):
+        token = provider.get_token()
+    assert token.value != "planted.token.value"
+    assert api_status(memoram_emulator, token.value) == 200
+    assert memoram_emulator.counters.token_requests == 1
+
+
+def test_a_rejected_key_leaves_no_token_in_the_cache(
+    memoram_emulator: Emulator, tmp_path: Path
+) -> None:
+    provider = provider_for(memoram_emulator, tmp_path, policy=FAST)
+    token = provider.get_token()
+    memoram_emulator.remove_key(memoram_emulator.api_key)
+    provider.invalidate(token.value)  # what the adapters do on the API's 401
+    with pytest.raises(KeyRejectedError):
+        provider.get_token()  # the replay's token request
+    assert not (tmp_path / f"{provider.slot}.token").exists()
+    assert provider.cached_token() is None
+    other_process = provider_for(memoram_emulator, tmp_path, policy=FAST)
+    with pytest.raises(KeyRejectedError):
+        other_process.get_token()
+
+
+def test_a_key_rejected_ahead_of_expiry_is_forgotten_too(
+    memoram_emulator: Emulator, tmp_path: Path
+) -> None:
+    provider = provider_for(memoram_emulator, tmp_path, policy=FAST)
+    token = provider.get_token()
+    seed(provider, token.value, remaining=300)  # due for its advisory refresh
+    provider._entry = None
+    assert provider.get_token().value == token.value
+    memoram_emulator.remove_key(memoram_emulator.api_key)
+    # The advisory refresh fails with the key rejected: this call still gets the current
+    # token (good for 300 s), but nothing of it is left to hand out after.
+    assert provider.get_token().value == token.value
+    assert memoram_emulator.counters.token_requests == 2
+    assert provider.cached_token() is None
+    with pytest.raises(KeyRejectedError):
+        provider.get_token()

@@ -161,7 +161,9 @@ def test_read_only_directory_during_a_refresh(memoram_emulator: Emulator, tmp_pa
     stale = Token(
         provider.get_token().value, obtained_at=time.time() - 3590, expires_at=time.time() + 10
     )
-    provider.cache.store(provider.slot, stale, base_url=provider.base_url, key_fingerprint="x")
+    provider.cache.store(
+        provider.slot, stale, base_url=provider.base_url, key_fingerprint=provider.fingerprint
+    )
     provider._entry = None  # as a new process would: only the nearly expired cached token
     with read_only(cache_dir), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -319,7 +319,11 @@ def test_respx_mocks_the_token_request(tmp_path: Path) -> None:
     assert tags.calls.last.request.headers["Authorization"] == "Bearer tok.en.z"
 
 
-def test_pytest_httpx_mocks_the_token_request(httpx_mock: object, tmp_path: Path) -> None:
+def test_pytest_httpx_mocks_the_token_request(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    pytest.importorskip("pytest_httpx")  # not in the "min" environment: it pins httpx
+    httpx_mock = request.getfixturevalue("httpx_mock")
     base = "https://api.memoram.example/api/v1"
     httpx_mock.add_response(  # type: ignore[attr-defined]
         method="POST", url=f"{base}/auth/token", json={"token": "tok.en.w"}

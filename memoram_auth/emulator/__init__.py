@@ -67,8 +67,10 @@ class Emulator:
         ssl_context: ssl.SSLContext | None = None,
         host_name: str | None = None,
     ) -> None:
+        # The rule of validate_base_url(): plain http only to a loopback IP or "localhost".
         if not is_loopback_host(host):
             raise ConfigurationError(f"the emulator listens on loopback addresses only, not {host}")
+        host = host.strip("[]")  # "[::1]", as in a URL, binds ::1
         if host_name is not None and not is_loopback_host(host_name):
             raise ConfigurationError(f"URLs may name loopback hosts only, not {host_name}")
         keys = list(api_keys or []) or [generate_api_key()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import time
 import uuid
@@ -55,6 +56,8 @@ class EmulatorServer(ThreadingHTTPServer):
         self.verbose = verbose
         self.ssl_context = ssl_context
         self.blobs: dict[str, dict[str, Any]] = {}
+        if ":" in address[0]:  # an IPv6 literal such as ::1; the class default is IPv4 only
+            self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:  # noqa: ANN401 - stdlib signature
