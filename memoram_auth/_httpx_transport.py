@@ -11,6 +11,7 @@ being retried.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from typing import Any
@@ -139,6 +140,16 @@ class HttpxTransport:
 
 _transports: dict[tuple[object, ...], HttpxTransport] = {}
 _transports_lock = threading.Lock()
+
+
+def _close_all() -> None:
+    # Shared transports live as long as the process; their kept-alive connections are closed
+    # before it ends rather than left to the garbage collector (a ResourceWarning each).
+    for transport in list(_transports.values()):
+        transport._client.close()
+
+
+atexit.register(_close_all)
 
 
 def httpx_transport(settings: NetworkSettings) -> HttpxTransport:

@@ -60,16 +60,15 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
         """The response hook: after a 401 to our header, a new token and one replay."""
         sent = response.request
         header = sent.headers.get("Authorization") or ""
-        # Only our own header, on the API's origin (not after a redirect elsewhere).
-        if (
-            response.status_code != 401
-            or not header.startswith(BEARER)
-            or not sent.url
-            or not self.targets(sent.url)
-        ):
+        # Only on the API's origin (not after a redirect elsewhere).
+        if response.status_code != 401 or not sent.url or not self.targets(sent.url):
             return response
-        # Invalidated even when the body cannot be replayed, so the next request gets a new one.
-        self.provider.invalidate(header[len(BEARER) :])
+        if header.startswith(BEARER):
+            # Our token, rejected. Invalidated even when the body cannot be replayed, so the
+            # next request gets a new one.
+            self.provider.invalidate(header[len(BEARER) :])
+        # Otherwise requests replaced our token on a same-origin redirect (with trust_env, it
+        # applies ~/.netrc credentials to every redirected request): the token goes out again.
         replay = sent.copy()
         if not isinstance(replay.body, _IN_MEMORY):
             try:

@@ -9,6 +9,7 @@ itself, SOCKS proxies when ``requests[socks]`` is installed, and the mocks of ``
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import socket
 import threading
@@ -172,6 +173,16 @@ def _transport_error(exc: requests.exceptions.RequestException, host: str) -> Tr
 
 _transports: dict[tuple[object, ...], RequestsTransport] = {}
 _transports_lock = threading.Lock()
+
+
+def _close_all() -> None:
+    # Shared transports live as long as the process; their kept-alive connections are closed
+    # before it ends rather than left to the garbage collector (a ResourceWarning each).
+    for transport in list(_transports.values()):
+        transport._session.close()
+
+
+atexit.register(_close_all)
 
 
 def requests_transport(settings: NetworkSettings) -> RequestsTransport:

@@ -589,3 +589,65 @@ def test_no_proxy_matching_is_requests_own(
     parts = urlsplit(url)
     expected = requests.utils.should_bypass_proxies(url, no_proxy=None)
     assert no_proxy_matches(parts.hostname or "", parts.port, no_proxy) is bool(expected)
+
+
+# -- 8. what the tries found: redirects, .netrc, httpx event hooks ------------------------------
+
+
+def test_requests_after_a_same_origin_redirect_the_replay_still_happens(tmp_path: Path) -> None:
+    with Emulator() as emu:
+        auth = MemoramAuth(emu.api_key, base_url=emu.base_url, cache_dir=tmp_path)
+        requests.get(f"{emu.base_url}/tags", auth=auth, timeout=10)
+        emu.redirect("/api/v1/old", f"{emu.base_url}/tags")
+        emu.revoke_all()
+        emu.reset_counters()
+        response = requests.get(f"{emu.base_url}/old", auth=auth, timeout=10)
+        assert response.status_code == 200
+        assert emu.counters.token_requests == 1
+        # requests rebuilds history from the redirect chain: the 401 is not in it (README).
+        assert [hop.status_code for hop in response.history] == [302]
+
+
+def test_requests_netrc_credentials_on_a_redirect_do_not_replace_the_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    with Emulator() as emu:
+        auth = MemoramAuth(emu.api_key, base_url=emu.base_url, cache_dir=tmp_path / "cache")
+        emu.redirect("/api/v1/old", f"{emu.base_url}/tags")
+        with requests.Session() as session:  # trust_env on: requests reads .netrc on redirects
+            response = session.get(f"{emu.base_url}/old", auth=auth, timeout=10)
+        assert response.status_code == 200
+        assert response.request.headers["Authorization"].startswith("Bearer ")
+        assert emu.counters.token_requests == 1
+
+
+def test_httpx_an_event_hook_that_raises_for_status_the_way_the_readme_shows(
+    tmp_path: Path,
+) -> None:
+    def raise_for_status(response: httpx.Response) -> None:
+        # The README's hook: MemoramAuth replays a 401 to the API; the final answer comes next.
+        if response.status_code == 401 and response.request.headers.get(
+            "Authorization", ""
+        ).startswith("Bearer "):
+            return
+        response.raise_for_status()
+
+    with Emulator() as emu:
+        auth = MemoramAuth(emu.api_key, base_url=emu.base_url, cache_dir=tmp_path)
+        hooks = {"response": [raise_for_status]}
+        with httpx.Client(auth=auth, event_hooks=hooks) as client:
+            client.get(f"{emu.base_url}/tags")
+            emu.revoke_all()
+            assert client.get(f"{emu.base_url}/tags").status_code == 200
+            # The plain raise_for_status hook raises on the 401 before the replay can happen.
+            plain = {"response": [lambda response: response.raise_for_status()]}
+            emu.revoke_all()
+        with (
+            httpx.Client(auth=auth, event_hooks=plain) as client,
+            pytest.raises(httpx.HTTPStatusError),
+        ):
+            client.get(f"{emu.base_url}/tags")
