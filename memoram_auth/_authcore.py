@@ -56,6 +56,7 @@ class AuthCore:
         )
         self._origin = base_url_origin(url)
         self._scheme, self._host, self._port = self._origin
+        self._raw_host = self._host.encode("ascii")  # as httpx's URL.raw_host gives it
         # The port as httpx reports it: None for the scheme's default.
         self._default_or_port = None if self._port == DEFAULT_PORTS[self._scheme] else self._port
         # Most URLs start with the base URL's own spelling of the origin: a prefix test decides

@@ -90,21 +90,18 @@ class HttpxAuth(AuthCore, httpx.Auth):
         return httpx_transport(self.network)
 
     def _same_origin(self, url: httpx.URL) -> bool:
-        # httpx's parsed parts rather than str(url), which would rebuild the whole string.
+        # httpx's parsed parts rather than str(url), which would rebuild the whole string;
+        # raw_host is lowercase and IDNA-encoded, as the base URL's host is.
         port = url.port  # None for the scheme's default port
         return (
-            url.raw_host.decode("ascii") == self._host
+            url.raw_host == self._raw_host
             and (port == self._default_or_port or port == self._port)
             and url.scheme == self._scheme
         )
 
     def _targets(self, url: httpx.URL) -> bool:
-        if not self._same_origin(url):
-            return False
-        path = url.raw_path.decode("ascii").partition("?")[0]
-        if path.startswith(self._token_path) or "%" in path:
-            return not self.is_token_path(url.path)  # decoded only when it may matter
-        return True
+        # url.path is decoded: "%2F" and "%61" cannot hide the token endpoint.
+        return self._same_origin(url) and not self.is_token_path(url.path)
 
     def _rejected(self, response: httpx.Response, header: str) -> bool:
         # Only our own header, on the API's origin (not after a redirect elsewhere).
@@ -162,7 +159,9 @@ class HttpxAuth(AuthCore, httpx.Auth):
         if not self._targets(request.url):
             yield request
             return
-        header = yield from self._token()
+        header = self.provider.fresh_authorization()
+        if header is None:  # the common case needs no sub-generator
+            header = yield from self._token()
         request.headers["Authorization"] = header
         response = yield request
         self._scrub(response)
