@@ -18,6 +18,8 @@ from typing import Any
 
 import requests
 import requests.adapters
+import urllib3.connection
+import urllib3.connectionpool
 
 from .transport import (
     CA_HINT,
@@ -32,20 +34,47 @@ from .transport import (
 __all__ = ["RequestsTransport", "requests_transport"]
 
 
-class _ContextAdapter(requests.adapters.HTTPAdapter):
-    """An adapter that verifies with a given ``ssl.SSLContext`` (requests' documented way)."""
+class _QuietHTTPConnection(urllib3.connection.HTTPConnection):
+    # http.client prints every request body, API key included, while the class-wide
+    # HTTPConnection.debuglevel is set (a common debugging step): never for the token request.
+    debuglevel = 0
 
-    def __init__(self, context: Any) -> None:  # noqa: ANN401 - an ssl.SSLContext
+
+class _QuietHTTPSConnection(urllib3.connection.HTTPSConnection):
+    debuglevel = 0
+
+
+class _QuietHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _QuietHTTPConnection
+
+
+class _QuietHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _QuietHTTPSConnection
+
+
+_QUIET_POOLS = {"http": _QuietHTTPPool, "https": _QuietHTTPSPool}
+
+
+class _Adapter(requests.adapters.HTTPAdapter):
+    """requests' adapter with quiet connections and, if given, an ``ssl.SSLContext`` for
+    verification (the documented ``init_poolmanager`` override)."""
+
+    def __init__(self, context: Any = None) -> None:  # noqa: ANN401 - an ssl.SSLContext
         self._context = context
         super().__init__()
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - urllib3's
-        kwargs["ssl_context"] = self._context
+        if self._context is not None:
+            kwargs["ssl_context"] = self._context
         super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _QUIET_POOLS
 
     def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - urllib3's
-        kwargs["ssl_context"] = self._context
-        return super().proxy_manager_for(*args, **kwargs)
+        if self._context is not None:
+            kwargs["ssl_context"] = self._context
+        manager = super().proxy_manager_for(*args, **kwargs)
+        manager.pool_classes_by_scheme = _QUIET_POOLS
+        return manager
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -76,9 +105,10 @@ class RequestsTransport:
         # REQUESTS_CA_BUNDLE and HTTPS_PROXY would win over them).
         self._options: dict[str, Any] = {}
         verify = settings.verify
-        if verify is not None and not isinstance(verify, (bool, str)):
-            session.mount("https://", _ContextAdapter(verify))
-        elif verify is not None:
+        context = verify if verify is not None and not isinstance(verify, (bool, str)) else None
+        session.mount("https://", _Adapter(context))
+        session.mount("http://", _Adapter())
+        if verify is not None and context is None:
             self._options["verify"] = verify
         if settings.cert is not None:
             self._options["cert"] = settings.cert

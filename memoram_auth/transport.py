@@ -435,6 +435,8 @@ class UrllibTransport:
             connection.request("POST", target, body=request.body, headers=request.headers)
             response = connection.getresponse()
             body = response.read(MAX_BODY)
+            if expired.is_set():  # cut off mid-answer by the watchdog: what was read is partial
+                raise TransportError(f"no complete answer within {request.timeout:g} s")
             return RawResponse(response.status, response.getheaders(), body)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             if expired.is_set():
