@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from ._policy import RetryPolicy
 from ._urls import DEFAULT_PORTS, base_url_origin, origin_of
 from .exchange import token_url
+from .keys import ApiKey, refusal
 from .provider import TokenProvider, get_provider
 from .settings import resolve_api_key, resolve_base_url
 from .transport import NetworkSettings
@@ -40,8 +41,12 @@ class AuthCore:
     ) -> None:
         #: The token request's own TLS trust, client certificate and proxy, if given.
         self.network = NetworkSettings(verify=verify, cert=cert, proxy=proxy, trust_env=trust_env)
+        # The key is held as an ApiKey from here on, and the argument dropped from this frame:
+        # traceback formatters that print locals would show it.
+        given = None if api_key is None else ApiKey(api_key)
+        del api_key
         url = resolve_base_url(base_url)
-        key = resolve_api_key(api_key, url)
+        key = ApiKey(resolve_api_key(given, url))
         self.provider: TokenProvider = get_provider(
             key,
             url,
@@ -66,6 +71,10 @@ class AuthCore:
         # A raw path (as sent) without percent-escapes that does not start with this cannot
         # be the token endpoint; the httpx flow decodes the path only otherwise.
         self._token_path = "/" + self._token_url.split("/", 3)[3]
+        self._setup()
+
+    def _setup(self) -> None:
+        """What an adapter adds once the settings are resolved (nothing here)."""
 
     @property
     def base_url(self) -> str:
@@ -78,6 +87,10 @@ class AuthCore:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, key={self.fingerprint})"
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        # Refused on purpose: a pickle or copy would carry the key (through the provider).
+        raise TypeError(refusal(f"a {type(self).__name__}"))
 
     def is_token_path(self, path: str) -> bool:
         """True if *path* (decoded, without the query) is the token endpoint's."""

@@ -36,8 +36,9 @@ def _merge_cookies(sent: str | None, added: str) -> str:
 class RequestsAuth(AuthCore, requests.auth.AuthBase):
     """An :class:`AuthCore` that requests can use as ``auth=``."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - AuthCore's
-        super().__init__(*args, **kwargs)
+    def _setup(self) -> None:
+        # Called at the end of AuthCore.__init__ (an __init__ here would hold the key in its
+        # *args, where traceback formatters that print locals would show it).
         from ._requests_transport import requests_transport
 
         # The token request goes through requests too (see _requests_transport.py).

@@ -73,7 +73,11 @@ class _Adapter(requests.adapters.HTTPAdapter):
         if self._context is not None:
             kwargs["ssl_context"] = self._context
         manager = super().proxy_manager_for(*args, **kwargs)
-        manager.pool_classes_by_scheme = _QUIET_POOLS
+        proxy = str(args[0] if args else kwargs.get("proxy", ""))
+        if not proxy.lower().startswith(
+            "socks"
+        ):  # SOCKS pools have connection classes of their own
+            manager.pool_classes_by_scheme = _QUIET_POOLS
         return manager
 
 

@@ -14,16 +14,16 @@ from collections.abc import Callable, Generator
 
 from . import _log
 from ._policy import RetryPolicy, check_expires_in
-from ._steps import Answer, Send, Step, Wait
+from ._steps import Answer, Step, Wait
 from ._version import __version__
 from .exceptions import (
     EndpointUnavailableError,
     KeyRejectedError,
     MalformedResponseError,
 )
-from .keys import fingerprint
+from .keys import ApiKey
 from .token import Token, is_header_safe, parse_http_date, token_lifetime
-from .transport import RawResponse, Transport, TransportError
+from .transport import RawResponse, TokenRequest, Transport, TransportError
 
 __all__ = [
     "RETRY_STATUSES",
@@ -48,14 +48,16 @@ def token_url(base_url: str) -> str:
     return f"{base_url}/auth/token"
 
 
-def build_request(api_key: str, expires_in: int | None = None) -> tuple[dict[str, str], bytes]:
+def build_request(
+    api_key: str | ApiKey, expires_in: int | None = None
+) -> tuple[dict[str, str], bytes]:
     """Headers and JSON body of a token request.
 
     No ``Authorization`` header: the endpoint is unauthenticated and the key goes in the body
     only. ``expires_in`` is sent only when asked for, so the server's default applies otherwise.
     """
     expires_in = check_expires_in(expires_in)
-    payload: dict[str, object] = {"api_key": api_key}
+    payload: dict[str, object] = {"api_key": ApiKey.of(api_key).reveal()}
     if expires_in is not None:
         payload["expires_in"] = expires_in
     headers = {
@@ -151,8 +153,8 @@ def retry_after(response: RawResponse, now: float) -> float | None:
     return max(0.0, when.timestamp() - reference)
 
 
-def _rejected(response: RawResponse, api_key: str) -> KeyRejectedError:
-    fp = fingerprint(api_key)
+def _rejected(response: RawResponse, api_key: ApiKey) -> KeyRejectedError:
+    fp = api_key.fingerprint
     if response.status == 400:
         message = (
             f"the token endpoint refused the request as invalid (400) for key {fp}; "
@@ -168,7 +170,7 @@ def _rejected(response: RawResponse, api_key: str) -> KeyRejectedError:
 
 def exchange_steps(
     base_url: str,
-    api_key: str,
+    api_key: str | ApiKey,
     *,
     expires_in: int | None = None,
     policy: RetryPolicy | None = None,
@@ -187,10 +189,14 @@ def exchange_steps(
         MalformedResponseError: any other status, or a 2xx that is not a Bearer token.
         ConfigurationError: *expires_in* is not a positive integer.
     """
+    # The key and the body that holds it stay out of this frame's locals (traceback
+    # formatters print them): an ApiKey and a TokenRequest show neither.
+    key = ApiKey.of(api_key)
+    del api_key
     policy = policy or RetryPolicy()
     url = token_url(base_url)
-    headers, body = build_request(api_key, expires_in)
-    fp = fingerprint(api_key)
+    template = TokenRequest(url, *build_request(key, expires_in), timeout=0.0, deadline=0.0)
+    fp = key.fingerprint
     deadline = time.monotonic() + policy.total_timeout
     problem = "no attempt was made"
     status: int | None = None
@@ -203,12 +209,9 @@ def exchange_steps(
         _log.debug("requesting a token for key %s from %s (attempt %d)", fp, url, attempt)
         sent_at = time.time()
         wait: float | None = None
-        answer = yield Send(
-            url,
-            dict(headers),
-            body,
-            min(policy.timeout, deadline - now),
-            min(deadline, now + policy.timeout),
+        answer = yield template.attempt(
+            timeout=min(policy.timeout, deadline - now),
+            deadline=min(deadline, now + policy.timeout),
         )
         if isinstance(answer, TransportError):
             problem, status = str(answer), None
@@ -224,7 +227,7 @@ def exchange_steps(
                 _log.debug("got a token for key %s, valid %.0f s", fp, token.lifetime)
                 return token
             if status in _REJECT_STATUSES:
-                raise _rejected(response, api_key)
+                raise _rejected(response, key)
             if status not in RETRY_STATUSES:
                 raise MalformedResponseError(
                     f"the token endpoint {url} answered {_describe(response)}; check that "
@@ -252,7 +255,7 @@ def exchange_steps(
 
 def request_token(
     base_url: str,
-    api_key: str,
+    api_key: str | ApiKey,
     *,
     expires_in: int | None = None,
     policy: RetryPolicy | None = None,
@@ -267,6 +270,7 @@ def request_token(
     from ._steps import drive
     from .transport import urllib_transport
 
-    steps = exchange_steps(base_url, api_key, expires_in=expires_in, policy=policy)
+    steps = exchange_steps(base_url, ApiKey.of(api_key), expires_in=expires_in, policy=policy)
+    del api_key  # see exchange_steps
     token: Token = drive(steps, transport or urllib_transport, sleep)
     return token

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .exceptions import ConfigurationError
 
-__all__ = ["fingerprint", "normalize_api_key", "sha256_hex"]
+__all__ = ["ApiKey", "fingerprint", "normalize_api_key", "sha256_hex"]
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def sha256_hex(text: str) -> str:
     return str(_sha256(text.encode("utf-8")).hexdigest())
 
 
-def normalize_api_key(api_key: str) -> str:
+def normalize_api_key(api_key: str | ApiKey) -> str:
     """Return *api_key* without surrounding whitespace, or raise if it cannot be a key.
 
     A pasted key often drags a newline along, so leading and trailing whitespace is dropped.
@@ -46,21 +46,26 @@ def normalize_api_key(api_key: str) -> str:
         ConfigurationError: the key is empty or has inner whitespace or control characters.
             The message never contains the key.
     """
+    if isinstance(api_key, ApiKey):
+        api_key = api_key.reveal()
     if not isinstance(api_key, str):
         raise ConfigurationError(
             f"the API key must be a string, not {type(api_key).__name__}; "
             "pass it as text or set MEMORAM_API_KEY"
         )
     key = api_key.strip()
-    if not key:
+    mangled = any(char.isspace() or _is_control(char) for char in key)
+    if key and not mangled:
+        return key
+    # The key is dropped from this frame before raising: traceback formatters that print
+    # locals would show it otherwise.
+    del api_key, key
+    if not mangled:
         raise ConfigurationError("the API key is empty; set MEMORAM_API_KEY or pass api_key=")
-    for char in key:
-        if char.isspace() or _is_control(char):
-            raise ConfigurationError(
-                "the API key contains whitespace or control characters; copy it again "
-                "from the Memoram dashboard (keys look like mem_ followed by hex digits)"
-            )
-    return key
+    raise ConfigurationError(
+        "the API key contains whitespace or control characters; copy it again "
+        "from the Memoram dashboard (keys look like mem_ followed by hex digits)"
+    )
 
 
 def _is_control(char: str) -> bool:
@@ -79,3 +84,60 @@ def fingerprint(api_key: str) -> str:
     carry ~192 bits of randomness the digest reveals nothing usable.
     """
     return f"sha256:{sha256_hex(api_key)[:12]}"
+
+
+class ApiKey:
+    """An API key held so that it shows up nowhere by accident.
+
+    ``repr``/``str`` give only the fingerprint, so traceback formatters that print locals
+    (``pytest --showlocals``, rich, error trackers) show ``ApiKey(sha256:…)``; pickling and
+    copying are refused, as for every object that holds the key. :meth:`reveal` is the one way
+    to the value: call it where the key is sent, not earlier.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value  # checked by normalize_api_key() where it is used
+
+    @classmethod
+    def of(cls, value: str | ApiKey) -> ApiKey:
+        """*value* as an :class:`ApiKey` (one given already is returned as it is)."""
+        return value if isinstance(value, ApiKey) else cls(value)
+
+    @property
+    def fingerprint(self) -> str:
+        """See :func:`fingerprint`."""
+        return fingerprint(self._value) if isinstance(self._value, str) else "not-text"
+
+    def reveal(self) -> str:
+        """The key itself."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"ApiKey({self.fingerprint})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ApiKey) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        raise TypeError(refusal("an ApiKey"))
+
+    def __copy__(self) -> ApiKey:
+        raise TypeError(refusal("an ApiKey"))
+
+    def __deepcopy__(self, memo: object) -> ApiKey:
+        raise TypeError(refusal("an ApiKey"))
+
+
+def refusal(what: str) -> str:
+    """The message of the TypeError that every holder of the key raises when pickled or copied."""
+    return (
+        f"{what} holds the API key and cannot be pickled or copied; create a new one where "
+        "it is needed (same arguments: the token cache is shared)"
+    )

@@ -40,7 +40,7 @@ from ._steps import Blocking
 from ._urls import validate_base_url
 from .cache import FileCache, slot_for
 from .exceptions import KeyRejectedError, MemoramAuthError
-from .keys import fingerprint, normalize_api_key
+from .keys import ApiKey, normalize_api_key, refusal
 from .token import Token, advisory_window, mandatory_window
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class TokenProvider:
 
     def __init__(
         self,
-        api_key: str,
+        api_key: str | ApiKey,
         base_url: str,
         *,
         cache: TokenCache | None = None,
@@ -119,9 +119,11 @@ class TokenProvider:
         network: NetworkSettings | None = None,
         transport: Transport | None = None,
     ) -> None:
-        self._api_key = normalize_api_key(api_key)
+        # Held as an ApiKey and dropped from this frame: traceback formatters print locals.
+        self._key = ApiKey(normalize_api_key(api_key))
+        del api_key
         self.base_url = validate_base_url(base_url)
-        self.fingerprint = fingerprint(self._api_key)
+        self.fingerprint = self._key.fingerprint
         self.cache: TokenCache = cache if cache is not None else default_cache()
         self.policy = check_policy(policy) or RetryPolicy()
         self.expires_in = check_expires_in(expires_in)
@@ -131,14 +133,14 @@ class TokenProvider:
 
             transport = UrllibTransport(network)
         self._transport: Transport = transport
-        self._slot = slot_for(self.base_url, self._api_key)
+        self._slot = slot_for(self.base_url, self._key.reveal())
         # Optional TokenCache methods (see hookspecs.TokenCache), for caches a fleet shares.
         bind_secret = getattr(self.cache, "bind_secret", None)
         self._reject: Callable[[str, str, float], None] | None = getattr(self.cache, "reject", None)
         if bind_secret is not None:
             from ._derive import cache_secret  # hmac and hashlib only for caches that ask
 
-            bind_secret(self._slot, cache_secret(self._api_key, self.base_url))
+            bind_secret(self._slot, cache_secret(self._key.reveal(), self.base_url))
         self._entry: _Entry | None = None
         self._rejected: collections.deque[str] = collections.deque(maxlen=8)
         # (token, rejected_at) for the cache's reject(): sent by the next refresh, off any
@@ -165,7 +167,7 @@ class TokenProvider:
 
     def __reduce__(self) -> str | tuple[object, ...]:
         # Refused on purpose: a pickle or deep copy would carry the API key.
-        raise TypeError("a TokenProvider holds the API key and cannot be pickled or copied")
+        raise TypeError(refusal("a TokenProvider"))
 
     @property
     def slot(self) -> str:
@@ -365,7 +367,7 @@ class TokenProvider:
 
         try:
             token = yield from exchange_steps(
-                self.base_url, self._api_key, expires_in=self.expires_in, policy=self.policy
+                self.base_url, self._key, expires_in=self.expires_in, policy=self.policy
             )
         except MemoramAuthError as exc:
             error = str(exc)
@@ -563,7 +565,7 @@ _registry_lock = threading.Lock()
 
 
 def get_provider(
-    api_key: str,
+    api_key: str | ApiKey,
     base_url: str,
     *,
     cache_dir: CacheDir = None,
@@ -586,7 +588,8 @@ def get_provider(
     """
     from .transport import NetworkSettings
 
-    key = normalize_api_key(api_key)
+    key = ApiKey(normalize_api_key(api_key))
+    del api_key  # see TokenProvider.__init__
     url = validate_base_url(base_url)
     # Checked before they go into the registry key: a list there was an "unhashable" error.
     policy, expires_in = check_policy(policy), check_expires_in(expires_in)

@@ -14,7 +14,7 @@ from ._builtins import default_directory, environment_api_key
 from ._env import API_KEY_ENV, BASE_URL_ENV
 from ._urls import DEFAULT_BASE_URL, validate_base_url
 from .exceptions import ConfigurationError
-from .keys import normalize_api_key
+from .keys import ApiKey, normalize_api_key
 
 #: ``MEMORAM_AUTH_CACHE_DIR``, else the platform's user cache directory: for cache backends
 #: that keep a local file cache beside their own store.
@@ -34,7 +34,7 @@ def resolve_base_url(base_url: str | None = None) -> str:
     return validate_base_url(base_url)
 
 
-def resolve_api_key(api_key: str | None, base_url: str) -> str:
+def resolve_api_key(api_key: str | ApiKey | None, base_url: str) -> str:
     """The argument, else ``MEMORAM_API_KEY``, else key plugins; normalized.
 
     Raises:
@@ -47,9 +47,15 @@ def resolve_api_key(api_key: str | None, base_url: str) -> str:
         from .plugins import get_api_key  # only now: plugins cost pluggy and a metadata scan
 
         api_key = get_api_key(base_url)
-    if api_key is None or (isinstance(api_key, str) and not api_key.strip()):
+    if api_key is None or _blank(api_key):
         raise ConfigurationError(
             f"no Memoram API key: set {API_KEY_ENV}, or pass api_key= "
             "(keys come from the Memoram dashboard and start with mem_)"
         )
-    return normalize_api_key(api_key)
+    # Wrapped, so that the key is no plain local here if normalizing it raises.
+    return normalize_api_key(ApiKey.of(api_key))
+
+
+def _blank(api_key: str | ApiKey) -> bool:
+    value = api_key.reveal() if isinstance(api_key, ApiKey) else api_key
+    return isinstance(value, str) and not value.strip()

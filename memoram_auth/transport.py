@@ -62,11 +62,17 @@ class TokenRequest:
         self.timeout = timeout
         self.deadline = deadline
 
+    def attempt(self, *, timeout: float, deadline: float) -> TokenRequest:
+        """This request again, for one attempt with its own timeout and deadline."""
+        return TokenRequest(self.url, dict(self.headers), self.body, timeout, deadline)
+
     def __repr__(self) -> str:
         return f"TokenRequest({self.url!r})"  # never the body: it holds the API key
 
     def __reduce__(self) -> str | tuple[object, ...]:
-        raise TypeError("a TokenRequest holds the API key and cannot be pickled or copied")
+        from .keys import refusal
+
+        raise TypeError(refusal("a TokenRequest"))
 
 
 class RawResponse:

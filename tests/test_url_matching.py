@@ -69,7 +69,7 @@ def via_httpie(auth: MemoramAuth, url: str) -> bool:
     from memoram_auth.httpie_plugin import HttpieMemoramAuth
 
     httpie_auth = HttpieMemoramAuth(
-        auth.provider._api_key, base_url=auth.base_url, cache_dir=auth.provider.cache.directory
+        auth.provider._key, base_url=auth.base_url, cache_dir=auth.provider.cache.directory
     )
     return via_requests(httpie_auth, url)  # type: ignore[arg-type]
 
