@@ -43,7 +43,7 @@ class AuthCore:
         self.network = NetworkSettings(verify=verify, cert=cert, proxy=proxy, trust_env=trust_env)
         # The key is held as an ApiKey from here on, and the argument dropped from this frame:
         # traceback formatters that print locals would show it.
-        given = None if api_key is None else ApiKey(api_key)
+        given = None if api_key is None else ApiKey.of(api_key)
         del api_key
         url = resolve_base_url(base_url)
         key = ApiKey(resolve_api_key(given, url))
