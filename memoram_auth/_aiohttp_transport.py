@@ -49,8 +49,9 @@ def _causes(exc: BaseException) -> list[BaseException]:
             continue
         seen.append(current)
         if isinstance(current, aiohttp.ClientConnectorCertificateError):
+            # Not os_error: aiohttp 3.12's certificate error does not set it (AttributeError).
             pending.append(current.certificate_error)
-        if isinstance(current, aiohttp.ClientConnectorError):
+        elif isinstance(current, aiohttp.ClientConnectorError):
             pending.append(current.os_error)
         pending += [current.__cause__, current.__context__]
     return seen

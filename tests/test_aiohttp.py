@@ -10,6 +10,7 @@ proxies of the token request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 import subprocess
@@ -75,6 +76,19 @@ async def status_of(session: Any, method: str, url: str, **kwargs: Any) -> int:
 
 def ca_context(ca_bundle: str) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_bundle)
+
+
+@contextlib.asynccontextmanager
+async def tls_session(middleware: MemoramMiddleware, **kwargs: Any) -> AsyncIterator[Any]:
+    """A session for TLS tests, closed as aiohttp's docs advise ("Graceful Shutdown").
+
+    Before 3.12.11 aiohttp closes TLS connections in the background: a loop closed at once
+    leaves their transports unclosed, a ResourceWarning that filterwarnings=error turns into a
+    failure of whichever test comes next.
+    """
+    async with aiohttp.ClientSession(middlewares=(middleware,), **kwargs) as session:
+        yield session
+    await asyncio.sleep(0.25)
 
 
 # -- which requests get the token ----------------------------------------------------------------
@@ -316,7 +330,7 @@ def test_the_sessions_connector_trusts_a_private_ca_for_the_token_request(
 
     async def main() -> int:
         connector = aiohttp.TCPConnector(ssl=ca_context(ca_bundle))
-        async with aiohttp.ClientSession(connector=connector, middlewares=(middleware,)) as s:
+        async with tls_session(middleware, connector=connector) as s:
             return await status_of(s, "GET", f"{emu.base_url}/tags")
 
     assert run(main) == 200
@@ -335,7 +349,7 @@ def test_explicit_verify_trusts_a_private_ca(
 
     async def main() -> int:
         # The session trusts nothing private: only the user's own request brings the CA.
-        async with aiohttp.ClientSession(middlewares=(middleware,)) as session:
+        async with tls_session(middleware) as session:
             return await status_of(
                 session, "GET", f"{emu.base_url}/tags", ssl=ca_context(ca_bundle)
             )
@@ -363,7 +377,7 @@ def test_explicit_client_certificate_for_mutual_tls(
     context.load_cert_chain(*tls_client_cert)
 
     async def main() -> int:
-        async with aiohttp.ClientSession(middlewares=(middleware,)) as session:
+        async with tls_session(middleware) as session:
             return await status_of(session, "GET", f"{emu.base_url}/tags", ssl=context)
 
     assert run(main) == 200
@@ -380,7 +394,7 @@ def test_explicit_proxy_carries_the_token_request(
     )  # fmt: skip
 
     async def main() -> int:
-        async with aiohttp.ClientSession(middlewares=(middleware,)) as session:
+        async with tls_session(middleware) as session:
             return await status_of(
                 session, "GET", f"{emu.base_url}/tags", ssl=ca_context(ca_bundle)
             )
@@ -404,9 +418,7 @@ def test_the_sessions_environment_proxy_carries_the_token_request(
 
     async def main() -> int:
         connector = aiohttp.TCPConnector(ssl=ca_context(ca_bundle))
-        async with aiohttp.ClientSession(
-            connector=connector, trust_env=True, middlewares=(middleware,)
-        ) as session:
+        async with tls_session(middleware, connector=connector, trust_env=True) as session:
             return await status_of(session, "GET", f"{emu.base_url}/tags")
 
     assert run(main) == 200
@@ -424,7 +436,7 @@ def test_an_untrusted_certificate_is_not_retried_and_names_the_ca_options(
     )
 
     async def main() -> int:
-        async with aiohttp.ClientSession(middlewares=(middleware,)) as session:
+        async with tls_session(middleware) as session:
             return await status_of(session, "GET", f"{emu.base_url}/tags")
 
     start = time.monotonic()
@@ -445,7 +457,7 @@ def test_https_to_a_plain_http_server_says_so(emu: Emulator, tmp_path: Path) -> 
     )
 
     async def main() -> int:
-        async with aiohttp.ClientSession(middlewares=(middleware,)) as session:
+        async with tls_session(middleware) as session:
             return await status_of(session, "GET", f"{base_url}/tags")
 
     start = time.monotonic()
@@ -470,7 +482,7 @@ def test_settings_aiohttp_cannot_use_fail_at_once(
     )
 
     async def main() -> int:
-        async with aiohttp.ClientSession(middlewares=(middleware,)) as session:
+        async with tls_session(middleware) as session:
             return await status_of(session, "GET", f"{emu.base_url}/tags")
 
     start = time.monotonic()
@@ -486,7 +498,7 @@ def test_an_unreachable_token_endpoint_is_a_memoram_error(tmp_path: Path) -> Non
     middleware = MemoramMiddleware(key, base_url=base_url, cache_dir=tmp_path, policy=FAST)
 
     async def main() -> int:
-        async with aiohttp.ClientSession(middlewares=(middleware,)) as session:
+        async with tls_session(middleware) as session:
             return await status_of(session, "GET", f"{base_url}/tags")
 
     with pytest.raises(EndpointUnavailableError, match="cannot connect"):
@@ -501,7 +513,7 @@ def test_a_token_request_timeout_is_a_memoram_error(emu: Emulator, tmp_path: Pat
     )
 
     async def main() -> int:
-        async with aiohttp.ClientSession(middlewares=(middleware,)) as session:
+        async with tls_session(middleware) as session:
             return await status_of(session, "GET", f"{emu.base_url}/tags")
 
     start = time.monotonic()
