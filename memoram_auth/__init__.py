@@ -66,8 +66,14 @@ def __getattr__(name: str) -> Any:  # noqa: ANN401 - module __getattr__ returns 
 
         return MemoramAuth
     if name == "MemoramMiddleware":  # aiohttp's client middleware: imports aiohttp
-        from ._aiohttp import MemoramMiddleware
-
+        try:
+            from ._aiohttp import MemoramMiddleware
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("aiohttp", "yarl", "multidict"):
+                raise
+            raise ImportError(
+                "MemoramMiddleware needs aiohttp >= 3.12.1: pip install 'memoram-auth[aiohttp]'"
+            ) from exc
         return MemoramMiddleware
     if name == "RetryPolicy":  # a NamedTuple: importing typing would slow the command line
         from ._policy import RetryPolicy
