@@ -85,11 +85,19 @@ class MemoramMiddleware(AuthCore):
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - AuthCore's
         super().__init__(*args, **kwargs)
         self._sender = AiohttpSender(self.network)
+        # The base URL's own spelling of host and port, as yarl's raw_authority gives it.
+        self._authority = self._origin_prefix.split("/")[2]
 
     def _targets(self, url: URL) -> bool:
-        # yarl's parsed parts first (host lower-cased, port explicit or the default); the
-        # string rule decides the rest, where the token path or percent-escapes are involved.
-        if url.raw_host != self._host or url.port != self._port or url.scheme != self._scheme:
+        # Most URLs spell the authority as the base URL does: one comparison of yarl's cached
+        # parts decides the origin. Others are compared part by part (host lower-cased, port
+        # explicit or the default). The string rule decides where the token path or
+        # percent-escapes are involved.
+        if url.raw_authority != self._authority and (
+            url.raw_host != self._host or url.port != self._port
+        ):
+            return False
+        if url.scheme != self._scheme:
             return False
         path = url.raw_path
         if path.startswith(self._token_path) or "%" in path:
@@ -120,7 +128,8 @@ class MemoramMiddleware(AuthCore):
         """
         if not self._targets(req.url):
             return await handler(req)
-        header = await self._authorization(req.session)
+        # The fresh token without another coroutine: this is the path of nearly every request.
+        header = self.provider.fresh_authorization() or await self._authorization(req.session)
         req.headers["Authorization"] = header
         response = await handler(req)
         if response.status != 401 or req.headers.get("Authorization") != header:
