@@ -1,7 +1,7 @@
 """memoram-auth: turn a Memoram API key into short-lived bearer tokens, invisibly.
 
-Importing this package is cheap: it loads neither requests nor httpx. Names that need them are
-resolved on first use (see ``__getattr__``).
+Importing this package is cheap: it loads neither requests, httpx nor aiohttp. Names that need
+them are resolved on first use (see ``__getattr__``).
 
 The public API is this package's ``__all__`` and these documented modules; modules whose names
 start with an underscore are internal and may change in any release:
@@ -37,6 +37,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     from typing import Any
 
+    from ._aiohttp import MemoramMiddleware
     from ._policy import RetryPolicy
     from .auth import MemoramAuth
     from .hookspecs import hookimpl
@@ -49,6 +50,7 @@ __all__ = [
     "MemoramAuth",
     "MemoramAuthError",
     "MemoramAuthWarning",
+    "MemoramMiddleware",
     "RetryPolicy",
     "TokenRequestError",
     "__version__",
@@ -63,6 +65,16 @@ def __getattr__(name: str) -> Any:  # noqa: ANN401 - module __getattr__ returns 
         from .auth import MemoramAuth
 
         return MemoramAuth
+    if name == "MemoramMiddleware":  # aiohttp's client middleware: imports aiohttp
+        try:
+            from ._aiohttp import MemoramMiddleware
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("aiohttp", "yarl", "multidict"):
+                raise
+            raise ImportError(
+                "MemoramMiddleware needs aiohttp >= 3.12.1: pip install 'memoram-auth[aiohttp]'"
+            ) from exc
+        return MemoramMiddleware
     if name == "RetryPolicy":  # a NamedTuple: importing typing would slow the command line
         from ._policy import RetryPolicy
 

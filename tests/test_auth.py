@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import io
 import json
 import threading
@@ -34,6 +35,9 @@ class Client:
     """One way of sending a request with MemoramAuth; the suite below runs against each."""
 
     name = ""
+    #: Whether the 401 before a replay shows in the response's history. aiohttp's middleware
+    #: replays below the session, whose history lists redirects only.
+    replay_in_history = True
 
     def __init__(self, auth: MemoramAuth) -> None:
         self.auth = auth
@@ -130,7 +134,65 @@ class AsyncHttpxClient(Client):
         self.loop.close()
 
 
-CLIENTS = [RequestsClient, HttpxClient, AsyncHttpxClient]
+class AiohttpClient(Client):
+    """MemoramMiddleware (the same key, base URL and cache, so the same provider)."""
+
+    name = "aiohttp"
+    replay_in_history = False
+
+    def __init__(self, auth: MemoramAuth) -> None:
+        super().__init__(auth)
+        import aiohttp
+
+        from memoram_auth import MemoramMiddleware
+
+        self.aiohttp = aiohttp
+        middleware = MemoramMiddleware(
+            auth.provider._api_key, base_url=auth.base_url, cache_dir=auth.provider.cache.directory
+        )
+        self.loop = asyncio.new_event_loop()
+
+        async def make() -> aiohttp.ClientSession:
+            timeout = aiohttp.ClientTimeout(total=10)
+            return aiohttp.ClientSession(middlewares=(middleware,), timeout=timeout)
+
+        self.session = self.loop.run_until_complete(make())
+
+    def send(self, method: str, url: str, body: str = "none") -> Result:
+        kwargs = body_of(body)
+        if body == "file":
+            form = self.aiohttp.FormData()
+            form.add_field("upload", b"from a file", filename="note.txt")
+            kwargs = {"data": form}
+        if "stream" in kwargs:
+            chunks = kwargs.pop("stream")
+
+            async def agen() -> Any:
+                for chunk in chunks:
+                    yield chunk
+
+            kwargs = {"data": agen()}
+
+        async def go() -> Result:
+            async with self.session.request(method, url, **kwargs) as response:
+                await response.read()
+                return Result(response.status, [r.status for r in response.history])
+
+        return self.loop.run_until_complete(go())
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.session.close())
+        self.loop.close()
+
+
+CLIENTS: list[type[Client]] = [RequestsClient, HttpxClient, AsyncHttpxClient]
+if importlib.util.find_spec("aiohttp") is not None:  # the aiohttp extra
+    CLIENTS.append(AiohttpClient)
+
+
+def replays(client: Client) -> list[int]:
+    """The history a response shows after one replay."""
+    return [401] if client.replay_in_history else []
 
 
 @pytest.fixture
@@ -160,7 +222,7 @@ def authorization(request: RecordedRequest) -> str | None:
 
 
 class TestCompliance:
-    """What every adapter promises, run against requests, httpx and httpx async."""
+    """What every adapter promises, run against requests, httpx, httpx async and aiohttp."""
 
     def test_get_carries_a_fresh_token(self, emu: Emulator, client: Client) -> None:
         assert client.send("GET", f"{emu.base_url}/tags").status == 200
@@ -178,7 +240,7 @@ class TestCompliance:
         emu.revoke_all()
         emu.reset_counters()
         result = client.send("POST", f"{emu.base_url}/memory-blobs", body)
-        assert result.history == [401]
+        assert result.history == replays(client)
         assert result.status != 401  # 201 for JSON; 400 for bodies the emulator cannot store
         assert emu.counters.token_requests == 1
         first, replay = api_calls(emu)
@@ -210,7 +272,7 @@ class TestCompliance:
     ) -> None:
         emu.reject_all_tokens = True
         result = client.send("GET", f"{emu.base_url}/tags")
-        assert (result.status, result.history) == (401, [401])
+        assert (result.status, result.history) == (401, replays(client))
         assert len(api_calls(emu)) == 2
         assert emu.counters.token_requests == 2
 
@@ -252,7 +314,10 @@ class TestCompliance:
         with Emulator() as gone:
             url = f"{gone.base_url}/tags"
         # Another origin: no token needed, and the connection error is the library's own.
-        with pytest.raises((requests.ConnectionError, httpx.ConnectError)) as caught:
+        errors: tuple[type[Exception], ...] = (requests.ConnectionError, httpx.ConnectError)
+        if isinstance(client, AiohttpClient):
+            errors = (client.aiohttp.ClientConnectionError,)
+        with pytest.raises(errors) as caught:
             client.send("GET", url)
         assert not isinstance(caught.value, MemoramAuthError)
 

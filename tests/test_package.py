@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -11,6 +12,17 @@ from pathlib import Path
 import memoram_auth
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Public names that need an extra: (name, the module the extra installs).
+NEEDS_EXTRA = {"MemoramMiddleware": "aiohttp"}
+
+
+def installed_public_names() -> list[str]:
+    """``__all__`` less the names whose extra is not installed here."""
+    return [
+        name
+        for name in memoram_auth.__all__
+        if name not in NEEDS_EXTRA or importlib.util.find_spec(NEEDS_EXTRA[name]) is not None
+    ]
 
 
 def test_public_names() -> None:
@@ -22,12 +34,13 @@ def test_public_names() -> None:
         "MemoramAuth",
         "MemoramAuthError",
         "MemoramAuthWarning",
+        "MemoramMiddleware",
         "RetryPolicy",
         "TokenRequestError",
         "__version__",
         "hookimpl",
     ]
-    for name in memoram_auth.__all__:
+    for name in installed_public_names():
         value = getattr(memoram_auth, name)
         if name == "__version__":
             assert isinstance(value, str)
@@ -42,7 +55,7 @@ def test_public_names() -> None:
 
 
 def test_every_error_derives_from_the_root() -> None:
-    for name in memoram_auth.__all__:
+    for name in installed_public_names():
         value = getattr(memoram_auth, name)
         if (
             isinstance(value, type)
@@ -67,7 +80,8 @@ def test_import_loads_no_http_library() -> None:
     code = (
         "import sys, json, memoram_auth, memoram_auth.exchange, memoram_auth.token;"
         "print(json.dumps(sorted(m for m in sys.modules"
-        " if m.split('.')[0] in ('requests', 'httpx', 'urllib3', 'httpcore', 'ssl', 'http'))))"
+        " if m.split('.')[0] in"
+        " ('requests', 'httpx', 'urllib3', 'httpcore', 'ssl', 'http', 'aiohttp', 'yarl'))))"
     )
     loaded = json.loads(subprocess.check_output([sys.executable, "-c", code], text=True))
     assert loaded == []
@@ -81,6 +95,17 @@ def test_memoram_auth_loads_on_first_use() -> None:
     )
     out = subprocess.check_output([sys.executable, "-c", code], text=True)
     assert out.split() == ["False", "True", "True"]
+
+
+def test_middleware_without_aiohttp_says_which_extra() -> None:
+    # sys.modules["aiohttp"] = None makes "import aiohttp" fail as if it were not installed.
+    code = (
+        "import sys; sys.modules['aiohttp'] = None\n"
+        "try:\n    from memoram_auth import MemoramMiddleware\n"
+        "except ImportError as exc:\n    print(exc)"
+    )
+    out = subprocess.check_output([sys.executable, "-c", code], text=True)
+    assert "pip install 'memoram-auth[aiohttp]'" in out
 
 
 def test_unknown_attribute_is_an_attribute_error() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -65,6 +66,39 @@ def via_httpx_async(auth: MemoramAuth, url: str) -> bool:
     return "Authorization" in asyncio.run(first()).headers
 
 
+class _Sent(Exception):
+    """Raised by the last middleware in place of sending: what the request would carry."""
+
+    def __init__(self, headers: object) -> None:
+        super().__init__("not sent")
+        self.headers = headers
+
+
+def via_aiohttp(auth: MemoramAuth, url: str) -> bool:
+    """A real ClientSession whose last middleware reports the headers instead of sending."""
+    aiohttp = pytest.importorskip("aiohttp")
+    from memoram_auth import MemoramMiddleware
+
+    middleware = MemoramMiddleware(
+        auth.provider._api_key, base_url=auth.base_url, cache_dir=auth.provider.cache.directory
+    )
+
+    async def report(req: aiohttp.ClientRequest, handler: object) -> aiohttp.ClientResponse:
+        raise _Sent(req.headers)
+
+    async def first() -> bool:
+        async with aiohttp.ClientSession(middlewares=(middleware, report)) as session:
+            try:
+                await session.get(url)
+            except _Sent as sent:
+                return "Authorization" in sent.headers  # type: ignore[operator]
+            except (aiohttp.InvalidURL, ValueError):
+                return False
+        raise AssertionError("the request was sent")
+
+    return asyncio.run(first())
+
+
 def via_httpie(auth: MemoramAuth, url: str) -> bool:
     from memoram_auth.httpie_plugin import HttpieMemoramAuth
 
@@ -79,6 +113,7 @@ ADAPTERS: dict[str, Callable[[MemoramAuth, str], bool]] = {
     "httpx": via_httpx,
     "httpx-async": via_httpx_async,
     "httpie": via_httpie,
+    "aiohttp": via_aiohttp,
 }
 
 
@@ -109,3 +144,7 @@ def test_an_idna_base_url_matches_the_unicode_spelling(tmp_path: Path) -> None:
     assert via_httpx(auth, "https://XN--FIQS8S.example:443/api/x")
     assert not via_httpx(auth, "https://xn--fiqs8s.example:8443/api/x")
     assert via_requests(auth, "https://\u4e2d\u56fd.example/api/x")
+    if importlib.util.find_spec("aiohttp") is not None:
+        assert via_aiohttp(auth, "https://\u4e2d\u56fd.example/api/x")
+        assert via_aiohttp(auth, "https://XN--FIQS8S.example:443/api/x")
+        assert not via_aiohttp(auth, "https://xn--fiqs8s.example:8443/api/x")

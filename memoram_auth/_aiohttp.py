@@ -1,0 +1,147 @@
+"""``MemoramMiddleware``: bearer tokens for ``aiohttp.ClientSession``, as a client middleware.
+
+aiohttp (>= 3.12.1) runs a session's middlewares for every request and every redirect hop, so
+the origin rule is applied hop by hop, as requests and httpx apply it. The token request goes
+through the same session (see ``_aiohttp_transport.py``); getting a token runs the provider's
+steps on the event loop with :func:`~memoram_auth._steps.drive_async`, lock waits and cache
+I/O in worker threads, one refresh per loop (``provider.single_flight()``).
+
+This module imports aiohttp; ``memoram_auth.MemoramMiddleware`` loads it on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import aiohttp.payload
+
+from ._aiohttp_transport import AiohttpSender
+from ._authcore import AuthCore
+from ._steps import drive_async
+from .provider import BEARER
+
+if TYPE_CHECKING:
+    from yarl import URL
+
+    from .token import Token
+
+__all__ = ["MemoramMiddleware"]
+
+
+def _can_resend(body: aiohttp.payload.Payload | bytes) -> bool:
+    """True if the request body can be sent again after a 401 (aiohttp >= 3.12.1 reuses them).
+
+    No body, bytes, ``json=``, form data and ``FormData`` of bytes or files can: their size is
+    known and the payload says it is not ``consumed``. A streaming body (an async generator)
+    cannot: its size is unknown, and once sent it is consumed.
+    """
+    if not isinstance(body, aiohttp.payload.Payload):
+        return True  # b"": no body
+    return body.size is not None and not body.consumed
+
+
+class MemoramMiddleware(AuthCore):
+    """Bearer tokens for the Memoram API in ``aiohttp.ClientSession`` (aiohttp >= 3.12.1)::
+
+        async with aiohttp.ClientSession(middlewares=(MemoramMiddleware(),)) as session:
+            async with session.get("https://api.memoram.app/api/v1/tags") as response:
+                ...
+
+    Only requests to the base URL's origin (scheme, host, port) get the token, on every
+    redirect hop; anything else, and the token endpoint itself, passes through untouched.
+    After a 401 to a request that carried the token, the token is invalidated, a new one
+    fetched and the request replayed once, if its body can be sent again (bytes, ``json=``,
+    form data); a streaming body gets its 401 back. Concurrent requests on one event loop
+    share one token request, and the loop never waits on a lock or a file. Every middleware
+    with the same key, base URL and cache shares one token provider, with ``MemoramAuth`` too.
+
+    The token request goes through the session of the request that needed it, with
+    ``middlewares=()``: the session's connector (its ``ssl=`` context, client certificate),
+    ``trust_env`` proxies and trace configs apply to it. Given *verify*, *cert* or *proxy*,
+    it carries ``ssl=`` and ``proxy=`` built from them instead.
+
+    Args:
+        api_key, base_url, cache_dir, cache_backend, expires_in, policy: as
+            :class:`memoram_auth.MemoramAuth`, with the same environment fallbacks.
+        verify: the token request's TLS trust: ``True``, a CA bundle path, an
+            ``ssl.SSLContext``, or ``False`` (no verification: tests only).
+        cert: a client certificate for the token request: a PEM path or (cert, key) paths.
+        proxy: an ``http://`` or ``https://`` proxy URL for the token request.
+        trust_env: whether *verify* and *cert* read ``REQUESTS_CA_BUNDLE`` when no CA bundle
+            is given (default ``True``); the session's own ``trust_env`` decides its proxies.
+
+    Raises:
+        ConfigurationError: no key, a malformed key, or a bad or insecure base URL.
+        TypeError, ValueError: a network setting of the wrong type or shape.
+
+    Requests to the API raise :class:`~memoram_auth.TokenRequestError` (a
+    :class:`~memoram_auth.MemoramAuthError`) when no token can be had; errors of the request
+    itself stay aiohttp's.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - AuthCore's
+        super().__init__(*args, **kwargs)
+        self._sender = AiohttpSender(self.network)
+        # The base URL's own spelling of host and port, as yarl's raw_authority gives it.
+        self._authority = self._origin_prefix.split("/")[2]
+
+    def _targets(self, url: URL) -> bool:
+        # Most URLs spell the authority as the base URL does: one comparison of yarl's cached
+        # parts decides the origin. Others are compared part by part (host lower-cased, port
+        # explicit or the default). The string rule decides where the token path or
+        # percent-escapes are involved.
+        if url.raw_authority != self._authority and (
+            url.raw_host != self._host or url.port != self._port
+        ):
+            return False
+        if url.scheme != self._scheme:
+            return False
+        path = url.raw_path
+        if path.startswith(self._token_path) or "%" in path:
+            return self.targets(str(url))
+        return True
+
+    async def _authorization(self, session: aiohttp.ClientSession) -> str:
+        """The header value, refreshing through *session* when needed, one refresh per loop."""
+        header = self.provider.fresh_authorization()
+        if header is not None:
+            return header
+        async with self.provider.single_flight() as flight:
+            if flight.done:
+                token: Token = flight.outcome()
+            else:
+                send = functools.partial(self._sender.send, session)
+                token = await drive_async(self.provider.refresh_steps(), send)
+                flight.succeed(token)
+        return self.provider.authorization_for(token)
+
+    async def __call__(
+        self, req: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        """The middleware: set ``Authorization`` on requests to the API, replay once after 401.
+
+        Raises:
+            TokenRequestError: no token could be had (see its subclasses).
+        """
+        if not self._targets(req.url):
+            return await handler(req)
+        # The fresh token without another coroutine: this is the path of nearly every request.
+        header = self.provider.fresh_authorization() or await self._authorization(req.session)
+        req.headers["Authorization"] = header
+        response = await handler(req)
+        if response.status != 401 or req.headers.get("Authorization") != header:
+            return response
+        # Invalidated even when the body cannot be sent again: the next request gets a new one.
+        self.provider.invalidate(header[len(BEARER) :])
+        if not _can_resend(req.body):
+            return response
+        # Read to the end, so that the connection can be reused (if reading fails, aiohttp
+        # closes it instead).
+        with contextlib.suppress(aiohttp.ClientError):
+            await response.read()
+        response.release()
+        req.headers["Authorization"] = await self._authorization(req.session)
+        return await handler(req)

@@ -1,0 +1,150 @@
+"""Token requests for the aiohttp middleware: through the user's own ``ClientSession``.
+
+The token request is posted through the session whose request needed the token (aiohttp's
+documented route for a middleware's own requests, ``req.session``), with ``middlewares=()`` so
+that it never passes through the session's middlewares, ours included. So the session's
+connector (its TLS context, client certificate, limits, resolver), ``trust_env`` proxies,
+cookies and trace configs apply to it as to the user's requests. When the middleware was given
+explicit network settings, the request carries ``ssl=`` and ``proxy=`` built from them.
+
+aiohttp's errors become :class:`~memoram_auth.transport.TransportError`, which the exchange
+retries or, for a certificate that does not verify, reports at once with the CA options.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from yarl import URL
+
+from .transport import (
+    MAX_BODY,
+    NetworkSettings,
+    RawResponse,
+    TokenRequest,
+    TransportError,
+    describe_tls_failure,
+    ssl_context,
+)
+
+if TYPE_CHECKING:
+    import ssl
+
+__all__ = ["AiohttpSender"]
+
+#: Proxy schemes aiohttp's ``proxy=`` speaks; SOCKS needs a connector (aiohttp-socks).
+_AIOHTTP_PROXY_SCHEMES = ("http", "https")
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """*exc*, the errors aiohttp wraps in it (public attributes), and its chain."""
+    seen: list[BaseException] = []
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if current is None or any(current is s for s in seen):
+            continue
+        seen.append(current)
+        if isinstance(current, aiohttp.ClientConnectorCertificateError):
+            # Not os_error: aiohttp 3.12's certificate error does not set it (AttributeError).
+            pending.append(current.certificate_error)
+        elif isinstance(current, aiohttp.ClientConnectorError):
+            pending.append(current.os_error)
+        pending += [current.__cause__, current.__context__]
+    return seen
+
+
+def transport_error(exc: BaseException, url: str) -> TransportError:
+    """What a failed token request tells the exchange: final for TLS that cannot verify."""
+    parsed = URL(url)
+    host, port = parsed.raw_host or "", parsed.port or 443
+    for cause in _causes(exc):
+        if isinstance(cause, aiohttp.ClientError):
+            # aiohttp's TLS errors subclass ssl's without their attributes: judge the ssl
+            # error each one wraps (certificate_error, os_error) instead.
+            continue
+        final = describe_tls_failure(cause, host, port)
+        if final is not None:
+            return final
+    if isinstance(exc, asyncio.TimeoutError):  # aiohttp's own timeouts subclass it
+        return TransportError(f"no answer within the timeout ({type(exc).__name__})")
+    if isinstance(exc, aiohttp.ClientHttpProxyError):  # the proxy refused the tunnel
+        return TransportError(f"the proxy answered {exc.status}: {exc.message}")
+    if isinstance(exc, (aiohttp.ClientError, OSError)):
+        return TransportError(f"cannot connect: {type(exc).__name__}: {exc}")
+    # Anything else (a ValueError from a setting aiohttp refuses, a closed session) cannot be
+    # healed by another attempt; it still reaches the user as a MemoramAuthError.
+    return TransportError(f"the token request failed: {type(exc).__name__}: {exc}", retry=False)
+
+
+class AiohttpSender:
+    """Sends token requests through a ``ClientSession``, with explicit *settings* if any."""
+
+    def __init__(self, settings: NetworkSettings) -> None:
+        self.settings = settings
+        self._context: ssl.SSLContext | None = None
+
+    def _options(self) -> dict[str, Any]:
+        settings = self.settings
+        options: dict[str, Any] = {}
+        if settings.verify is not None or settings.cert is not None:
+            if self._context is None:  # built once: loading a CA bundle costs milliseconds
+                try:
+                    self._context = ssl_context(settings)
+                except OSError as exc:  # a CA bundle or client certificate that cannot be read
+                    raise TransportError(
+                        f"cannot set up TLS for the token request: {exc.strerror or exc}",
+                        retry=False,
+                    ) from exc
+            options["ssl"] = self._context
+        if settings.proxy is not None:
+            scheme = settings.proxy.partition("://")[0].lower()
+            if scheme not in _AIOHTTP_PROXY_SCHEMES:
+                raise TransportError(
+                    f"aiohttp cannot send the token request through a {scheme}:// proxy; use "
+                    "an http:// proxy, or a session whose connector reaches it (aiohttp-socks) "
+                    "and no proxy= on MemoramMiddleware",
+                    retry=False,
+                )
+            options["proxy"] = settings.proxy
+        return options
+
+    async def send(self, session: aiohttp.ClientSession, step: TokenRequest) -> RawResponse:
+        """Post *step* through *session*; at most :data:`MAX_BODY` bytes of the answer are read.
+
+        Raises:
+            TransportError: no HTTP answer (or one cut off), or a setting aiohttp refused.
+        """
+        remaining = step.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TransportError("no time left for another attempt")
+        timeout = aiohttp.ClientTimeout(
+            total=remaining, sock_connect=step.timeout, sock_read=step.timeout
+        )
+        options = self._options()
+        try:
+            async with session.post(
+                step.url,
+                data=step.body,
+                headers=step.headers,
+                timeout=timeout,
+                # The middleware's own request: not through the session's middlewares (no
+                # recursion), no redirect (it would carry the key elsewhere), and the answer
+                # as it came, whatever the session's raise_for_status says.
+                middlewares=(),
+                allow_redirects=False,
+                raise_for_status=False,
+                **options,
+            ) as response:
+                body = b""
+                while len(body) < MAX_BODY:
+                    chunk = await response.content.read(MAX_BODY - len(body))
+                    if not chunk:
+                        break
+                    body += chunk
+                return RawResponse(response.status, response.headers.items(), body)
+        except Exception as exc:  # every failure (cancellation is not one) is a TransportError
+            raise transport_error(exc, step.url) from exc
