@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 import aiohttp.payload
@@ -82,8 +82,9 @@ class MemoramMiddleware(AuthCore):
     itself stay aiohttp's.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - AuthCore's
-        super().__init__(*args, **kwargs)
+    def _setup(self) -> None:
+        # Called at the end of AuthCore.__init__ (an __init__ here would hold the key in its
+        # *args, where traceback formatters that print locals would show it).
         self._sender = AiohttpSender(self.network)
         # The base URL's own spelling of host and port, as yarl's raw_authority gives it.
         self._authority = self._origin_prefix.split("/")[2]

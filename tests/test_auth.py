@@ -148,7 +148,7 @@ class AiohttpClient(Client):
 
         self.aiohttp = aiohttp
         middleware = MemoramMiddleware(
-            auth.provider._api_key, base_url=auth.base_url, cache_dir=auth.provider.cache.directory
+            auth.provider._key, base_url=auth.base_url, cache_dir=auth.provider.cache.directory
         )
         self.loop = asyncio.new_event_loop()
 

@@ -80,7 +80,7 @@ def via_aiohttp(auth: MemoramAuth, url: str) -> bool:
     from memoram_auth import MemoramMiddleware
 
     middleware = MemoramMiddleware(
-        auth.provider._api_key, base_url=auth.base_url, cache_dir=auth.provider.cache.directory
+        auth.provider._key, base_url=auth.base_url, cache_dir=auth.provider.cache.directory
     )
 
     async def report(req: aiohttp.ClientRequest, handler: object) -> aiohttp.ClientResponse:
