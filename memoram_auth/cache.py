@@ -36,7 +36,7 @@ from .exceptions import MemoramAuthWarning
 from .keys import sha256_hex
 from .token import Token, is_header_safe
 
-__all__ = ["CACHE_HEADER", "FileCache", "MemoryOnlyCache", "slot_for"]
+__all__ = ["CACHE_HEADER", "CachedEntry", "FileCache", "MemoryOnlyCache", "slot_for"]
 
 #: The first line of every cache file; another first line is another format (or damage).
 #: Plain "name: value" lines rather than JSON: the command line reads this file on every
@@ -79,6 +79,26 @@ if TYPE_CHECKING:
 def slot_for(base_url: str, api_key: str) -> str:
     """The cache slot of a (base URL, key) pair: a one-way digest, safe as a file name."""
     return sha256_hex(f"{base_url}\n{api_key}")[:32]
+
+
+class CachedEntry:
+    """One token file as :meth:`FileCache.entries` found it: what it says it is for, no key."""
+
+    __slots__ = ("base_url", "key_fingerprint", "path", "slot", "token")
+
+    def __init__(self, slot: str, path: str, token: Token, fields: dict[str, str]) -> None:
+        self.slot = slot
+        self.path = path
+        self.token = token
+        self.base_url = fields.get("base_url", "")
+        self.key_fingerprint = fields.get("key", "")
+
+    def __repr__(self) -> str:
+        # Never the token: this is what `status --all` shows.
+        return (
+            f"CachedEntry({self.slot!r}, base_url={self.base_url!r}, "
+            f"key={self.key_fingerprint!r}, expires_at={self.token.expires_at!r})"
+        )
 
 
 class MemoryOnlyCache:
@@ -382,6 +402,34 @@ class FileCache:
             )
             return None
         return token
+
+    def entries(self) -> list[CachedEntry]:
+        """Every token file in the directory that :meth:`load` would read, in slot order.
+
+        The same checks as :meth:`load` (a trusted directory, private regular files of this
+        user, well-formed, not obtained in the future); the base URL and key they were written
+        for are as the files say, since without the key a slot cannot be recomputed. For
+        ``memoram-auth status --all``; nothing is created.
+        """
+        if not self._ensure_directory(create=False):
+            return []
+        try:
+            names = sorted(os.listdir(self.directory))
+        except OSError:
+            return []
+        found = []
+        for name in names:
+            slot = name[:-6]
+            if not (name.endswith(".token") and _is_slot(slot)):
+                continue
+            raw = self._read(slot)
+            decoded = None if raw is None else _decode(raw)
+            if decoded is None:
+                continue  # missing by now, untrusted (reported by _read) or damaged
+            token, fields = decoded
+            if token.obtained_at <= time.time() + MAX_CLOCK_AHEAD:
+                found.append(CachedEntry(slot, self.path(slot), token, fields))
+        return found
 
     def store(self, slot: str, token: Token, *, base_url: str, key_fingerprint: str) -> None:
         if not self._ensure_directory():
