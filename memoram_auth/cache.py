@@ -76,9 +76,17 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def slot_for(base_url: str, api_key: str) -> str:
-    """The cache slot of a (base URL, key) pair: a one-way digest, safe as a file name."""
-    return sha256_hex(f"{base_url}\n{api_key}")[:32]
+def slot_for(base_url: str, api_key: str, expires_in: int | None = None) -> str:
+    """The cache slot of a (base URL, key, asked lifetime): a one-way digest, safe as a name.
+
+    The lifetime a caller asks for (``expires_in``) is part of the slot: one object asking
+    for 60 s tokens and another asking for an hour, for the same key, each got the other's
+    token, in one process or across processes (issue 16). ``None`` (the server's default)
+    keeps the slot of the versions before, which the command line also uses.
+    """
+    if expires_in is None:
+        return sha256_hex(f"{base_url}\n{api_key}")[:32]
+    return sha256_hex(f"{base_url}\n{api_key}\nexpires_in={int(expires_in)}")[:32]
 
 
 class CachedEntry:
