@@ -75,6 +75,21 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     from typing import Any
 
+#: Warnings already given in this process, by what they are about: a directory and its
+#: problem, or a damaged file's path. Every auth object with its own settings (another
+#: expires_in, another policy) builds its own FileCache for the same directory, and each used
+#: to warn again, whatever the warnings filters said (issue 16: three warnings, one twice).
+#: set.add is atomic, so this needs no lock; a path leaves it when a new token replaces the
+#: file, and the next damage there is reported again.
+_warned: set[str] = set()
+
+
+def _warn_once(about: str, message: str, stacklevel: int) -> None:
+    if about in _warned:
+        return
+    _warned.add(about)
+    warnings.warn(f"memoram-auth: {message}", MemoramAuthWarning, stacklevel=stacklevel + 1)
+
 
 def slot_for(base_url: str, api_key: str, expires_in: int | None = None) -> str:
     """The cache slot of a (base URL, key, asked lifetime): a one-way digest, safe as a name.
@@ -216,8 +231,6 @@ class FileCache:
         # which makes the warning once-only without a lock (and without importing threading).
         self._state: dict[str, str] = {}
         self._ready = False
-        # Slots whose damage was reported: one warning per damaged file, not one per read.
-        self._reported: set[str] = set()
 
     def __repr__(self) -> str:
         reason = self._state.get("disabled")
@@ -239,10 +252,10 @@ class FileCache:
         hint = hint or (
             f"Fix the directory's permissions or free space, or choose another with {CACHE_DIR_ENV}"
         )
-        warnings.warn(
-            f"memoram-auth: cannot use the token cache in {self.directory} ({reason}); "
+        _warn_once(
+            f"{self.directory}\n{reason}",
+            f"cannot use the token cache in {self.directory} ({reason}); "
             f"keeping tokens in memory only. {hint}",
-            MemoramAuthWarning,
             stacklevel=3,
         )
 
@@ -310,10 +323,10 @@ class FileCache:
         except OSError as exc:
             self._disable(f"it is writable by other users and cannot be made private: {exc}")
             return False
-        warnings.warn(
-            f"memoram-auth: the token cache directory {self.directory} was writable by other "
+        _warn_once(
+            f"{self.directory}\ntightened",
+            f"the token cache directory {self.directory} was writable by other "
             f"users (mode {mode:04o}); made it private (0700)",
-            MemoramAuthWarning,
             stacklevel=4,
         )
         return True
@@ -332,10 +345,9 @@ class FileCache:
             os.close(fd)
 
     def _report(self, slot: str, message: str) -> None:
-        # One warning per untrusted or damaged file, not one per read; never its contents.
-        if slot not in self._reported:
-            self._reported.add(slot)
-            warnings.warn(f"memoram-auth: {message}", MemoramAuthWarning, stacklevel=3)
+        # One warning per untrusted or damaged file, not one per read, nor one per cache
+        # object (see _warned); never its contents.
+        _warn_once(self.path(slot), message, stacklevel=3)
 
     def _read(self, slot: str) -> bytes | None:
         path = self.path(slot)
@@ -443,7 +455,7 @@ class FileCache:
         if not self._ensure_directory():
             return
         data = _encode(token, base_url=base_url, key_fingerprint=key_fingerprint)
-        self._reported.discard(slot)  # a damaged file is about to be replaced
+        _warned.discard(self.path(slot))  # a damaged file is about to be replaced
         temp = None
         try:
             # mkstemp creates the file 0600 with O_EXCL; same directory so os.replace is an

@@ -452,3 +452,16 @@ def test_a_relative_cache_dir_is_a_usage_error(emu: Emulator, cli: Cli, tmp_path
     assert "MEMORAM_AUTH_CACHE_DIR" in result.stderr
     assert not (tmp_path / "relative").exists()
     assert emu.counters.token_requests == 0
+
+
+def test_messages_name_the_command_lines_options(cli: Cli) -> None:
+    no_key = cli("token", MEMORAM_API_KEY="", MEMORAM_AUTH_DISABLE_PLUGINS="1")
+    assert no_key.returncode == 2
+    assert "set MEMORAM_API_KEY, or pass --api-key KEY" in no_key.stderr
+    assert "api_key=" not in no_key.stderr
+    bad_option = cli("token", "--base-url", "ftp://x.example/api")
+    bad_variable = cli("token", MEMORAM_BASE_URL="https://u:pw@api.example/?k=1")
+    assert (bad_option.returncode, bad_variable.returncode) == (2, 2)
+    assert "(from --base-url: 'ftp://x.example/api')" in bad_option.stderr
+    assert "(from MEMORAM_BASE_URL: 'https://...@api.example/?...')" in bad_variable.stderr
+    assert "pw" not in bad_variable.stderr
