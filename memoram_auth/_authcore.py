@@ -51,7 +51,7 @@ class AuthCore:
     ) -> None:
         #: The token request's own TLS trust, client certificate and proxy, if given.
         self.network = NetworkSettings(verify=verify, cert=cert, proxy=proxy, trust_env=trust_env)
-        url = resolve_base_url(base_url)
+        url = resolve_base_url(base_url, api_key=api_key)
         key = resolve_api_key(api_key, url)
         self.provider: TokenProvider = get_provider(
             key,

@@ -229,7 +229,7 @@ def _settings(args: argparse.Namespace | SimpleNamespace) -> tuple[str, str, Cac
     """Base URL, API key and cache directory from the options, else the environment."""
     from .settings import KEY_OPTIONS, resolve_api_key, resolve_base_url
 
-    base_url = resolve_base_url(args.base_url, option="--base-url")
+    base_url = resolve_base_url(args.base_url, option="--base-url", api_key=args.api_key)
     api_key = resolve_api_key(args.api_key, base_url, option=KEY_OPTIONS["cli"])
     return base_url, api_key, False if args.no_disk_cache else args.cache_dir
 

@@ -16,6 +16,10 @@ from ._urls import DEFAULT_BASE_URL, validate_base_url
 from .exceptions import ConfigurationError
 from .keys import normalize_api_key
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 #: ``MEMORAM_AUTH_CACHE_DIR``, else the platform's user cache directory: for cache backends
 #: that keep a local file cache beside their own store.
 default_cache_directory = default_directory
@@ -29,13 +33,17 @@ __all__ = [
 ]
 
 
-def resolve_base_url(base_url: str | None = None, *, option: str = "base_url=") -> str:
+def resolve_base_url(
+    base_url: str | None = None, *, option: str = "base_url=", api_key: object = None
+) -> str:
     """The argument, else ``MEMORAM_BASE_URL``, else the production API; validated.
 
     Args:
         base_url: the caller's value, if any.
         option: how the caller's value is given where the message will appear
             (``base_url=`` in Python, ``--base-url`` on the command line).
+        api_key: the key the caller was given, if any: a message never shows a value that
+            contains it (nor one that contains ``MEMORAM_API_KEY``'s).
 
     Raises:
         ConfigurationError: see :func:`memoram_auth._urls.validate_base_url`; the message
@@ -49,20 +57,23 @@ def resolve_base_url(base_url: str | None = None, *, option: str = "base_url=") 
     try:
         return validate_base_url(base_url)
     except ConfigurationError as exc:
-        raise ConfigurationError(f"{exc} (from {source}: {shown_url(base_url)})") from None
+        keys = [api_key, os.environ.get(API_KEY_ENV)]
+        shown = shown_url(base_url, hide=[k for k in keys if isinstance(k, str)])
+        raise ConfigurationError(f"{exc} (from {source}: {shown})") from None
 
 
-def shown_url(value: object) -> str:
+def shown_url(value: object, hide: Iterable[str] = ()) -> str:
     """A rejected base URL as a message may show it: never a password, a query or a key.
 
     User info becomes ``...@``, a query or fragment ``?...``; text that contains ``mem_`` (an API
-    key in the wrong place, as a swapped argument puts it) is not shown at all; anything but
+    key in the wrong place, as a swapped argument puts it) or any of *hide* (the keys in play)
+    is not shown at all; anything but
     printable ASCII becomes ``?``, and more than 100 characters are cut.
     """
     if not isinstance(value, str):
         return f"a {type(value).__name__}, not text"
     text = value.strip()
-    if "mem_" in text:
+    if "mem_" in text or any(key.strip() and key.strip() in text for key in hide):
         return "not shown, it looks like an API key"
     cut = min((i for i in (text.find("?"), text.find("#")) if i >= 0), default=-1)
     if cut >= 0:

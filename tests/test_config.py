@@ -346,3 +346,18 @@ def test_memoram_auth_says_api_key_equals(monkeypatch: pytest.MonkeyPatch) -> No
         MemoramAuth(base_url="https://api.memoram.app/api/v1")
     with pytest.raises(ConfigurationError, match=r"\(from base_url=: 'api.memoram.app'\)"):
         MemoramAuth("mem_x", base_url="api.memoram.app")
+
+
+def test_a_base_url_that_is_the_key_is_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    from memoram_auth.settings import resolve_base_url
+
+    secret = "0f3a9c2e7b"  # a key without mem_: only knowing the key can hide it
+    with pytest.raises(ConfigurationError) as given:
+        resolve_base_url(secret, api_key=secret)
+    monkeypatch.setenv("MEMORAM_API_KEY", secret)
+    monkeypatch.setenv("MEMORAM_BASE_URL", f"x{secret}x")
+    with pytest.raises(ConfigurationError) as from_environment:
+        resolve_base_url()
+    for caught in (given, from_environment):
+        assert secret not in str(caught.value)
+        assert "not shown" in str(caught.value)
