@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
+from . import _log
+from ._env import BASE_URL_ENV
 from ._policy import RetryPolicy
 from ._urls import DEFAULT_PORTS, base_url_origin, origin_of
 from .exchange import token_url
@@ -17,6 +20,14 @@ if TYPE_CHECKING:
     from .transport import Cert, Verify
 
 __all__ = ["AuthCore"]
+
+#: Origins already warned about by note_unauthenticated_401(), process-wide: auth objects are
+#: cheap to create per request, and the warning is about configuration, which they share.
+_noted_origins: set[str] = set()
+_noted_lock = threading.Lock()
+#: Past this many origins, no more warnings: a shared session that talks to many other
+#: services must not grow this set without end.
+MAX_NOTED_ORIGINS = 64
 
 
 class AuthCore:
@@ -45,7 +56,7 @@ class AuthCore:
         # traceback formatters that print locals would show it.
         given = None if api_key is None else ApiKey.of(api_key)
         del api_key
-        url = resolve_base_url(base_url)
+        url = resolve_base_url(base_url, api_key=given)
         key = ApiKey(resolve_api_key(given, url))
         self.provider: TokenProvider = get_provider(
             key,
@@ -118,3 +129,44 @@ class AuthCore:
 
             path = unquote(path)
         return not self.is_token_path(path)
+
+    def note_unauthenticated_401(self, url: str) -> bool:
+        """Say, once per origin, why a request this object left alone came back 401.
+
+        With the key set but ``MEMORAM_BASE_URL`` unset or pointing elsewhere, requests to the
+        API go out without a token and come back 401, and nothing said why (issue 16). The
+        adapters call this for a 401 to a request they did not add the token to; for another
+        origin than the base URL's, the first one logs a warning on the ``memoram_auth`` logger
+        that names that origin, the configured base URL and how to change it. 401s from the
+        base URL's own origin (the token endpoint's are KeyRejectedError's business) and URLs
+        without an http(s) origin say nothing.
+
+        Args:
+            url: the URL the request went to (the response's, after redirects).
+
+        Returns:
+            True if this call logged the warning.
+        """
+        origin = origin_of(url)
+        if origin is None or origin == self._origin:
+            return False
+        scheme, host, port = origin
+        # Rebuilt from the parsed parts: a user:password@ in the URL never reaches the log.
+        shown = f"{scheme}://{f'[{host}]' if ':' in host else host}"
+        if port != DEFAULT_PORTS[scheme]:
+            shown += f":{port}"
+        with _noted_lock:
+            if shown in _noted_origins or len(_noted_origins) >= MAX_NOTED_ORIGINS:
+                return False
+            _noted_origins.add(shown)
+        _log.warning(
+            "%s answered 401 to a request sent without a Memoram token: memoram-auth adds "
+            "tokens only to requests for the configured base URL, %s. If %s is the Memoram "
+            "API, set %s (or pass base_url=) to its base URL, e.g. %s/api/v1",
+            shown,
+            self.base_url,
+            shown,
+            BASE_URL_ENV,
+            shown,
+        )
+        return True

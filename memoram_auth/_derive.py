@@ -30,14 +30,16 @@ def hkdf_sha256(ikm: bytes, *, salt: bytes, info: bytes, length: int = 32) -> by
     return output[:length]
 
 
-def cache_secret(api_key: str, base_url: str) -> bytes:
+def cache_secret(api_key: str, base_url: str, expires_in: int | None = None) -> bytes:
     """32 bytes from which a shared cache derives its key names and its sealing key.
 
     One-way: the secret does not give back the API key, and the base URL in ``info`` makes
-    the secrets of one key for two APIs unrelated.
+    the secrets of one key for two APIs unrelated. An asked lifetime (``expires_in``) is part
+    of it as it is of the slot (:func:`memoram_auth.cache.slot_for`): a shared cache names its
+    entries after this secret, so without it 60 s and one-hour callers would share a token.
+    ``None`` gives the secret of the versions before.
     """
-    return hkdf_sha256(
-        api_key.encode("utf-8"),
-        salt=CACHE_SECRET_SALT,
-        info=b"token cache secret\n" + base_url.encode("utf-8"),
-    )
+    info = b"token cache secret\n" + base_url.encode("utf-8")
+    if expires_in is not None:
+        info += b"\nexpires_in=" + str(int(expires_in)).encode("ascii")
+    return hkdf_sha256(api_key.encode("utf-8"), salt=CACHE_SECRET_SALT, info=info)

@@ -36,7 +36,7 @@ from .exceptions import MemoramAuthWarning
 from .keys import sha256_hex
 from .token import Token, is_header_safe
 
-__all__ = ["CACHE_HEADER", "FileCache", "MemoryOnlyCache", "slot_for"]
+__all__ = ["CACHE_HEADER", "CachedEntry", "FileCache", "MemoryOnlyCache", "slot_for"]
 
 #: The first line of every cache file; another first line is another format (or damage).
 #: Plain "name: value" lines rather than JSON: the command line reads this file on every
@@ -75,10 +75,53 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     from typing import Any
 
+#: Warnings already given in this process, by what they are about: a directory and its
+#: problem, or a damaged file's path. Every auth object with its own settings (another
+#: expires_in, another policy) builds its own FileCache for the same directory, and each used
+#: to warn again, whatever the warnings filters said (issue 16: three warnings, one twice).
+#: set.add is atomic, so this needs no lock; a path leaves it when a new token replaces the
+#: file, and the next damage there is reported again.
+_warned: set[str] = set()
 
-def slot_for(base_url: str, api_key: str) -> str:
-    """The cache slot of a (base URL, key) pair: a one-way digest, safe as a file name."""
-    return sha256_hex(f"{base_url}\n{api_key}")[:32]
+
+def _warn_once(about: str, message: str, stacklevel: int) -> None:
+    if about in _warned:
+        return
+    _warned.add(about)
+    warnings.warn(f"memoram-auth: {message}", MemoramAuthWarning, stacklevel=stacklevel + 1)
+
+
+def slot_for(base_url: str, api_key: str, expires_in: int | None = None) -> str:
+    """The cache slot of a (base URL, key, asked lifetime): a one-way digest, safe as a name.
+
+    The lifetime a caller asks for (``expires_in``) is part of the slot: one object asking
+    for 60 s tokens and another asking for an hour, for the same key, each got the other's
+    token, in one process or across processes (issue 16). ``None`` (the server's default)
+    keeps the slot of the versions before, which the command line also uses.
+    """
+    if expires_in is None:
+        return sha256_hex(f"{base_url}\n{api_key}")[:32]
+    return sha256_hex(f"{base_url}\n{api_key}\nexpires_in={int(expires_in)}")[:32]
+
+
+class CachedEntry:
+    """One token file as :meth:`FileCache.entries` found it: what it says it is for, no key."""
+
+    __slots__ = ("base_url", "key_fingerprint", "path", "slot", "token")
+
+    def __init__(self, slot: str, path: str, token: Token, fields: dict[str, str]) -> None:
+        self.slot = slot
+        self.path = path
+        self.token = token
+        self.base_url = fields.get("base_url", "")
+        self.key_fingerprint = fields.get("key", "")
+
+    def __repr__(self) -> str:
+        # Never the token: this is what `status --all` shows.
+        return (
+            f"CachedEntry({self.slot!r}, base_url={self.base_url!r}, "
+            f"key={self.key_fingerprint!r}, expires_at={self.token.expires_at!r})"
+        )
 
 
 class MemoryOnlyCache:
@@ -188,8 +231,6 @@ class FileCache:
         # which makes the warning once-only without a lock (and without importing threading).
         self._state: dict[str, str] = {}
         self._ready = False
-        # Slots whose damage was reported: one warning per damaged file, not one per read.
-        self._reported: set[str] = set()
 
     def __repr__(self) -> str:
         reason = self._state.get("disabled")
@@ -211,10 +252,10 @@ class FileCache:
         hint = hint or (
             f"Fix the directory's permissions or free space, or choose another with {CACHE_DIR_ENV}"
         )
-        warnings.warn(
-            f"memoram-auth: cannot use the token cache in {self.directory} ({reason}); "
+        _warn_once(
+            f"{self.directory}\n{reason}",
+            f"cannot use the token cache in {self.directory} ({reason}); "
             f"keeping tokens in memory only. {hint}",
-            MemoramAuthWarning,
             stacklevel=3,
         )
 
@@ -282,10 +323,10 @@ class FileCache:
         except OSError as exc:
             self._disable(f"it is writable by other users and cannot be made private: {exc}")
             return False
-        warnings.warn(
-            f"memoram-auth: the token cache directory {self.directory} was writable by other "
+        _warn_once(
+            f"{self.directory}\ntightened",
+            f"the token cache directory {self.directory} was writable by other "
             f"users (mode {mode:04o}); made it private (0700)",
-            MemoramAuthWarning,
             stacklevel=4,
         )
         return True
@@ -304,10 +345,9 @@ class FileCache:
             os.close(fd)
 
     def _report(self, slot: str, message: str) -> None:
-        # One warning per untrusted or damaged file, not one per read; never its contents.
-        if slot not in self._reported:
-            self._reported.add(slot)
-            warnings.warn(f"memoram-auth: {message}", MemoramAuthWarning, stacklevel=3)
+        # One warning per untrusted or damaged file, not one per read, nor one per cache
+        # object (see _warned); never its contents.
+        _warn_once(self.path(slot), message, stacklevel=3)
 
     def _read(self, slot: str) -> bytes | None:
         path = self.path(slot)
@@ -383,11 +423,39 @@ class FileCache:
             return None
         return token
 
+    def entries(self) -> list[CachedEntry]:
+        """Every token file in the directory that :meth:`load` would read, in slot order.
+
+        The same checks as :meth:`load` (a trusted directory, private regular files of this
+        user, well-formed, not obtained in the future); the base URL and key they were written
+        for are as the files say, since without the key a slot cannot be recomputed. For
+        ``memoram-auth status --all``; nothing is created.
+        """
+        if not self._ensure_directory(create=False):
+            return []
+        try:
+            names = sorted(os.listdir(self.directory))
+        except OSError:
+            return []
+        found = []
+        for name in names:
+            slot = name[:-6]
+            if not (name.endswith(".token") and _is_slot(slot)):
+                continue
+            raw = self._read(slot)
+            decoded = None if raw is None else _decode(raw)
+            if decoded is None:
+                continue  # missing by now, untrusted (reported by _read) or damaged
+            token, fields = decoded
+            if token.obtained_at <= time.time() + MAX_CLOCK_AHEAD:
+                found.append(CachedEntry(slot, self.path(slot), token, fields))
+        return found
+
     def store(self, slot: str, token: Token, *, base_url: str, key_fingerprint: str) -> None:
         if not self._ensure_directory():
             return
         data = _encode(token, base_url=base_url, key_fingerprint=key_fingerprint)
-        self._reported.discard(slot)  # a damaged file is about to be replaced
+        _warned.discard(self.path(slot))  # a damaged file is about to be replaced
         temp = None
         try:
             # mkstemp creates the file 0600 with O_EXCL; same directory so os.replace is an

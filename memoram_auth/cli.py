@@ -69,7 +69,7 @@ def _fast_args(argv: list[str]) -> SimpleNamespace | None:
     full argparse parser costs about as long as Python takes to start. Anything else, including
     every mistake, returns ``None`` and goes to argparse for its usual help and errors.
     """
-    args = SimpleNamespace(command=None, no_disk_cache=False)
+    args = SimpleNamespace(command=None, no_disk_cache=False, json=False)
     for attribute in _VALUE_OPTIONS.values():
         setattr(args, attribute, None)
     rest = iter(argv)
@@ -79,6 +79,8 @@ def _fast_args(argv: list[str]) -> SimpleNamespace | None:
             args.command = arg
         elif arg == "--no-disk-cache":
             args.no_disk_cache = True
+        elif arg == "--json" and args.command == "token":
+            args.json = True  # an option of the token command: only after it, as argparse has it
         elif name in _VALUE_OPTIONS:
             value = value if equals else next(rest, "")
             if not value or value.startswith("-"):
@@ -147,25 +149,44 @@ def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
 
 
-def _parser() -> argparse.ArgumentParser:
+#: What ``memoram-auth`` alone and ``--help`` say after the options.
+_EPILOG = (
+    "Run without a command, it prints this help and exits 0 (as gh does). "
+    "Exit status: 0 ok, 1 other error, 2 usage or configuration, 3 key rejected, "
+    "4 token endpoint unavailable, 5 malformed answer from the token endpoint."
+)
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The full parser, and each command's own (for its usage in error messages)."""
     import argparse
+
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Exchange a Memoram API key for short-lived bearer tokens, cached per machine.",
-        epilog="exit status: 0 ok, 1 other error, 2 usage or configuration, 3 key rejected, "
-        "4 token endpoint unavailable, 5 malformed answer from the token endpoint",
+        epilog=_EPILOG,
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     _common(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parsers: dict[str, argparse.ArgumentParser] = {}
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
         _common(sub, suppress=True)
+        parsers[name] = sub
         return sub
 
-    command(
+    token = command(
         "token", 'print the current token (curl -H "Authorization: Bearer $(memoram-auth token)")'
+    )
+    token.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"token": ..., "expires_at": ISO-8601 UTC, "token_type": "Bearer"}, for '
+        "tools that take a credential process",
     )
     command(
         "header",
@@ -173,6 +194,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     status = command("status", "show what is cached for the key (never the token itself)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument(
+        "--all",
+        action="store_true",
+        help="every cached token of every key and base URL (needs no key)",
+    )
     clear = command("clear", "remove the cached token of the key, or --all cached tokens")
     clear.add_argument("--all", action="store_true", help="every cached token, for every key")
     commands.add_parser(
@@ -180,18 +206,31 @@ def _parser() -> argparse.ArgumentParser:
         help="run the local Memoram API emulator (see: memoram-auth emulator --help)",
         add_help=False,
     )
-    commands.add_parser(
+    parsers["demo"] = commands.add_parser(
         "demo", help="show the product working end to end, offline, against the emulator"
     )
-    return parser
+    return parser, parsers
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """argparse, with unknown options reported under the command's own usage line.
+
+    argparse collects what a subcommand does not know and reports it with the top-level
+    usage, which does not list the command's options; the command's parser says it instead.
+    """
+    parser, parsers = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parsers.get(args.command, parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
 
 def _settings(args: argparse.Namespace | SimpleNamespace) -> tuple[str, str, CacheDir]:
     """Base URL, API key and cache directory from the options, else the environment."""
-    from .settings import resolve_api_key, resolve_base_url
+    from .settings import KEY_OPTIONS, resolve_api_key, resolve_base_url
 
-    base_url = resolve_base_url(args.base_url)
-    api_key = resolve_api_key(args.api_key, base_url)
+    base_url = resolve_base_url(args.base_url, option="--base-url", api_key=args.api_key)
+    api_key = resolve_api_key(args.api_key, base_url, option=KEY_OPTIONS["cli"])
     return base_url, api_key, False if args.no_disk_cache else args.cache_dir
 
 
@@ -266,6 +305,71 @@ def _duration(seconds: float) -> str:
     return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
+def _utc(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def _token_json(token: Token) -> str:
+    """``token --json``: what ``az account get-access-token`` gives, in our field names."""
+    import json
+
+    return json.dumps(
+        {"token": token.value, "expires_at": _utc(token.expires_at), "token_type": "Bearer"}
+    )
+
+
+def _state(token: Token) -> str:
+    remaining = token.remaining()
+    if remaining <= 0:
+        return "expired"
+    return "refresh-due" if token.fresh_until <= time.time() else "valid"
+
+
+def _printable(text: str) -> str:
+    # The files are ours and checked, but a terminal deserves no surprises from disk.
+    return "".join(char if char.isprintable() else "?" for char in text)
+
+
+def _status_all(args: argparse.Namespace | SimpleNamespace) -> int:
+    """``status --all``: every token file in the cache directory; needs no key, shows no token."""
+    import json
+
+    from ._backends import default_cache
+    from .cache import FileCache
+
+    cache = default_cache(False if args.no_disk_cache else args.cache_dir)
+    if not isinstance(cache, FileCache):
+        print("no disk cache in use (memory only, or a plugin's backend): nothing to list")
+        return EXIT_OK
+    rows: list[dict[str, Any]] = [
+        {
+            "base_url": _printable(entry.base_url),
+            "key": _printable(entry.key_fingerprint),
+            "expires_at": _utc(entry.token.expires_at),
+            "expires_in": round(entry.token.remaining(), 1),
+            "state": _state(entry.token),
+            "cache": entry.path,
+        }
+        for entry in cache.entries()
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not rows:
+        print(f"no cached tokens in {cache.directory}")
+        return EXIT_OK
+    header: dict[str, Any] = {
+        "base_url": "BASE URL",
+        "key": "KEY",
+        "state": "STATE",
+        "expires_at": "EXPIRES",
+    }
+    widths = {name: max(len(str(row[name])) for row in [header, *rows]) for name in header}
+    for row in [header, *rows]:
+        print("  ".join(str(row[name]).ljust(widths[name]) for name in header).rstrip())
+    return EXIT_OK
+
+
 def _status(args: argparse.Namespace | SimpleNamespace) -> int:
     import json
 
@@ -282,11 +386,10 @@ def _status(args: argparse.Namespace | SimpleNamespace) -> int:
     }
     if cached is not None:
         remaining = cached.remaining()
-        refresh_in = cached.fresh_until - time.time()
         info.update(
-            expires_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(cached.expires_at)),
+            expires_at=_utc(cached.expires_at),
             expires_in=round(remaining, 1),
-            state="expired" if remaining <= 0 else ("refresh-due" if refresh_in <= 0 else "valid"),
+            state=_state(cached),
         )
     if args.json:
         print(json.dumps(info, indent=2))
@@ -331,13 +434,23 @@ def _run(argv: list[str]) -> int:
         from .emulator.__main__ import main as emulator_main
 
         return emulator_main(argv[1:], prog=f"{PROG} emulator")
-    args = _fast_args(argv) or _parser().parse_args(argv)
+    if not argv:
+        # Like gh: the commands, on stdout, and success; a script that runs a command always
+        # names one.
+        _parser()[0].print_help()
+        return EXIT_OK
+    args = _fast_args(argv) or _parse(argv)
     if args.command in ("token", "header"):
         token = _current_token(args)
-        print(token.value if args.command == "token" else f"Authorization: Bearer {token.value}")
+        if getattr(args, "json", False):
+            print(_token_json(token))
+        elif args.command == "token":
+            print(token.value)
+        else:
+            print(f"Authorization: Bearer {token.value}")
         return EXIT_OK
     if args.command == "status":
-        return _status(args)
+        return _status_all(args) if args.all else _status(args)
     if args.command == "clear":
         return _clear(args)
     from ._demo import run_demo

@@ -11,7 +11,10 @@ while it loads entry points, so everything a request needs later is imported her
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import sys
+import warnings
+from typing import Any, TextIO
 
 # Imported eagerly on purpose: see the module docstring.
 import filelock  # noqa: F401 - imported for later, see the module docstring
@@ -22,7 +25,8 @@ from httpie.plugins import AuthPlugin
 
 from . import plugins
 from ._requests import RequestsAuth
-from .exceptions import MemoramAuthError
+from .exceptions import MemoramAuthError, MemoramAuthWarning
+from .settings import KEY_OPTIONS, resolve_api_key, resolve_base_url
 
 __all__ = ["MemoramAuthPlugin"]
 
@@ -56,11 +60,46 @@ class MemoramAuthPlugin(AuthPlugin):  # type: ignore[misc]  # AuthPlugin is unty
     netrc_parse = False
 
     def get_auth(self, username: Any = None, password: Any = None) -> requests.auth.AuthBase:  # noqa: ANN401 - httpie passes untyped values
+        _one_line_warnings()
         key = self.raw_auth if isinstance(self.raw_auth, str) and self.raw_auth.strip() else None
         try:
+            if key is None:
+                # Resolved here rather than in MemoramAuth so that "no key" names httpie's
+                # --auth, not Python's api_key= (issue 16); the key then goes in as given.
+                key = resolve_api_key(None, resolve_base_url(), option=KEY_OPTIONS["httpie"])
             return HttpieMemoramAuth(key)
         except MemoramAuthError as exc:
             return _Failed(exc)
+
+
+def _one_line_warnings() -> None:
+    """Show our warnings (a damaged cache file, ...) as one line, as httpie shows its errors.
+
+    Python's default adds the source line of ours that warned, which means nothing to a user
+    of ``http``. Other warnings are shown as before. Set when our auth type is used, in
+    httpie's process only.
+    """
+    shown = warnings.showwarning
+    if getattr(shown, "_memoram_one_line", False):
+        return
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if not issubclass(category, MemoramAuthWarning):
+            shown(message, category, filename, lineno, file, line)
+            return
+        # stderr closed: as warnings itself does, say nothing.
+        with contextlib.suppress(OSError):
+            print(f"http: warning: {message}", file=file or sys.stderr)
+
+    show._memoram_one_line = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
 
 
 # Key plugins are loaded now too, while httpie's plugin directory is still importable.

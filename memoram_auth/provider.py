@@ -133,14 +133,17 @@ class TokenProvider:
 
             transport = UrllibTransport(network)
         self._transport: Transport = transport
-        self._slot = slot_for(self.base_url, self._key.reveal())
+        # The asked lifetime is part of the slot: see slot_for().
+        self._slot = slot_for(self.base_url, self._key.reveal(), self.expires_in)
         # Optional TokenCache methods (see hookspecs.TokenCache), for caches a fleet shares.
         bind_secret = getattr(self.cache, "bind_secret", None)
         self._reject: Callable[[str, str, float], None] | None = getattr(self.cache, "reject", None)
         if bind_secret is not None:
             from ._derive import cache_secret  # hmac and hashlib only for caches that ask
 
-            bind_secret(self._slot, cache_secret(self._key.reveal(), self.base_url))
+            bind_secret(
+                self._slot, cache_secret(self._key.reveal(), self.base_url, self.expires_in)
+            )
         self._entry: _Entry | None = None
         self._rejected: collections.deque[str] = collections.deque(maxlen=8)
         # (token, rejected_at) for the cache's reject(): sent by the next refresh, off any

@@ -37,6 +37,17 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name.lower(), raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _warnings_not_yet_given() -> Iterator[None]:
+    # The cache warns once per process about a directory or file (issue 16); each test is a
+    # fresh start, as each run of a program is.
+    import memoram_auth.cache
+
+    memoram_auth.cache._warned.clear()
+    yield
+    memoram_auth.cache._warned.clear()
+
+
 _PROXY_AND_TRUST_VARIABLES = (
     "HTTP_PROXY",
     "HTTPS_PROXY",

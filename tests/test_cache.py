@@ -146,6 +146,11 @@ def test_unusable_directory_degrades_to_memory_once(tmp_path: Path, where: objec
 @settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(content=st.binary(max_size=300) | st.text(max_size=200).map(str.encode))
 def test_any_bytes_are_a_token_or_a_miss(tmp_path: Path, content: bytes) -> None:
+    import memoram_auth.cache
+
+    # Damage at a path is reported once per process until a token replaces the file; each
+    # example here is damage written by someone else, so it starts unreported.
+    memoram_auth.cache._warned.discard(str(tmp_path / f"{SLOT}.token"))
     cache = FileCache(tmp_path)
     Path(cache.path(SLOT)).write_bytes(content)
     Path(cache.path(SLOT)).chmod(0o600)
@@ -196,3 +201,29 @@ def test_default_directory_is_what_platformdirs_says(monkeypatch: pytest.MonkeyP
         monkeypatch.setenv("XDG_CACHE_HOME", "relative/ignored")
         monkeypatch.setenv("HOME", "/home/someone")
         assert default_directory() == "/home/someone/.cache/memoram-auth"
+
+
+def test_a_warning_is_given_once_however_many_cache_objects_see_it(tmp_path: Path) -> None:
+    # Every auth object with its own settings builds its own FileCache: each warned again,
+    # whatever the warnings filter (issue 16: "today three, the first twice").
+    damaged = FileCache(tmp_path / "damaged")
+    store(damaged)
+    Path(damaged.path(SLOT)).write_bytes(b"\x00garbage")
+    linked = tmp_path / "linked"
+    linked.symlink_to(tmp_path / "damaged")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            assert FileCache(tmp_path / "damaged").load(SLOT) is None
+            store(FileCache(linked))  # a symlinked directory: memory only, said once
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2, messages
+    assert "damaged or from another version" in messages[0]
+    assert "symbolic link" in messages[1]
+    # Replaced by a token of ours, the file is good; damaged again, it is reported again.
+    store(FileCache(tmp_path / "damaged"))
+    Path(damaged.path(SLOT)).write_bytes(b"\x00garbage")
+    with warnings.catch_warnings(record=True) as again:
+        warnings.simplefilter("always")
+        assert FileCache(tmp_path / "damaged").load(SLOT) is None
+    assert len(again) == 1

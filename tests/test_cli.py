@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -227,7 +228,109 @@ def test_unreachable_endpoint_is_status_4(cli: Cli) -> None:
 def test_usage_errors_are_status_2(cli: Cli) -> None:
     assert cli("bogus").returncode == 2
     assert cli("token", "--base-url").returncode == 2
-    assert cli().returncode == 2
+    assert cli("--base-url", "x").returncode == 2  # options but no command
+
+
+def test_alone_it_lists_the_commands_and_exits_0(cli: Cli) -> None:
+    # As gh does: the help on stdout, status 0 (documented in the epilog and the README).
+    result = cli()
+    assert result.returncode == 0, result.stderr
+    for command in ("token", "header", "status", "clear", "emulator", "demo"):
+        assert f"\n    {command} " in result.stdout
+    assert "exits 0" in result.stdout
+
+
+def test_version(cli: Cli) -> None:
+    from memoram_auth import __version__
+
+    result = cli("--version")
+    assert (result.returncode, result.stdout) == (0, f"memoram-auth {__version__}\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "usage"),
+    [
+        pytest.param(["token", "--bogus"], "usage: memoram-auth token ", id="token"),
+        pytest.param(["status", "--bogus"], "usage: memoram-auth status ", id="status"),
+        pytest.param(["clear", "--bogus=1"], "usage: memoram-auth clear ", id="clear"),
+        pytest.param(["header", "--json"], "usage: memoram-auth header ", id="header-json"),
+    ],
+)
+def test_an_unknown_option_shows_the_commands_usage(cli: Cli, args: list[str], usage: str) -> None:
+    result = cli(*args)
+    assert result.returncode == 2
+    assert result.stderr.startswith(usage), result.stderr
+    assert "unrecognized arguments: " + args[-1] in result.stderr
+
+
+def test_token_json_is_a_credential_process_answer(emu: Emulator, cli: Cli) -> None:
+    import datetime
+
+    cold = cli("token", "--json")
+    warm = cli("--no-disk-cache", "token", "--json")  # not through the fast path's file read
+    warm_fast = cli("token", "--json")
+    assert (cold.returncode, warm.returncode, warm_fast.returncode) == (0, 0, 0), cold.stderr
+    data = json.loads(cold.stdout)
+    assert set(data) == {"token", "expires_at", "token_type"}
+    assert data["token_type"] == "Bearer"
+    assert json.loads(warm_fast.stdout) == data  # the cached token, the same answer
+    assert json.loads(warm.stdout)["token"] != data["token"]
+    assert api_status(emu, f"Authorization: Bearer {data['token']}") == 200
+    assert data["expires_at"].endswith("Z")
+    expires = datetime.datetime.strptime(data["expires_at"], "%Y-%m-%dT%H:%M:%SZ")
+    left = expires.replace(tzinfo=datetime.timezone.utc).timestamp() - time.time()
+    assert 3500 < left <= 3601
+
+
+def test_json_for_token_keeps_the_warm_path_free_of_argparse(emu: Emulator, cli: Cli) -> None:
+    from memoram_auth.cli import _fast_args
+
+    assert _fast_args(["token", "--json"]) is not None
+    assert _fast_args(["--json", "token"]) is None  # argparse's error, as for any misplaced option
+    assert _fast_args(["header", "--json"]) is None
+
+
+def test_status_all_lists_every_slot_without_secrets(emu: Emulator, cli: Cli) -> None:
+    with Emulator() as other:
+        tokens = [
+            cli("token").stdout.strip(),
+            cli("token", MEMORAM_BASE_URL=other.base_url, MEMORAM_API_KEY=other.api_key).stdout,
+        ]
+        # Neither key is needed: status --all reads what the files say.
+        text = cli("status", "--all", MEMORAM_API_KEY="")
+        listed = cli("status", "--all", "--json", MEMORAM_API_KEY="")
+        secrets = [*tokens, emu.api_key, other.api_key]
+        other_url = other.base_url
+    assert (text.returncode, listed.returncode) == (0, 0), text.stderr + listed.stderr
+    rows = json.loads(listed.stdout)
+    assert sorted(row["base_url"] for row in rows) == sorted([emu.base_url, other_url])
+    assert {row["state"] for row in rows} == {"valid"}
+    assert all(row["key"].startswith("sha256:") for row in rows)
+    assert all(3500 < row["expires_in"] <= 3600 for row in rows)
+    lines = text.stdout.strip().splitlines()
+    assert lines[0].split() == ["BASE", "URL", "KEY", "STATE", "EXPIRES"]
+    assert len(lines) == 3
+    for secret in secrets:
+        assert secret.strip() not in text.stdout + listed.stdout
+
+
+def test_status_all_skips_files_the_cache_would_not_trust(emu: Emulator, cli: Cli) -> None:
+    cli("token")
+    directory = Path(cli.env["MEMORAM_AUTH_CACHE_DIR"])
+    planted = directory / ("0" * 32 + ".token")
+    planted.write_text("memoram-auth token cache v1\nbase_url: https://evil.example\n")
+    planted.chmod(0o644)
+    (directory / "notes.token").write_text("not ours")
+    result = cli("status", "--all", "--json")
+    assert result.returncode == 0
+    assert [row["base_url"] for row in json.loads(result.stdout)] == [emu.base_url]
+
+
+def test_status_all_with_no_cache_directory_creates_none(cli: Cli, tmp_path: Path) -> None:
+    result = cli("status", "--all", MEMORAM_AUTH_CACHE_DIR=str(tmp_path / "none"))
+    assert result.returncode == 0
+    assert "no cached tokens" in result.stdout
+    assert not (tmp_path / "none").exists()
 
 
 def test_a_damaged_cache_is_one_warning_line_and_still_works(emu: Emulator, cli: Cli) -> None:
@@ -349,3 +452,16 @@ def test_a_relative_cache_dir_is_a_usage_error(emu: Emulator, cli: Cli, tmp_path
     assert "MEMORAM_AUTH_CACHE_DIR" in result.stderr
     assert not (tmp_path / "relative").exists()
     assert emu.counters.token_requests == 0
+
+
+def test_messages_name_the_command_lines_options(cli: Cli) -> None:
+    no_key = cli("token", MEMORAM_API_KEY="", MEMORAM_AUTH_DISABLE_PLUGINS="1")
+    assert no_key.returncode == 2
+    assert "set MEMORAM_API_KEY, or pass --api-key KEY" in no_key.stderr
+    assert "api_key=" not in no_key.stderr
+    bad_option = cli("token", "--base-url", "ftp://x.example/api")
+    bad_variable = cli("token", MEMORAM_BASE_URL="https://u:pw@api.example/?k=1")
+    assert (bad_option.returncode, bad_variable.returncode) == (2, 2)
+    assert "(from --base-url: 'ftp://x.example/api')" in bad_option.stderr
+    assert "(from MEMORAM_BASE_URL: 'https://...@api.example/?...')" in bad_variable.stderr
+    assert "pw" not in bad_variable.stderr

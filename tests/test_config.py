@@ -237,3 +237,127 @@ def test_a_home_relative_cache_dir_is_fine(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("HOME", "/home/someone")
     monkeypatch.setenv("MEMORAM_AUTH_CACHE_DIR", "~/tokens")
     assert default_directory() == "/home/someone/tokens"
+
+
+# -- messages that show what was given, and where (issue 16, point 4) ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "env", "option", "source", "shown"),
+    [
+        pytest.param(
+            "api.memoram.app/api/v1",
+            None,
+            "base_url=",
+            "base_url=",
+            "'api.memoram.app/api/v1'",
+            id="argument",
+        ),
+        pytest.param(
+            "ftp://x.example/",
+            None,
+            "--base-url",
+            "--base-url",
+            "'ftp://x.example/'",
+            id="cli-option",
+        ),
+        pytest.param(
+            None,
+            "http://10.0.0.1/api/v1",
+            "base_url=",
+            "MEMORAM_BASE_URL",
+            "'http://10.0.0.1/api/v1'",
+            id="environment",
+        ),
+        pytest.param(
+            "https://bob:hunter2@api.memoram.app/?token=abc",
+            None,
+            "base_url=",
+            "base_url=",
+            "'https://...@api.memoram.app/?...'",
+            id="credentials-and-query-hidden",
+        ),
+        pytest.param(
+            KEY,
+            None,
+            "base_url=",
+            "base_url=",
+            "not shown, it looks like an API key",
+            id="a-key-in-the-wrong-place",
+        ),
+        pytest.param(
+            "https://api.memoram.app/\x1b[31m",
+            None,
+            "base_url=",
+            "base_url=",
+            "'https://api.memoram.app/?[31m'",
+            id="control-characters",
+        ),
+    ],
+)
+def test_a_bad_base_url_shows_the_value_and_where_it_came_from(
+    monkeypatch: pytest.MonkeyPatch,
+    given: str | None,
+    env: str | None,
+    option: str,
+    source: str,
+    shown: str,
+) -> None:
+    from memoram_auth.settings import resolve_base_url
+
+    if env is not None:
+        monkeypatch.setenv("MEMORAM_BASE_URL", env)
+    with pytest.raises(ConfigurationError) as caught:
+        resolve_base_url(given, option=option)
+    message = str(caught.value)
+    assert message.endswith(f"(from {source}: {shown})"), message
+    for secret in ("hunter2", "bob", "token=abc", KEY, "\x1b"):
+        assert secret not in message
+
+
+@pytest.mark.parametrize(
+    ("option", "words"),
+    [
+        pytest.param("api_key=", "pass api_key=", id="python"),
+        pytest.param("--api-key KEY", "pass --api-key KEY", id="cli"),
+        pytest.param("--auth KEY (-a KEY)", "pass --auth KEY (-a KEY)", id="httpie"),
+    ],
+)
+def test_no_key_names_the_way_to_pass_one_where_it_appears(
+    monkeypatch: pytest.MonkeyPatch, option: str, words: str
+) -> None:
+    from memoram_auth.settings import KEY_OPTIONS, resolve_api_key
+
+    monkeypatch.setenv("MEMORAM_AUTH_DISABLE_PLUGINS", "1")
+    assert option in KEY_OPTIONS.values()
+    with pytest.raises(ConfigurationError) as caught:
+        resolve_api_key(None, "https://api.memoram.app/api/v1", option=option)
+    assert "set MEMORAM_API_KEY" in str(caught.value)
+    assert words in str(caught.value)
+    others = [o for o in KEY_OPTIONS.values() if o != option and o not in option]
+    assert not [o for o in others if o in str(caught.value)]
+
+
+def test_memoram_auth_says_api_key_equals(monkeypatch: pytest.MonkeyPatch) -> None:
+    from memoram_auth import MemoramAuth
+
+    monkeypatch.setenv("MEMORAM_AUTH_DISABLE_PLUGINS", "1")
+    with pytest.raises(ConfigurationError, match="pass api_key="):
+        MemoramAuth(base_url="https://api.memoram.app/api/v1")
+    with pytest.raises(ConfigurationError, match=r"\(from base_url=: 'api.memoram.app'\)"):
+        MemoramAuth("mem_x", base_url="api.memoram.app")
+
+
+def test_a_base_url_that_is_the_key_is_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    from memoram_auth.settings import resolve_base_url
+
+    secret = "0f3a9c2e7b"  # a key without mem_: only knowing the key can hide it
+    with pytest.raises(ConfigurationError) as given:
+        resolve_base_url(secret, api_key=secret)
+    monkeypatch.setenv("MEMORAM_API_KEY", secret)
+    monkeypatch.setenv("MEMORAM_BASE_URL", f"x{secret}x")
+    with pytest.raises(ConfigurationError) as from_environment:
+        resolve_base_url()
+    for caught in (given, from_environment):
+        assert secret not in str(caught.value)
+        assert "not shown" in str(caught.value)

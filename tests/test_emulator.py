@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import ssl
 import subprocess
@@ -358,3 +359,215 @@ def test_stopped_emulator_has_no_port() -> None:
     emu.stop()
     emu.stop()  # twice is fine
     assert "stopped" in repr(emu)
+
+
+def test_the_fixture_keeps_tokens_out_of_the_users_cache(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    pytester.makepyfile(
+        """
+        import os, subprocess, sys
+
+        import requests
+
+        from memoram_auth import MemoramAuth
+        from memoram_auth._builtins import default_directory
+
+
+        def test_the_default_would_be_the_users_cache():
+            # What makes this suite able to fail: without the fixture, tokens go here.
+            assert default_directory().startswith(os.environ["XDG_CACHE_HOME"])
+
+
+        def test_python(memoram_emulator):
+            assert os.environ["MEMORAM_AUTH_CACHE_DIR"] == memoram_emulator.cache_dir
+            auth = MemoramAuth(memoram_emulator.api_key, base_url=memoram_emulator.base_url)
+            url = memoram_emulator.base_url + "/tags"
+            assert requests.get(url, auth=auth, timeout=10).status_code == 200
+            assert any(name.endswith(".token") for name in os.listdir(memoram_emulator.cache_dir))
+
+
+        def test_a_child_process(memoram_emulator):
+            env = {**os.environ, "MEMORAM_BASE_URL": memoram_emulator.base_url,
+                   "MEMORAM_API_KEY": memoram_emulator.api_key}
+            subprocess.run([sys.executable, "-m", "memoram_auth", "token"], env=env,
+                           check=True, stdout=subprocess.DEVNULL, timeout=60)
+
+
+        def test_each_use_has_its_own_cache_and_it_is_restored_after(memoram_emulator):
+            assert not os.listdir(memoram_emulator.cache_dir)
+
+
+        def test_zz_restored():
+            assert "MEMORAM_AUTH_CACHE_DIR" not in os.environ
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly")
+    result.assert_outcomes(passed=5)
+    created = [str(p.relative_to(home)) for p in home.rglob("*")]
+    assert [p for p in created if "memoram" in p] == [], created
+
+
+def test_sixty_concurrent_connections_all_get_answers() -> None:
+    import socket
+    import threading
+
+    from memoram_auth.emulator._handler import EmulatorServer
+    from memoram_auth.emulator._state import State
+
+    state = State(["mem_x"], max_lifetime=60, default_lifetime=60, clock_offset=0, token_delay=0)
+    server = EmulatorServer(("127.0.0.1", 0), state)
+    thread = None
+    sockets: list[socket.socket] = []
+    try:
+        # All 60 connect while nothing accepts: each waits in the listen backlog. With the
+        # old backlog of 5, the kernel dropped the rest and their connects timed out.
+        for _ in range(60):
+            sockets.append(socket.create_connection(server.server_address[:2], timeout=3))
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+        thread.start()
+        for sock in sockets:
+            sock.sendall(b"GET /api/v1/tags HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answers = [sock.makefile("rb").readline() for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.shutdown() if thread is not None else None
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=10)
+    assert answers == [b"HTTP/1.1 401 Unauthorized\r\n"] * 60
+
+
+def test_the_lines_it_prints_paste_into_a_shell_as_they_are(tmp_path: Path) -> None:
+    key = "mem_paste$HOME'x"  # a key that a shell would expand or choke on, unquoted
+    command = [sys.executable, "-m", "memoram_auth.emulator", "--port", "0", "--api-key", key]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None
+            lines = [process.stdout.readline().rstrip("\n") for _ in range(7)]
+            export = next(line for line in lines if line.startswith("export "))
+            revoke = next(line for line in lines if line.startswith("python -m"))
+            script = (
+                f"{export}\n"
+                f'test "$MEMORAM_API_KEY" = {shlex_quote(key)}\n'
+                f"{sys.executable} -m memoram_auth token --cache-dir {tmp_path / 'c'}\n"
+                f"{revoke}\n"
+            )
+            # "python" as the user's shell finds it: this environment's.
+            path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+            result = subprocess.run(
+                ["sh", "-ec", script],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={**os.environ, "PATH": path},
+            )
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    assert result.returncode == 0, result.stderr
+    token, revoked = result.stdout.splitlines()
+    assert token.count(".") == 2
+    assert revoked.startswith("revoked 1 token(s)")
+    assert lines[-1] == "Ctrl-C to stop"
+
+
+def shlex_quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+MEMORAM_AUTH = Path(sys.executable).with_name("memoram-auth")
+
+
+def emulator_command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    command = (
+        [str(MEMORAM_AUTH)] if MEMORAM_AUTH.exists() else [sys.executable, "-m", "memoram_auth"]
+    )
+    return subprocess.run(
+        [*command, "emulator", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
+
+
+def test_revoke_from_the_command_line_and_the_replay_recovers(memoram_emulator: Emulator) -> None:
+    import requests
+
+    from memoram_auth import MemoramAuth
+
+    emu = memoram_emulator
+    auth = MemoramAuth(emu.api_key, base_url=emu.base_url)
+    with requests.Session() as session:
+        session.auth = auth
+        assert session.get(f"{emu.base_url}/tags", timeout=10).status_code == 200
+        result = emulator_command("revoke", "--port", str(emu.port))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("revoked 1 token(s)")
+        response = session.get(f"{emu.base_url}/tags", timeout=10)
+    assert response.status_code == 200
+    assert [r.status_code for r in response.history] == [401]  # the 401, then the replay
+    assert (emu.counters.unauthorized, emu.counters.token_requests) == (1, 2)
+
+
+def test_reject_key_and_accept_key_from_the_command_line(memoram_emulator: Emulator) -> None:
+    emu = memoram_emulator
+    # From MEMORAM_BASE_URL, as after pasting the emulator's export line.
+    rejected = emulator_command("reject-key", MEMORAM_BASE_URL=emu.base_url)
+    assert rejected.returncode == 0, rejected.stderr
+    assert rejected.stdout.startswith("rejected 1 key(s)")
+    status, _, _ = call(f"{emu.base_url}/auth/token", method="POST", body={"api_key": emu.api_key})
+    assert status == 401
+    accepted = emulator_command("accept-key", emu.api_key, "--base-url", emu.base_url)
+    assert accepted.returncode == 0, accepted.stderr
+    assert get_token(emu)["token_type"] == "Bearer"
+    assert emu.counters.api_requests == 0  # the controls are not API traffic
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        pytest.param(["--base-url", "https://api.memoram.app/api/v1"], "loopback", id="remote"),
+        pytest.param(["--port", "1"], "no emulator answered at http://127.0.0.1:1", id="none"),
+    ],
+)
+def test_the_controls_reach_only_a_loopback_emulator(args: list[str], words: str) -> None:
+    result = emulator_command("revoke", *args)
+    assert result.returncode in (1, 2)
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("method", "content_type", "path", "status"),
+    [
+        pytest.param("POST", "text/plain", "revoke", 415, id="form-or-text-post"),
+        pytest.param("GET", "application/json", "revoke", 405, id="get"),
+        pytest.param("POST", "application/json", "bogus", 404, id="unknown"),
+        pytest.param("POST", "application/json", "accept-key", 400, id="accept-without-key"),
+    ],
+)
+def test_the_control_endpoints_refuse_what_a_web_page_could_send(
+    memoram_emulator: Emulator, method: str, content_type: str, path: str, status: int
+) -> None:
+    memoram_emulator.revoke_all()
+    token = get_token(memoram_emulator)["token"]
+    request = urllib.request.Request(
+        f"{memoram_emulator.origin}/_emulator/{path}",
+        data=b"{}" if method == "POST" else None,
+        headers={"Content-Type": content_type},
+        method=method,
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=5)
+    info.value.close()
+    assert info.value.code == status
+    assert call(f"{memoram_emulator.base_url}/tags", token=token)[0] == 200  # nothing revoked

@@ -194,3 +194,33 @@ def test_httpies_own_plugin_installer(emu: Emulator, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["id"] == "tag_1"
     assert emu.counters.token_requests == 1
+
+
+def test_no_key_names_httpies_auth_option(emu: Emulator, http: Http) -> None:
+    http.env["MEMORAM_AUTH_DISABLE_PLUGINS"] = "1"
+    result = http("-A", "memoram", f"{emu.base_url}/tags")
+    assert result.returncode == 1
+    assert "pass --auth KEY (-a KEY)" in result.stderr
+    assert "api_key=" not in result.stderr
+    assert "--api-key" not in result.stderr
+
+
+def test_a_bad_base_url_says_where_it_came_from(emu: Emulator, http: Http) -> None:
+    http.env["MEMORAM_BASE_URL"] = "api.memoram.app/api/v1"
+    result = http("-A", "memoram", f"{emu.base_url}/tags", key=emu.api_key)
+    assert result.returncode == 1
+    assert "(from MEMORAM_BASE_URL: 'api.memoram.app/api/v1')" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_cache_warning_is_one_line_without_source(emu: Emulator, http: Http) -> None:
+    assert http("--check-status", "-A", "memoram", f"{emu.base_url}/tags", key=emu.api_key)
+    (cache_file,) = Path(http.env["MEMORAM_AUTH_CACHE_DIR"]).glob("*.token")
+    cache_file.write_bytes(b"\x00garbage")
+    result = http("--check-status", "-b", "-A", "memoram", f"{emu.base_url}/tags", key=emu.api_key)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("http: warning: memoram-auth: the cached token file ")
+    assert ".py" not in result.stderr
+    assert "garbage" not in result.stderr

@@ -8,6 +8,9 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 import memoram_auth
 
@@ -155,3 +158,75 @@ def test_the_declared_floors_are_the_safe_ones() -> None:
     assert as_tuple["filelock"] >= (3, 20, 1)  # O_NOFOLLOW on lock files
     assert as_tuple["requests"] >= (2, 32, 4)  # verification and .netrc leak fixes
     assert as_tuple["pluggy"] >= (1, 2)
+
+
+def _pyproject() -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11: the regular expressions below suffice
+        return {}
+    with (ROOT / "pyproject.toml").open("rb") as handle:
+        data: dict[str, Any] = tomllib.load(handle)
+    return data
+
+
+def test_classifiers_name_every_supported_python() -> None:
+    text = (ROOT / "pyproject.toml").read_text()
+    floor = re.search(r'^requires-python = ">=3\.(\d+)"', text, re.MULTILINE)
+    assert floor
+    versions = [int(v) for v in re.findall(r'"Programming Language :: Python :: 3\.(\d+)"', text)]
+    assert versions == list(range(int(floor.group(1)), 14))  # 3.9 ... 3.13, in order
+    project = _pyproject().get("project")
+    if project is not None:
+        assert project["license"] == "MIT"
+        assert project["license-files"] == ["LICENSE"]
+        assert "urls" not in project or all(
+            url.startswith("https://") for url in project["urls"].values()
+        )
+
+
+def test_the_license_file_is_the_declared_mit_license() -> None:
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License\n")
+    assert "Copyright (c) 2026 memoram-auth developers" in text
+
+
+def test_readme_links_work_outside_the_repository() -> None:
+    # On the package index the README is shown without the repository around it: a relative
+    # link (BENCHMARKS.md, plugins/...) or an in-page anchor there leads nowhere.
+    text = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)]*)\)", text) + re.findall(r'href="([^"]*)"', text)
+    assert targets  # the pattern finds links at all
+    assert [t for t in targets if not t.startswith("https://")] == []
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_license(tmp_path: Path) -> None:
+    import shutil
+    import zipfile
+
+    # A copy, so the build's own files (build/, *.egg-info) never land in the checkout.
+    source = tmp_path / "src"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(".git", ".tox", "*.egg-info", "build", "__pycache__"),
+    )
+    out = tmp_path / "dist"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (wheel,) = out.glob("memoram_auth-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        (license_name,) = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+        assert archive.read(license_name).decode() == (ROOT / "LICENSE").read_text()
+        (metadata_name,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+        metadata = archive.read(metadata_name).decode()
+    assert "License-Expression: MIT" in metadata
+    assert "License-File: LICENSE" in metadata
+    assert "Classifier: Programming Language :: Python :: 3.13" in metadata

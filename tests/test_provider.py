@@ -475,3 +475,76 @@ def test_a_key_rejected_ahead_of_expiry_is_forgotten_too(
     assert provider.cached_token() is None
     with pytest.raises(KeyRejectedError):
         provider.get_token()
+
+
+# -- the asked lifetime is part of the slot (issue 16, point 6) ----------------------------------
+
+
+def test_expires_in_is_part_of_the_slot() -> None:
+    from memoram_auth.cache import slot_for
+    from memoram_auth.keys import sha256_hex
+
+    base, key = "https://api.memoram.app/api/v1", "mem_" + "a" * 48
+    slots = {slot_for(base, key), slot_for(base, key, 60), slot_for(base, key, 3600)}
+    assert len(slots) == 3
+    # The server's default keeps the slot of earlier versions (and of the CLI's warm path).
+    assert slot_for(base, key) == slot_for(base, key, None) == sha256_hex(f"{base}\n{key}")[:32]
+
+
+def test_expires_in_is_part_of_a_shared_caches_secret() -> None:
+    from memoram_auth._derive import cache_secret
+
+    base, key = "https://api.memoram.app/api/v1", "mem_" + "a" * 48
+    assert len({cache_secret(key, base), cache_secret(key, base, 60)}) == 2
+    assert cache_secret(key, base, None) == cache_secret(key, base)
+
+
+@pytest.mark.parametrize("first", [60, 3600], ids=["short-first", "long-first"])
+def test_two_lifetimes_for_one_key_each_get_their_own(
+    memoram_emulator: Emulator, tmp_path: Path, first: int
+) -> None:
+    emu = memoram_emulator
+    from memoram_auth import MemoramAuth
+
+    second = 3660 - first
+    auths = {
+        lifetime: MemoramAuth(
+            emu.api_key, base_url=emu.base_url, cache_dir=tmp_path, expires_in=lifetime
+        )
+        for lifetime in (first, second)
+    }
+    tokens = {lifetime: auths[lifetime].provider.get_token() for lifetime in (first, second)}
+    for lifetime, token in tokens.items():
+        assert lifetime - 5 < token.remaining() <= lifetime
+    assert emu.counters.token_requests == 2
+    assert auths[60].provider.slot != auths[3600].provider.slot
+
+
+def test_two_lifetimes_across_processes(memoram_emulator: Emulator, tmp_path: Path) -> None:
+    emu = memoram_emulator
+    # What a process asking for 60 s tokens gets after another cached an hour's, and back.
+    script = (
+        "import sys, time\n"
+        "from memoram_auth.provider import get_provider\n"
+        "p = get_provider(sys.argv[1], sys.argv[2], cache_dir=sys.argv[3],"
+        " expires_in=int(sys.argv[4]))\n"
+        "print(round(p.get_token().remaining()))\n"
+    )
+
+    def remaining_in_a_process(lifetime: int) -> int:
+        result = subprocess.run(
+            [sys.executable, "-c", script, emu.api_key, emu.base_url, str(tmp_path), str(lifetime)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return int(result.stdout)
+
+    assert 3590 < remaining_in_a_process(3600) <= 3600
+    assert 50 < remaining_in_a_process(60) <= 60
+    assert emu.counters.token_requests == 2
+    # Each process after that finds its own lifetime's token in the cache.
+    assert 3590 < remaining_in_a_process(3600) <= 3600
+    assert 50 < remaining_in_a_process(60) <= 60
+    assert emu.counters.token_requests == 2

@@ -88,6 +88,9 @@ class Emulator:
         self._host_name = host_name or host
         self._server: EmulatorServer | None = None
         self._thread: threading.Thread | None = None
+        #: The token cache directory the ``memoram_emulator`` fixture gave the test (it is
+        #: also ``MEMORAM_AUTH_CACHE_DIR`` there); ``None`` elsewhere.
+        self.cache_dir: str | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -195,8 +198,12 @@ class Emulator:
             self.state.api_keys.add(api_key)
 
     def remove_key(self, api_key: str) -> None:
-        with self.state.lock:
-            self.state.api_keys.discard(api_key)
+        """Stop accepting *api_key*: its token requests get 401.
+
+        Also from outside the process: ``POST /_emulator/reject-key``, or ``memoram-auth
+        emulator reject-key``.
+        """
+        self.state.reject_keys(api_key)
 
     def inject(self, fault: Fault, count: int = 1) -> None:
         """Make the next *count* token calls behave as *fault* says."""
@@ -289,7 +296,11 @@ class Emulator:
             self.state.redirects[path] = (status, location)
 
     def revoke_all(self) -> int:
-        """Revoke every token issued so far; returns how many were still unrevoked."""
+        """Revoke every token issued so far; returns how many were still unrevoked.
+
+        Also from outside the process: ``POST /_emulator/revoke`` with a JSON body, or
+        ``memoram-auth emulator revoke``.
+        """
         return self.state.revoke_all()
 
     def __repr__(self) -> str:

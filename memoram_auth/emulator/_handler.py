@@ -12,11 +12,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from .._urls import is_loopback_host
 from ._state import Fault, RecordedRequest, State
 
-__all__ = ["EmulatorServer", "Handler"]
+__all__ = ["CONTROL_PREFIX", "EmulatorServer", "Handler"]
 
 PREFIX = "/api/v1"
+#: The emulator's own controls, not part of the Memoram API (see Handler._control).
+CONTROL_PREFIX = "/_emulator/"
 _CHALLENGE = 'Bearer error="invalid_token"'
 _MAX_BODY = 10 << 20
 #: Seconds a TLS client gets to finish its handshake; a silent peer then loses its thread.
@@ -43,6 +46,9 @@ class EmulatorServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # The listen backlog. socketserver's default of 5 dropped connections from about 30
+    # concurrent clients, which then saw ReadTimeouts (issue 16).
+    request_queue_size = 128
 
     def __init__(
         self,
@@ -156,6 +162,9 @@ class Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         parts = urlsplit(self.path)
         state = self.server.state
+        if parts.path.startswith(CONTROL_PREFIX):
+            self._control(parts.path[len(CONTROL_PREFIX) :], body)
+            return  # neither recorded nor counted: the counters describe the API's traffic
         token_call = parts.path.rstrip("/") == f"{PREFIX}/auth/token"
         state.record(
             RecordedRequest(
@@ -213,6 +222,46 @@ class Handler(BaseHTTPRequestHandler):
             self._error(401, "invalid_api_key", "the API key is not valid")
         else:
             self._json(200, state.issue(api_key, expires_in), {"Cache-Control": "no-store"})
+
+    # -- the emulator's own controls ----------------------------------------------------------
+
+    def _control(self, action: str, body: bytes) -> None:
+        """``POST /_emulator/revoke``, ``/_emulator/reject-key``, ``/_emulator/accept-key``.
+
+        What the ``Emulator`` methods do, for a person at the command line (``memoram-auth
+        emulator revoke``). Loopback clients only (the server binds nothing else anyway), and a
+        JSON body only: a web page may send a form or text POST to localhost without asking,
+        but not a JSON one.
+        """
+        state = self.server.state
+        if not is_loopback_host(str(self.client_address[0])):
+            self._error(403, "forbidden", "the emulator's controls answer loopback clients only")
+            return
+        if self.command != "POST":
+            self._error(405, "method_not_allowed", "use POST", {"Allow": "POST"})
+            return
+        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            self._error(415, "unsupported_media_type", "send a JSON object")
+            return
+        data = self._json_object(body or b"{}")
+        if data is None:
+            return
+        api_key = data.get("api_key")
+        if api_key is not None and (not isinstance(api_key, str) or not api_key):
+            self._error(400, "invalid_request", "api_key must be a non-empty string")
+        elif action == "revoke":
+            self._json(200, {"revoked": state.revoke_all()})
+        elif action == "reject-key":
+            self._json(200, {"rejected": state.reject_keys(api_key)})
+        elif action == "accept-key" and api_key is not None:
+            with state.lock:
+                state.api_keys.add(api_key)
+            self._json(200, {"accepted": 1})
+        elif action == "accept-key":
+            self._error(400, "invalid_request", "api_key is required")
+        else:
+            self._error(404, "not_found", "no such control (revoke, reject-key, accept-key)")
 
     # -- protected endpoints ------------------------------------------------------------------
 

@@ -170,6 +170,17 @@ class State:
         with self.lock:
             return jti in self._issued and jti not in self._revoked
 
+    def reject_keys(self, api_key: str | None = None) -> int:
+        """Stop accepting *api_key* (every key if ``None``); returns how many were accepted."""
+        with self.lock:
+            if api_key is None:
+                count = len(self.api_keys)
+                self.api_keys.clear()
+                return count
+            count = int(api_key in self.api_keys)
+            self.api_keys.discard(api_key)
+            return count
+
     def revoke_all(self) -> int:
         """Revoke every token issued so far; returns how many were live."""
         with self.lock:

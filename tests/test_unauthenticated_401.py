@@ -1,0 +1,112 @@
+"""The silent 401 (issue 16, point 2): why a request MemoramAuth left alone was refused.
+
+The adapters call ``AuthCore.note_unauthenticated_401(url)`` for a 401 to a request they did
+not add the token to; these tests drive that decision directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from memoram_auth import _authcore
+from memoram_auth._authcore import AuthCore
+
+BASE_URL = "http://127.0.0.1:8765/api/v1"
+KEY = "mem_" + "5" * 48
+
+
+@pytest.fixture(autouse=True)
+def _fresh_memory() -> Iterator[None]:
+    # The origins warned about are remembered process-wide: each test starts with none.
+    saved = set(_authcore._noted_origins)
+    _authcore._noted_origins.clear()
+    try:
+        yield
+    finally:
+        _authcore._noted_origins.clear()
+        _authcore._noted_origins.update(saved)
+
+
+@pytest.fixture
+def core() -> AuthCore:
+    return AuthCore(KEY, base_url=BASE_URL, cache_dir=False)
+
+
+def warnings_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "memoram_auth" and r.levelno == logging.WARNING
+    ]
+
+
+def test_a_401_from_another_origin_names_it_the_base_url_and_the_fix(
+    core: AuthCore, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert core.note_unauthenticated_401("https://api.memoram.app/api/v1/tags?user_id=u1")
+    (message,) = warnings_logged(caplog)
+    assert message.startswith("https://api.memoram.app answered 401")
+    assert BASE_URL in message
+    assert "MEMORAM_BASE_URL" in message
+    assert "base_url=" in message
+    assert "e.g. https://api.memoram.app/api/v1" in message
+    assert KEY not in message
+
+
+def test_one_warning_per_origin(core: AuthCore, caplog: pytest.LogCaptureFixture) -> None:
+    noted = [
+        core.note_unauthenticated_401("https://api.memoram.app/api/v1/tags"),
+        core.note_unauthenticated_401("https://API.memoram.app:443/api/v1/memory-blobs"),
+        core.note_unauthenticated_401("https://api.memoram.app:8443/api/v1/tags"),
+        core.note_unauthenticated_401("http://api.memoram.app/api/v1/tags"),
+        # Another auth object with the same configuration: still the same origin, still once.
+        AuthCore(KEY, base_url=BASE_URL, cache_dir=False).note_unauthenticated_401(
+            "https://api.memoram.app/x"
+        ),
+    ]
+    assert noted == [True, False, True, True, False]
+    origins = [m.split(" ", 1)[0] for m in warnings_logged(caplog)]
+    assert origins == [
+        "https://api.memoram.app",
+        "https://api.memoram.app:8443",
+        "http://api.memoram.app",
+    ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param(f"{BASE_URL}/tags", id="the-api-itself"),
+        pytest.param(f"{BASE_URL}/auth/token", id="the-token-endpoint"),
+        pytest.param("http://127.0.0.1:8765/elsewhere", id="same-origin-other-path"),
+        pytest.param("ftp://example.com/file", id="not-http"),
+        pytest.param("not a url", id="garbage"),
+        pytest.param("http://example.com:99999/", id="bad-port"),
+    ],
+)
+def test_nothing_is_said_for_our_own_origin_or_no_origin(
+    core: AuthCore, caplog: pytest.LogCaptureFixture, url: str
+) -> None:
+    assert core.note_unauthenticated_401(url) is False
+    assert warnings_logged(caplog) == []
+
+
+def test_credentials_in_the_url_never_reach_the_log(
+    core: AuthCore, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert core.note_unauthenticated_401("https://alice:s3cret@[::1]:9000/api/v1/tags")
+    (message,) = warnings_logged(caplog)
+    assert message.startswith("https://[::1]:9000 answered 401")
+    assert "s3cret" not in message
+    assert "alice" not in message
+
+
+def test_the_memory_of_origins_is_bounded(core: AuthCore, caplog: pytest.LogCaptureFixture) -> None:
+    limit = _authcore.MAX_NOTED_ORIGINS
+    noted = [core.note_unauthenticated_401(f"https://host{i}.example/") for i in range(limit + 5)]
+    assert noted == [True] * limit + [False] * 5
+    assert len(_authcore._noted_origins) == limit
+    assert len(warnings_logged(caplog)) == limit
