@@ -128,7 +128,10 @@ class MemoramMiddleware(AuthCore):
             TokenRequestError: no token could be had (see its subclasses).
         """
         if not self._targets(req.url):
-            return await handler(req)
+            response = await handler(req)
+            if response.status == 401:  # left alone: see note_unauthenticated_401
+                self.note_unauthenticated_401(str(req.url))
+            return response
         # The fresh token without another coroutine: this is the path of nearly every request.
         header = self.provider.fresh_authorization() or await self._authorization(req.session)
         req.headers["Authorization"] = header

@@ -157,7 +157,9 @@ class HttpxAuth(AuthCore, httpx.Auth):
     ) -> Generator[httpx.Request, httpx.Response, None]:
         """The flow ``httpx.Client`` drives."""
         if not self._targets(request.url):
-            yield request
+            response = yield request
+            if response.status_code == 401:  # left alone: see note_unauthenticated_401
+                self.note_unauthenticated_401(str(request.url))
             return
         header = self.provider.fresh_authorization()
         if header is None:  # the common case needs no sub-generator
@@ -226,7 +228,9 @@ class HttpxAuth(AuthCore, httpx.Auth):
         Concurrent requests on one loop share one refresh.
         """
         if not self._targets(request.url):
-            yield request
+            response = yield request
+            if response.status_code == 401:  # left alone: see note_unauthenticated_401
+                self.note_unauthenticated_401(str(request.url))
             return
         for replay in (False, True):
             token_flow = self._atoken()

@@ -46,10 +46,21 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
         # One bound method, kept: the hook is added once per request by identity, and no
         # closure per request needs building.
         self._response_hook: Callable[..., requests.Response] = self.handle_401
+        self._unauthenticated_hook: Callable[..., requests.Response] = self._note_401
+
+    def _note_401(self, response: requests.Response, **kwargs: Any) -> requests.Response:  # noqa: ANN401 - requests passes the send() arguments
+        """The response hook of requests this object left alone: see note_unauthenticated_401."""
+        if response.status_code == 401 and response.url:
+            self.note_unauthenticated_401(response.url)
+        return response
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         """Set ``Authorization`` on requests to the API's origin and hook the 401 replay."""
         if r.url is None or not self.targets(r.url):
+            # Left alone; a 401 to it may mean the base URL is not set (see _note_401).
+            hooks = r.hooks["response"]
+            if self._unauthenticated_hook not in hooks:
+                hooks.append(self._unauthenticated_hook)
             return r
         r.headers["Authorization"] = self.provider.authorization(self._transport)
         hooks = r.hooks["response"]
@@ -62,7 +73,10 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
         sent = response.request
         header = sent.headers.get("Authorization") or ""
         # Only on the API's origin (not after a redirect elsewhere).
-        if response.status_code != 401 or not sent.url or not self.targets(sent.url):
+        if response.status_code != 401 or not sent.url:
+            return response
+        if not self.targets(sent.url):
+            self.note_unauthenticated_401(sent.url)
             return response
         if header.startswith(BEARER):
             # Our token, rejected. Invalidated even when the body cannot be replayed, so the

@@ -110,3 +110,42 @@ def test_the_memory_of_origins_is_bounded(core: AuthCore, caplog: pytest.LogCapt
     assert noted == [True] * limit + [False] * 5
     assert len(_authcore._noted_origins) == limit
     assert len(warnings_logged(caplog)) == limit
+
+
+@pytest.mark.parametrize("adapter", ["requests", "httpx", "httpx-async"])
+def test_every_adapter_says_why_a_request_it_left_alone_came_back_401(
+    adapter: str, caplog: pytest.LogCaptureFixture, tmp_path: object
+) -> None:
+    import asyncio
+
+    import httpx
+    import requests
+
+    from memoram_auth import MemoramAuth
+    from memoram_auth.emulator import Emulator
+
+    # The key is for one API; the request goes to another (MEMORAM_BASE_URL left unset, say).
+    with Emulator() as configured, Emulator() as other:
+        auth = MemoramAuth(configured.api_key, base_url=configured.base_url, cache_dir=False)
+        url = f"{other.base_url}/tags"
+        caplog.set_level(logging.WARNING, logger="memoram_auth")
+        for _ in range(2):
+            if adapter == "requests":
+                status = requests.get(url, auth=auth, timeout=10).status_code
+            elif adapter == "httpx":
+                with httpx.Client(auth=auth) as client:
+                    status = client.get(url).status_code
+            else:
+
+                async def call() -> int:
+                    async with httpx.AsyncClient(auth=auth) as client:
+                        return (await client.get(url)).status_code
+
+                status = asyncio.run(call())
+            assert status == 401
+        logged = warnings_logged(caplog)
+        assert len(logged) == 1  # once per origin, however many 401s
+        assert other.origin in logged[0]
+        assert configured.base_url in logged[0]
+        assert "MEMORAM_BASE_URL" in logged[0]
+        assert configured.counters.token_requests == 0  # no token went anywhere
