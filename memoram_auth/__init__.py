@@ -10,6 +10,9 @@ start with an underscore are internal and may change in any release:
 - :mod:`memoram_auth.provider`: ``get_provider``/``TokenProvider``, tokens for code that sets
   headers itself.
 - :mod:`memoram_auth.exchange`: ``request_token``, one token request with retries.
+- :mod:`memoram_auth.transport`: how a token request travels: ``NetworkSettings`` (TLS
+  trust, client certificate, proxy), ``TokenRequest``/``RawResponse`` and the stdlib
+  ``UrllibTransport``, for code that sends token requests its own way.
 - :mod:`memoram_auth.token`: ``Token`` and its expiry maths.
 - :mod:`memoram_auth.cache`: the built-in ``FileCache`` and ``MemoryOnlyCache``.
 - :mod:`memoram_auth.hookspecs` and :mod:`memoram_auth.plugins`: writing and testing plugins.

@@ -214,7 +214,9 @@ def exchange_steps(
             deadline=min(deadline, now + policy.timeout),
         )
         if isinstance(answer, TransportError):
-            problem, status = str(answer), None
+            # A transport's message can carry what the server sent (a broken status line):
+            # shown as printable ASCII only, and cut short (issue 12).
+            problem, status = _shown(str(answer), 300), None
             if not answer.retry:
                 raise EndpointUnavailableError(
                     f"the token request to {url} failed: {problem}", status=None

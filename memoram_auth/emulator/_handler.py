@@ -150,7 +150,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:  # noqa: ANN401
+    def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:  # noqa: ANN401 - any JSON value
         self._send(status, json.dumps(data).encode(), headers)
 
     def _error(

@@ -111,7 +111,7 @@ class State:
                 return self._faults.popleft()
             rate, choices = self.flakiness
             if rate and random.random() < rate:  # noqa: S311 - picking a fault to inject, not a secret - fault injection, not secrecy
-                return random.choice(choices)  # noqa: S311
+                return random.choice(choices)  # noqa: S311 - picking a fault to inject, not a secret
             return None
 
     def clear_faults(self) -> None:

@@ -56,7 +56,7 @@ _clients: dict[tuple[object, ...], Any] = {}
 _lock = threading.Lock()
 
 
-def configure(client: Any = None, *, prefix: str | None = None) -> None:  # noqa: ANN401
+def configure(client: Any = None, *, prefix: str | None = None) -> None:  # noqa: ANN401 - a redis.Redis (or cluster) client; redis is imported lazily
     """Use *client* (a sync redis-py client) for the ``redis`` backend; ``None`` to forget it.
 
     Takes precedence over ``MEMORAM_AUTH_REDIS_URL``. Affects providers created afterwards.

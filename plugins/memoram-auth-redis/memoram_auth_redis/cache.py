@@ -131,7 +131,7 @@ class RedisTokenCache:
             self._scripts[name] = script
         return script
 
-    def _call(self, name: str, keys: list[str], args: list[object]) -> Any:  # noqa: ANN401
+    def _call(self, name: str, keys: list[str], args: list[object]) -> Any:  # noqa: ANN401 - whatever the Lua script answers
         """Run script *name*, or give ``_FAILED`` when Redis is skipped or fails."""
         if not self.breaker.allows():
             return _FAILED
