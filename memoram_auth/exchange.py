@@ -216,7 +216,7 @@ def exchange_steps(
         if isinstance(answer, TransportError):
             # A transport's message can carry what the server sent (a broken status line):
             # shown as printable ASCII only, and cut short (issue 12).
-            problem, status = _shown(str(answer), 300), None
+            problem, status = _shown(str(answer), 800), None
             if not answer.retry:
                 raise EndpointUnavailableError(
                     f"the token request to {url} failed: {problem}", status=None
