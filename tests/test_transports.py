@@ -570,7 +570,6 @@ def _no_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
         ("https://api.example.com/x", ".example.com"),
         ("https://api.example.com:8443/x", "api.example.com:8443"),
         ("https://api.example.com:8443/x", "api.example.com:443"),
-        ("https://badexample.com/x", "example.com"),
         ("https://10.1.2.3/x", "10.0.0.0/8"),
         ("https://10.1.2.3:8443/x", "10.1.2.3:8443"),
         ("https://[::1]/x", "::1"),
@@ -589,6 +588,14 @@ def test_no_proxy_matching_is_requests_own(
     parts = urlsplit(url)
     expected = requests.utils.should_bypass_proxies(url, no_proxy=None)
     assert no_proxy_matches(parts.hostname or "", parts.port, no_proxy) is bool(expected)
+
+
+def test_no_proxy_matches_whole_labels() -> None:
+    from memoram_auth.transport import no_proxy_matches
+
+    # As current requests does; releases before it matched any suffix ("badexample.com").
+    assert not no_proxy_matches("badexample.com", None, "example.com")
+    assert no_proxy_matches("api.example.com", None, "example.com")
 
 
 # -- 8. what the tries found: redirects, .netrc, httpx event hooks ------------------------------

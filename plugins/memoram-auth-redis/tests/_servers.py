@@ -36,10 +36,14 @@ def find_binary(name: str = "server", path: str | None = None) -> str:
     raise ServerMissing(INSTALL_HINT)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def free_port(highest: int = 65535) -> int:
+    """A free loopback port, at most *highest* (cluster nodes also use port + 10000)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port <= highest:
+            return port
 
 
 class Server:
@@ -118,8 +122,15 @@ class Cluster:
     """Three masters on loopback, no replicas, slots spread by ``redis-cli --cluster create``."""
 
     def __init__(self, masters: int = 3) -> None:
+        # A cluster node's bus listens on port + 10000: redis-server refuses ports above 55535.
         self.servers = [
-            Server("--cluster-enabled", "yes", "--cluster-node-timeout", "2000")
+            Server(
+                "--cluster-enabled",
+                "yes",
+                "--cluster-node-timeout",
+                "2000",
+                port=free_port(highest=55535),
+            )
             for _ in range(masters)
         ]
         for server in self.servers:
