@@ -56,7 +56,17 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         """Set ``Authorization`` on requests to the API's origin and hook the 401 replay."""
-        if r.url is None or not self.targets(r.url):
+        url = r.url
+        # The common case (the API's origin as configured, no escapes, not the token endpoint)
+        # by prefix tests here; targets() decides every other URL, by the same rule.
+        if (
+            url is not None
+            and url.startswith(self._origin_prefix)
+            and not url.startswith(self._token_url)
+            and "%" not in url
+        ):
+            pass
+        elif url is None or not self.targets(url):
             # Left alone; a 401 to it may mean the base URL is not set (see _note_401).
             hooks = r.hooks["response"]
             if self._unauthenticated_hook not in hooks:
