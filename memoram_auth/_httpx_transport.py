@@ -11,7 +11,6 @@ being retried.
 
 from __future__ import annotations
 
-import atexit
 import threading
 import time
 from typing import Any
@@ -22,6 +21,7 @@ from .transport import (
     MAX_BODY,
     NetworkSettings,
     RawResponse,
+    SharedTransports,
     TokenRequest,
     TransportError,
     describe_tls_failure,
@@ -138,25 +138,12 @@ class HttpxTransport:
             raise _transport_error(exc, request.url) from exc
 
 
-_transports: dict[tuple[object, ...], HttpxTransport] = {}
-_transports_lock = threading.Lock()
-
-
-def _close_all() -> None:
-    # Shared transports live as long as the process; their kept-alive connections are closed
-    # before it ends rather than left to the garbage collector (a ResourceWarning each).
-    for transport in list(_transports.values()):
-        transport._client.close()
-
-
-atexit.register(_close_all)
+#: One per network settings (see SharedTransports).
+_transports: SharedTransports[HttpxTransport] = SharedTransports(
+    HttpxTransport, lambda transport: transport._client.close()
+)
 
 
 def httpx_transport(settings: NetworkSettings) -> HttpxTransport:
     """One transport per network settings, shared."""
-    key = settings.key()
-    transport = _transports.get(key)
-    if transport is None:
-        with _transports_lock:
-            transport = _transports.setdefault(key, HttpxTransport(settings))
-    return transport
+    return _transports.get(settings)

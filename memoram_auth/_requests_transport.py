@@ -9,7 +9,6 @@ itself, SOCKS proxies when ``requests[socks]`` is installed, and the mocks of ``
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import socket
 import threading
@@ -26,6 +25,7 @@ from .transport import (
     MAX_BODY,
     NetworkSettings,
     RawResponse,
+    SharedTransports,
     TokenRequest,
     TransportError,
     describe_tls_failure,
@@ -205,25 +205,12 @@ def _transport_error(exc: requests.exceptions.RequestException, host: str) -> Tr
     return TransportError(f"cannot connect: {type(exc).__name__}: {exc}")
 
 
-_transports: dict[tuple[object, ...], RequestsTransport] = {}
-_transports_lock = threading.Lock()
-
-
-def _close_all() -> None:
-    # Shared transports live as long as the process; their kept-alive connections are closed
-    # before it ends rather than left to the garbage collector (a ResourceWarning each).
-    for transport in list(_transports.values()):
-        transport._session.close()
-
-
-atexit.register(_close_all)
+#: One per network settings (see SharedTransports).
+_transports: SharedTransports[RequestsTransport] = SharedTransports(
+    RequestsTransport, lambda transport: transport._session.close()
+)
 
 
 def requests_transport(settings: NetworkSettings) -> RequestsTransport:
     """One transport (one session, one connection pool) per network settings, shared."""
-    key = settings.key()
-    transport = _transports.get(key)
-    if transport is None:
-        with _transports_lock:
-            transport = _transports.setdefault(key, RequestsTransport(settings))
-    return transport
+    return _transports.get(settings)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol, Union
+from typing import TYPE_CHECKING, Callable, Generic, Protocol, TypeVar, Union
 
 if TYPE_CHECKING:
     import http.client
@@ -21,6 +21,7 @@ __all__ = [
     "MAX_BODY",
     "NetworkSettings",
     "RawResponse",
+    "SharedTransports",
     "TokenRequest",
     "Transport",
     "TransportError",
@@ -461,6 +462,41 @@ class UrllibTransport:
         finally:
             watchdog.cancel()
             connection.close()
+
+
+T = TypeVar("T")
+
+
+class SharedTransports(Generic[T]):
+    """One transport per network settings, shared by every auth object that has them (one
+    session, one connection pool), and closed when the process exits: their kept-alive
+    connections are closed then rather than left to the garbage collector (a ResourceWarning
+    each)."""
+
+    def __init__(self, factory: Callable[[NetworkSettings], T], close: Callable[[T], None]) -> None:
+        import atexit
+        import threading
+
+        self._factory = factory
+        self._close = close
+        self._items: dict[tuple[object, ...], T] = {}
+        self._lock = threading.Lock()
+        atexit.register(self.close_all)
+
+    def get(self, settings: NetworkSettings) -> T:
+        """The transport for *settings*, created on first use."""
+        key = settings.key()
+        item = self._items.get(key)
+        if item is None:
+            with self._lock:
+                item = self._items.get(key)
+                if item is None:
+                    item = self._items[key] = self._factory(settings)
+        return item
+
+    def close_all(self) -> None:
+        for item in list(self._items.values()):
+            self._close(item)
 
 
 _default: UrllibTransport | None = None
