@@ -26,8 +26,8 @@ from .transport import (
     RawResponse,
     TokenRequest,
     TransportError,
-    describe_tls_failure,
     ssl_context,
+    tls_failure_in,
 )
 
 if TYPE_CHECKING:
@@ -39,36 +39,31 @@ __all__ = ["AiohttpSender"]
 _AIOHTTP_PROXY_SCHEMES = ("http", "https")
 
 
-def _causes(exc: BaseException) -> list[BaseException]:
-    """*exc*, the errors aiohttp wraps in it (public attributes), and its chain."""
-    seen: list[BaseException] = []
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        current = pending.pop(0)
-        if current is None or any(current is s for s in seen):
-            continue
-        seen.append(current)
-        if isinstance(current, aiohttp.ClientConnectorCertificateError):
-            # Not os_error: aiohttp 3.12's certificate error does not set it (AttributeError).
-            pending.append(current.certificate_error)
-        elif isinstance(current, aiohttp.ClientConnectorError):
-            pending.append(current.os_error)
-        pending += [current.__cause__, current.__context__]
-    return seen
+def _wrapped(error: BaseException) -> list[object]:
+    """The ssl error an aiohttp connection error wraps (public attributes)."""
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        # Not os_error: aiohttp 3.12's certificate error does not set it (AttributeError).
+        return [error.certificate_error]
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return [error.os_error]
+    return []
 
 
 def transport_error(exc: BaseException, url: str) -> TransportError:
     """What a failed token request tells the exchange: final for TLS that cannot verify."""
     parsed = URL(url)
     host, port = parsed.raw_host or "", parsed.port or 443
-    for cause in _causes(exc):
-        if isinstance(cause, aiohttp.ClientError):
-            # aiohttp's TLS errors subclass ssl's without their attributes: judge the ssl
-            # error each one wraps (certificate_error, os_error) instead.
-            continue
-        final = describe_tls_failure(cause, host, port)
-        if final is not None:
-            return final
+    # aiohttp's TLS errors subclass ssl's without their attributes: the ssl error each one
+    # wraps (certificate_error, os_error) is judged instead.
+    final = tls_failure_in(
+        exc,
+        host,
+        port,
+        wrapped=_wrapped,
+        judged=lambda error: not isinstance(error, aiohttp.ClientError),
+    )
+    if final is not None:
+        return final
     if isinstance(exc, asyncio.TimeoutError):  # aiohttp's own timeouts subclass it
         return TransportError(f"no answer within the timeout ({type(exc).__name__})")
     if isinstance(exc, aiohttp.ClientHttpProxyError):  # the proxy refused the tunnel

@@ -24,8 +24,8 @@ from .transport import (
     SharedTransports,
     TokenRequest,
     TransportError,
-    describe_tls_failure,
     ssl_context,
+    tls_failure_in,
 )
 
 __all__ = ["HttpxTransport", "as_httpx_request", "as_raw_response", "httpx_transport"]
@@ -87,14 +87,9 @@ def _client_options(settings: NetworkSettings) -> dict[str, Any]:
 def _transport_error(exc: httpx.TransportError, url: str) -> TransportError:
     host = httpx.URL(url).host
     port = httpx.URL(url).port or (443 if url.startswith("https:") else 80)
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen:
-        seen.append(current)
-        final = describe_tls_failure(current, host, port)
-        if final is not None:
-            return final
-        current = current.__cause__ or current.__context__
+    final = tls_failure_in(exc, host, port)
+    if final is not None:
+        return final
     if isinstance(exc, httpx.TimeoutException):
         return TransportError(f"no answer within the timeout ({type(exc).__name__})")
     return TransportError(f"cannot connect: {type(exc).__name__}: {exc}")

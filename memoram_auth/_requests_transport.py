@@ -28,7 +28,7 @@ from .transport import (
     SharedTransports,
     TokenRequest,
     TransportError,
-    describe_tls_failure,
+    tls_failure_in,
 )
 
 __all__ = ["RequestsTransport", "requests_transport"]
@@ -81,21 +81,9 @@ class _Adapter(requests.adapters.HTTPAdapter):
         return manager
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    """The exception, the ones it wraps (requests and urllib3 nest them) and their causes."""
-    seen: list[BaseException] = []
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        current = todo.pop()
-        if current is None or current in seen or len(seen) > 20:
-            continue
-        seen.append(current)
-        reason = getattr(current, "reason", None)
-        todo.extend([current.__cause__, current.__context__])
-        if isinstance(reason, BaseException):
-            todo.append(reason)
-        todo.extend(arg for arg in current.args if isinstance(arg, BaseException))
-    return seen
+def _wrapped(error: BaseException) -> list[object]:
+    # requests and urllib3 nest errors in args and in urllib3's ``reason``.
+    return [getattr(error, "reason", None), *error.args]
 
 
 class RequestsTransport:
@@ -194,10 +182,11 @@ def _read(response: requests.Response, deadline: float) -> bytes:
 
 def _transport_error(exc: requests.exceptions.RequestException, host: str) -> TransportError:
     hostname, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
-    for inner in _chain(exc):
-        final = describe_tls_failure(inner, hostname or host, int(port) if port.isdigit() else 443)
-        if final is not None:
-            return final
+    final = tls_failure_in(
+        exc, hostname or host, int(port) if port.isdigit() else 443, wrapped=_wrapped
+    )
+    if final is not None:
+        return final
     if isinstance(exc, requests.exceptions.SSLError):
         return TransportError(f"TLS failed with {host}: {exc}; {CA_HINT}", retry=False)
     if isinstance(exc, requests.exceptions.ProxyError):

@@ -30,6 +30,7 @@ __all__ = [
     "describe_tls_failure",
     "no_proxy_matches",
     "ssl_context",
+    "tls_failure_in",
 ]
 
 #: A token answer is a few hundred bytes; anything past this is a proxy's page, not a token.
@@ -324,6 +325,36 @@ def describe_tls_failure(exc: BaseException, host: str, port: int) -> TransportE
         return TransportError(
             f"the certificate of {host}:{port} did not verify; {CA_HINT}", retry=False
         )
+    return None
+
+
+def tls_failure_in(
+    exc: BaseException,
+    host: str,
+    port: int,
+    *,
+    wrapped: Callable[[BaseException], Iterable[object]] = lambda _: (),
+    judged: Callable[[BaseException], bool] = lambda _: True,
+) -> TransportError | None:
+    """:func:`describe_tls_failure` for the first error in *exc*'s chain that it recognises.
+
+    HTTP libraries nest the ``ssl`` error: the chain is *exc*, its ``__cause__`` and
+    ``__context__``, and whatever the library's ``wrapped(error)`` names (urllib3's
+    ``reason``, aiohttp's ``os_error``), each followed in turn. Errors for which ``judged``
+    is false are followed but not judged themselves.
+    """
+    seen: list[BaseException] = []
+    pending: list[object] = [exc]
+    while pending and len(seen) < 20:
+        current = pending.pop(0)
+        if not isinstance(current, BaseException) or any(current is s for s in seen):
+            continue
+        seen.append(current)
+        if judged(current):
+            final = describe_tls_failure(current, host, port)
+            if final is not None:
+                return final
+        pending += [current.__cause__, current.__context__, *wrapped(current)]
     return None
 
 
