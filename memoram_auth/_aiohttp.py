@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from time import time as _now
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from .token import Token
 
 __all__ = ["MemoramMiddleware"]
+
+_SEEN = 256  # URL objects remembered as needing the token (yarl's own URL cache holds 128)
 
 
 def _can_resend(body: aiohttp.payload.Payload | bytes) -> bool:
@@ -88,6 +91,14 @@ class MemoramMiddleware(AuthCore):
         self._sender = AiohttpSender(self.network)
         # The base URL's own spelling of host and port, as yarl's raw_authority gives it.
         self._authority = self._origin_prefix.split("/")[2]
+        # URL objects found to need the token, the last one and up to _SEEN more by id. yarl
+        # hands out one URL object per URL string (URL(str) is lru-cached), so a client that
+        # calls the same endpoints again brings the same objects, and an identity test replaces
+        # the origin test (reading yarl's properties is most of this middleware's cost). URLs
+        # are immutable and these references keep them alive, so no other object can have
+        # their id and `is` cannot match another URL.
+        self._last_target: URL | None = None
+        self._targets_seen: dict[int, URL] = {}
 
     def _targets(self, url: URL) -> bool:
         # Most URLs spell the authority as the base URL does: one comparison of yarl's cached
@@ -127,13 +138,27 @@ class MemoramMiddleware(AuthCore):
         Raises:
             TokenRequestError: no token could be had (see its subclasses).
         """
-        if not self._targets(req.url):
-            response = await handler(req)
-            if response.status == 401:  # left alone: see note_unauthenticated_401
-                self.note_unauthenticated_401(str(req.url))
-            return response
-        # The fresh token without another coroutine: this is the path of nearly every request.
-        header = self.provider.fresh_authorization() or await self._authorization(req.session)
+        url = req.url
+        if url is not self._last_target:
+            seen = self._targets_seen
+            if seen.get(id(url)) is not url:
+                if not self._targets(url):
+                    response = await handler(req)
+                    if response.status == 401:  # left alone: see note_unauthenticated_401
+                        self.note_unauthenticated_401(str(url))
+                    return response
+                if len(seen) >= _SEEN:  # URLs built with params= are new objects every time
+                    seen.clear()
+                seen[id(url)] = url
+            self._last_target = url
+        # TokenProvider.fresh_authorization, inlined: this is the path of nearly every request,
+        # and the method call alone costs a tenth of the budget (BENCHMARKS.md, aiohttp). The
+        # provider is this package's own, and _entry is replaced whole, never mutated.
+        entry = self.provider._entry
+        if entry is not None and _now() < entry.refresh_at:
+            header = entry.authorization
+        else:
+            header = await self._authorization(req.session)
         req.headers["Authorization"] = header
         response = await handler(req)
         if response.status != 401 or req.headers.get("Authorization") != header:

@@ -129,6 +129,31 @@ def test_other_origins_and_the_token_endpoint_get_no_token(
     assert [authorization(r) for r in emu.requests] == [None]
 
 
+def test_remembered_urls_keep_the_origin_rule(emu: Emulator, middleware: MemoramMiddleware) -> None:
+    # The middleware remembers URL objects that need the token (yarl hands out the same object
+    # for the same string): the same and interleaved URLs, URLs rebuilt with params= every
+    # time (more than it remembers) and another origin between them must all still be judged
+    # right, and the memory stays bounded.
+    with Emulator(host="127.0.0.2") as other:
+
+        async def main() -> None:
+            async with aiohttp.ClientSession(middlewares=(middleware,)) as session:
+                for i in range(300):
+                    await status_of(session, "GET", f"{emu.base_url}/tags")
+                    await status_of(session, "GET", f"{other.base_url}/tags")
+                    await status_of(session, "GET", f"{emu.base_url}/notes", params={"i": i})
+                    await status_of(session, "GET", f"{other.base_url}/notes", params={"i": i})
+
+        run(main)
+        assert len(other.requests) == 600
+        assert {authorization(r) for r in other.requests} == {None}
+    calls = api_calls(emu)
+    assert len(calls) == 600
+    assert {authorization(r) for r in calls} == {f"Bearer {middleware.provider.get_token().value}"}
+    assert emu.counters.token_requests == 1
+    assert len(middleware._targets_seen) <= 256  # bounded, though every params= URL is new
+
+
 def test_each_redirect_hop_is_judged_by_its_own_origin(
     emu: Emulator, middleware: MemoramMiddleware
 ) -> None:
