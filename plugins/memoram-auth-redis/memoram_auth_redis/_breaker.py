@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 import warnings
@@ -70,7 +71,7 @@ class Breaker:
             retry_in = self._period * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
             self._open_until = self._clock() + retry_in
         # The exception's text, not the URL's: redis-py's messages name host and port only.
-        error = f"{type(exc).__name__}: {exc}"
+        error = _readable(f"{type(exc).__name__}: {exc}")
         mine = object()
         if _warned_once.setdefault("warned", mine) is mine:
             advice = _advice(exc)
@@ -92,6 +93,15 @@ class Breaker:
             was_open, self._period, self._open_until = self._period > 0, 0.0, 0.0
         if was_open:
             plugins.notify("memoram_auth_cache_recovered", backend="redis")
+
+
+# redis-py's MasterNotFoundError quotes each Sentinel client's repr, a kilobyte of options.
+_SENTINEL_REPR = re.compile(r"<redis\.client\.Redis\(.*?host=([^,]+),port=(\d+).*?\)>(?= - )")
+
+
+def _readable(error: str) -> str:
+    """*error* with a Sentinel client's repr shortened to its address."""
+    return _SENTINEL_REPR.sub(r"Sentinel \1:\2", error)
 
 
 def _advice(exc: BaseException) -> str:
