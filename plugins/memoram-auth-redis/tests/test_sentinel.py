@@ -21,10 +21,13 @@ from memoram_auth import ConfigurationError, MemoramAuth, MemoramAuthWarning
 from memoram_auth.emulator import Emulator
 
 
-def configure(monkeypatch: pytest.MonkeyPatch, url: str, name: str) -> None:
+def configure(monkeypatch: pytest.MonkeyPatch, url: str, name: str, timeout: str = "5") -> None:
     monkeypatch.setenv("MEMORAM_AUTH_CACHE_BACKEND", "redis")
     monkeypatch.setenv("MEMORAM_AUTH_REDIS_URL", url)
     monkeypatch.setenv("MEMORAM_AUTH_REDIS_SENTINEL", name)
+    # 5 s, not the 0.3 s default, unless the timeout is the point: a loaded CI machine can
+    # take longer than 0.3 s to answer, and a timeout would fail these tests for nothing.
+    monkeypatch.setenv("MEMORAM_AUTH_REDIS_TIMEOUT", timeout)
 
 
 def machine(emu: Emulator, cache_dir: Path) -> MemoramAuth:
@@ -93,7 +96,8 @@ def test_a_silent_sentinel_is_asked_once_and_the_request_goes_on(
     with socket.socket() as silent:  # accepts connections (the backlog), never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
-        configure(monkeypatch, f"redis://127.0.0.1:{silent.getsockname()[1]}/0", "any")
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        configure(monkeypatch, url, "any", timeout="0.3")
         auth = machine(emu, tmp_path / "a")
         with pytest.warns(MemoramAuthWarning, match="No master found for 'any'") as caught:
             assert auth.provider.get_token()

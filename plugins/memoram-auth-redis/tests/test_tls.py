@@ -44,6 +44,9 @@ def call(auth: MemoramAuth, emu: Emulator) -> int:
 def configure(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     monkeypatch.setenv("MEMORAM_AUTH_CACHE_BACKEND", "redis")
     monkeypatch.setenv("MEMORAM_AUTH_REDIS_URL", url)
+    # Not the 0.3 s default: on a loaded CI machine a handshake can take longer, and these
+    # tests are about certificates, not time.
+    monkeypatch.setenv("MEMORAM_AUTH_REDIS_TIMEOUT", "5")
 
 
 @pytest.mark.parametrize("scheme", ["rediss", "valkeys"])
