@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 import warnings
@@ -11,7 +12,24 @@ from collections.abc import Callable
 from memoram_auth import plugins
 from memoram_auth.exceptions import MemoramAuthWarning
 
+from ._config import URL_ENV
+
 __all__ = ["Breaker"]
+
+#: What to do about a TLS failure, by words in the error (redis-py's message quotes OpenSSL's).
+_TLS_ADVICE = (
+    (
+        ("CERTIFICATE_VERIFY_FAILED",),
+        f"if its certificate comes from a private CA, name the CA in {URL_ENV}: "
+        "rediss://host:port/0?ssl_ca_certs=/path/to/ca.pem",
+    ),
+    (
+        # TLS 1.3: the server's alert, or its hang-up before the client reads it.
+        ("CERTIFICATE_REQUIRED", "EOF occurred in violation of protocol"),
+        f"if it asks for a client certificate (tls-auth-clients), name one in {URL_ENV}: "
+        "?ssl_certfile=/path/to/cert.pem&ssl_keyfile=/path/to/key.pem",
+    ),
+)
 
 # One warning per process, whatever the number of caches; dict.setdefault is atomic.
 _warned_once: dict[str, object] = {}
@@ -53,11 +71,13 @@ class Breaker:
             retry_in = self._period * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
             self._open_until = self._clock() + retry_in
         # The exception's text, not the URL's: redis-py's messages name host and port only.
-        error = f"{type(exc).__name__}: {exc}"
+        error = _readable(f"{type(exc).__name__}: {exc}")
         mine = object()
         if _warned_once.setdefault("warned", mine) is mine:
+            advice = _advice(exc)
+            detail = f"{error.rstrip('.')}; {advice}" if advice else error
             warnings.warn(
-                f"memoram-auth: the Redis token cache at {self.where} is unavailable ({error}); "
+                f"memoram-auth: the Redis token cache at {self.where} is unavailable ({detail}); "
                 f"using the local token cache, trying Redis again in {retry_in:.0f} s",
                 MemoramAuthWarning,
                 stacklevel=4,
@@ -73,6 +93,33 @@ class Breaker:
             was_open, self._period, self._open_until = self._period > 0, 0.0, 0.0
         if was_open:
             plugins.notify("memoram_auth_cache_recovered", backend="redis")
+
+
+# redis-py's MasterNotFoundError quotes each Sentinel client's repr, a kilobyte of options.
+_SENTINEL_REPR = re.compile(r"<redis\.client\.Redis\(.*?host=([^,]+),port=(\d+).*?\)>(?= - )")
+
+
+def _readable(error: str) -> str:
+    """*error* with a Sentinel client's repr shortened to its address."""
+    return _SENTINEL_REPR.sub(r"Sentinel \1:\2", error)
+
+
+def _advice(exc: BaseException) -> str:
+    """How to fix a TLS set-up that *exc*, or an error it was raised from, points at; or "".
+
+    redis-py raises its ConnectionError while handling the ``ssl`` error and quotes it: the
+    text is enough, and spares importing ``ssl`` here.
+    """
+    current: BaseException | None = exc
+    for _ in range(10):  # a chain is short; a cycle must not hang a failing refresh
+        if current is None:
+            break
+        text = str(current)
+        for signs, advice in _TLS_ADVICE:
+            if any(sign in text for sign in signs):
+                return advice
+        current = current.__cause__ or current.__context__
+    return ""
 
 
 def _reset_for_tests() -> None:

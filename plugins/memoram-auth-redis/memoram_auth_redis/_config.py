@@ -108,6 +108,11 @@ class Settings:
         )
         if self.cluster and self.sentinel:
             raise ConfigurationError(f"set {CLUSTER_ENV} or {SENTINEL_ENV}, not both")
+        if self.sentinel and self.url.startswith("unix:"):
+            raise ConfigurationError(
+                f"with {SENTINEL_ENV}, {URL_ENV} names the Sentinel's host and port "
+                "(redis:// or rediss://), not a unix socket"
+            )
         self.prefix = prefix if prefix is not None else self.default_prefix()
         if timeout is None:
             try:
@@ -162,14 +167,22 @@ def make_client(settings: Settings) -> Any:  # noqa: ANN401 - Redis, RedisCluste
 
         # redis-py leaves these three untyped.
         parsed = parse_url(settings.url)  # type: ignore[no-untyped-call]
+        address = (parsed.pop("host", "localhost"), parsed.pop("port", 26379))
+        # rediss:// gives SSLConnection, which would connect to its default host rather than
+        # to the master the Sentinel names: ssl=True makes redis-py pick its Sentinel-managed
+        # TLS connection instead.
+        if parsed.pop("connection_class", None) is not None:
+            parsed["ssl"] = True
+        # The Sentinel is asked as the master is: no retries (redis-py's default retries with
+        # backoff, seconds for a Sentinel that is down), the same TLS options, no password
+        # (the URL's is the master's). Not retry_on_timeout: redis.Redis() deprecates it, and
+        # no retries means none on a timeout either.
+        sentinel_kwargs = {
+            **{k: v for k, v in options.items() if k != "retry_on_timeout"},
+            **{k: v for k, v in parsed.items() if k == "ssl" or k.startswith("ssl_")},
+        }
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            [(parsed.get("host", "localhost"), parsed.get("port", 26379))],
-            sentinel_kwargs={
-                "socket_timeout": settings.timeout,
-                "socket_connect_timeout": settings.timeout,
-            },
-            **{k: v for k, v in parsed.items() if k not in ("host", "port")},
-            **options,
+            [address], sentinel_kwargs=sentinel_kwargs, **{**options, **parsed}
         )
         return sentinel.master_for(settings.sentinel)  # type: ignore[no-untyped-call]
     return redis.Redis.from_url(settings.url, **options)

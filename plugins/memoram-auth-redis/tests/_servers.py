@@ -1,25 +1,49 @@
 """Real Redis (or Valkey) servers on loopback for the tests and benchmarks; never a fake.
 
-The binary comes from PATH: ``redis-server`` or ``valkey-server``.
+The binary comes from PATH: ``redis-server``, else ``valkey-server``; set
+``MEMORAM_TEST_REDIS_FLAVOUR=valkey`` (or ``redis``) to choose. Sentinels are the same binary
+with ``--sentinel``. TLS servers use certificates from a throwaway CA (trustme).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-__all__ = ["Cluster", "Server", "find_binary", "free_port"]
+__all__ = [
+    "FLAVOUR_ENV",
+    "Cluster",
+    "SentinelGroup",
+    "Server",
+    "TlsFiles",
+    "TlsUnsupported",
+    "find_binary",
+    "free_port",
+]
 
 INSTALL_HINT = (
     "the Redis tests need a real server: put redis-server or valkey-server on PATH "
     "(Debian/Ubuntu: apt-get install -y redis-server; macOS: brew install redis)"
+)
+#: Not MEMORAM_AUTH_*: the tests' autouse fixture clears those.
+FLAVOUR_ENV = "MEMORAM_TEST_REDIS_FLAVOUR"
+_FLAVOURS = ("redis", "valkey")
+# What a server built without TLS logs when asked for it: "Bad directive" (tls-* unknown),
+# "Failed finding TLS support" (Valkey 9), or that the TLS module is not loaded.
+_NO_TLS = re.compile(
+    r".*(bad directive|tls support|connection type tls|not built|tls.*module).*", re.IGNORECASE
 )
 
 
@@ -27,13 +51,79 @@ class ServerMissing(RuntimeError):
     """No server binary on PATH."""
 
 
+class TlsUnsupported(RuntimeError):
+    """The server binary was built without TLS."""
+
+
 def find_binary(name: str = "server", path: str | None = None) -> str:
-    """``redis-NAME`` or ``valkey-NAME`` from PATH (``server`` or ``cli``), or raise."""
-    for flavour in ("redis", "valkey"):
+    """``redis-NAME`` or ``valkey-NAME`` from PATH (``server`` or ``cli``), or raise.
+
+    ``MEMORAM_TEST_REDIS_FLAVOUR`` (``redis`` or ``valkey``) chooses the server; unset, the
+    first found. Either cli does for either server (it only creates the test cluster).
+    """
+    chosen = os.environ.get(FLAVOUR_ENV, "").strip().lower()
+    if chosen and chosen not in _FLAVOURS:
+        raise ServerMissing(f"{FLAVOUR_ENV} must be redis or valkey, not {chosen!r}")
+    order = _FLAVOURS if not chosen else (chosen,) if name == "server" else (chosen, *_FLAVOURS)
+    for flavour in order:
         found = shutil.which(f"{flavour}-{name}", path=path)
         if found:
             return found
+    if chosen:
+        raise ServerMissing(f"{FLAVOUR_ENV}={chosen}, but there is no {chosen}-{name} on PATH")
     raise ServerMissing(INSTALL_HINT)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files from a throwaway CA: a server certificate for 127.0.0.1 and localhost, a
+    client certificate, and a second CA that signed neither.
+    """
+
+    ca: str
+    cert: str
+    key: str
+    client_cert: str
+    client_key: str
+    other_ca: str
+
+    @classmethod
+    def make(cls, directory: str | Path) -> TlsFiles:
+        import trustme  # only the TLS tests need it; the benchmarks import this module too
+
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        ca = trustme.CA()
+        server = ca.issue_cert("127.0.0.1", "localhost")
+        client = ca.issue_cert("memoram-auth-test-client")
+        names = ("ca.pem", "server.crt", "server.key", "client.crt", "client.key", "other.pem")
+        files = cls(*(str(folder / name) for name in names))
+        ca.cert_pem.write_to_path(files.ca)
+        server.cert_chain_pems[0].write_to_path(files.cert)
+        server.private_key_pem.write_to_path(files.key)
+        client.cert_chain_pems[0].write_to_path(files.client_cert)
+        client.private_key_pem.write_to_path(files.client_key)
+        trustme.CA().cert_pem.write_to_path(files.other_ca)
+        return files
+
+    def server_args(self, *, verify_clients: bool = False) -> list[str]:
+        """TLS only (no plain port), replication over TLS too."""
+        return [
+            "--tls-cert-file", self.cert,
+            "--tls-key-file", self.key,
+            "--tls-ca-cert-file", self.ca,
+            "--tls-auth-clients", "yes" if verify_clients else "no",
+            "--tls-replication", "yes",
+        ]  # fmt: skip
+
+    def client_kwargs(self) -> dict[str, object]:
+        """For the tests' own admin clients: trusted, with a client certificate."""
+        return {
+            "ssl": True,
+            "ssl_ca_certs": self.ca,
+            "ssl_certfile": self.client_cert,
+            "ssl_keyfile": self.client_key,
+        }
 
 
 def free_port(highest: int = 65535) -> int:
@@ -47,24 +137,41 @@ def free_port(highest: int = 65535) -> int:
 
 
 class Server:
-    """One redis-server on 127.0.0.1, no persistence, in a directory of its own."""
+    """One redis-server on 127.0.0.1, no persistence, in a directory of its own.
 
-    def __init__(self, *extra: str, port: int | None = None, unix_socket: bool = False) -> None:
+    With *tls*, it listens for TLS only (``--port 0 --tls-port N``); *verify_clients* asks
+    clients for a certificate from the CA.
+    """
+
+    def __init__(
+        self,
+        *extra: str,
+        port: int | None = None,
+        unix_socket: bool = False,
+        tls: TlsFiles | None = None,
+        verify_clients: bool = False,
+    ) -> None:
         self.binary = find_binary()
         self.directory = tempfile.mkdtemp(prefix="memoram-redis-")
         self.port = port or free_port()
         self.socket_path = os.path.join(self.directory, "redis.sock") if unix_socket else None
         self.extra = list(extra)
+        self.tls = tls
+        self.verify_clients = verify_clients
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
 
-    def start(self) -> Server:
+    def command(self) -> list[str]:
+        listen = ["--port", str(self.port)]
+        if self.tls:
+            listen = ["--port", "0", "--tls-port", str(self.port),
+                      *self.tls.server_args(verify_clients=self.verify_clients)]  # fmt: skip
         command = [
             self.binary,
-            "--port", str(self.port),
+            *listen,
             "--bind", "127.0.0.1",
             "--save", "",
             "--appendonly", "no",
@@ -73,14 +180,19 @@ class Server:
         ]  # fmt: skip
         if self.socket_path:
             command += ["--unixsocket", self.socket_path, "--unixsocketperm", "700"]
+        return command
+
+    def start(self) -> Server:
         log = open(os.path.join(self.directory, "server.log"), "ab")  # noqa: SIM115 - the child keeps it
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self.wait_ready()
         return self
 
     def wait_ready(self, timeout: float = 15.0) -> None:
-        client = self.client()
+        # This loop polls: redis-py's own retries would sleep with backoff (seconds, at worst)
+        # on the server that is not listening yet, or that exited.
+        client = self.client(retry=Retry(NoBackoff(), 0))
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -90,12 +202,26 @@ class Server:
             except redis.RedisError:
                 assert self.process is not None
                 if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.kill()
                     log = Path(self.directory, "server.log").read_text(errors="replace")
-                    raise RuntimeError(f"redis-server did not start:\n{log[-2000:]}") from None
+                    sign = _NO_TLS.search(log)
+                    if self.tls and sign:
+                        raise TlsUnsupported(
+                            f"{self.binary} cannot serve TLS, built without it? ({sign[0].strip()})"
+                        ) from None
+                    raise RuntimeError(f"{self.binary} did not start:\n{log[-2000:]}") from None
                 time.sleep(0.02)
 
     def client(self, **kwargs: object) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, **kwargs)  # type: ignore[arg-type]
+        options = {**(self.tls.client_kwargs() if self.tls else {}), **kwargs}
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, **options)  # type: ignore[arg-type]
+
+    def role(self) -> str:
+        """``master``, ``slave`` or ``down``."""
+        try:
+            return str(self.client().info("replication")["role"])
+        except redis.RedisError:
+            return "down"
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -116,6 +242,116 @@ class Server:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class _SentinelServer(Server):
+    """The same binary in Sentinel mode, monitoring *master* as *name* with a quorum of one."""
+
+    def __init__(self, name: str, master: Server, tls: TlsFiles | None) -> None:
+        super().__init__(tls=tls)
+        self.config = os.path.join(self.directory, "sentinel.conf")
+        # Sentinel rewrites its file as it learns: it must be its own and writable.
+        Path(self.config).write_text(
+            f"sentinel monitor {name} 127.0.0.1 {master.port} 1\n"
+            # Failover within seconds of the master going down. No shorter: Sentinel reconnects
+            # to an instance at most once a second, so the promoted replica would be marked
+            # down while it reconnects, and redis-py would find no master.
+            f"sentinel down-after-milliseconds {name} 1000\n"
+            f"sentinel failover-timeout {name} 2000\n"
+        )
+
+    def command(self) -> list[str]:
+        binary, *rest = super().command()
+        return [binary, self.config, "--sentinel", *rest]
+
+
+class SentinelGroup:
+    """A master, optionally one replica, and one Sentinel watching them, all on loopback."""
+
+    name = "memoram-test"
+
+    def __init__(self, *, replica: bool = False, tls: TlsFiles | None = None) -> None:
+        # A replica's first sync at once, not after the default 5 s wait for more replicas.
+        self.master = Server("--repl-diskless-sync-delay", "0", tls=tls)
+        self.replica = (
+            Server("--replicaof", "127.0.0.1", str(self.master.port), tls=tls) if replica else None
+        )
+        self.sentinel = _SentinelServer(self.name, self.master, tls)
+
+    @property
+    def url(self) -> str:
+        """The Sentinel's address, as ``MEMORAM_AUTH_REDIS_URL`` names it."""
+        return self.sentinel.url
+
+    def start(self) -> SentinelGroup:
+        try:
+            self.master.start()
+            if self.replica is not None:
+                self.replica.start()
+                # Sentinel learns of replicas from the master's INFO, asked at once on start and
+                # then every 10 s: linked first, it knows the replica from the start.
+                _wait_for(self._replica_linked, "the replica to link to the master")
+            self.sentinel.start()
+            _wait_for(lambda: self.master_port() == self.master.port, "Sentinel to see the master")
+            if self.replica is not None:
+                _wait_for(self._sentinel_knows_the_replica, "Sentinel to see the replica")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def master_port(self) -> int | None:
+        """The master's port, as the Sentinel says now to a client that asks (redis-py asks
+        ``SENTINEL MASTERS``, not ``GET-MASTER-ADDR-BY-NAME``, which names the replica being
+        promoted before the failover ends); None while the Sentinel would name none.
+        """
+        state = self.sentinel.client().sentinel_master(self.name)
+        return int(state["port"]) if state["flags"] == "master" else None
+
+    def _replica_linked(self) -> bool:
+        assert self.replica is not None
+        link = self.replica.client().info("replication").get("master_link_status")
+        return bool(link == "up" and self.master.client().info("replication")["connected_slaves"])
+
+    def _sentinel_knows_the_replica(self) -> bool:
+        replicas = self.sentinel.client().sentinel_slaves(self.name)
+        return any(r["flags"] == "slave" and r.get("master-link-status") == "ok" for r in replicas)
+
+    def fail_over(self) -> Server:
+        """Kill the master; return the replica once Sentinel has promoted it."""
+        assert self.replica is not None
+        replica = self.replica
+        self.master.kill()
+        _wait_for(
+            lambda: self.master_port() == replica.port and replica.role() == "master",
+            "Sentinel to promote the replica",
+        )
+        return replica
+
+    def stop(self) -> None:
+        for server in (self.sentinel, self.replica, self.master):
+            if server is not None:
+                server.stop()
+
+    def __enter__(self) -> SentinelGroup:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll *condition* (Redis errors count as not yet) until true; raise after *timeout*."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except redis.RedisError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.02)
 
 
 class Cluster:

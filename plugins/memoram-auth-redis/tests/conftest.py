@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import memoram_auth_redis
 import pytest
@@ -14,7 +16,9 @@ from memoram_auth.emulator import Emulator
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _servers import Cluster, Server, ServerMissing
+from _servers import Cluster, SentinelGroup, Server, ServerMissing, TlsFiles, TlsUnsupported
+
+_Started = TypeVar("_Started", Server, Cluster, SentinelGroup)
 
 
 @pytest.fixture(autouse=True)
@@ -34,31 +38,76 @@ def _clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     _breaker._reset_for_tests()
 
 
-def _start(factory: type[Server] | type[Cluster], **kwargs: object) -> Server | Cluster:
+@contextmanager
+def running(factory: Callable[..., _Started], **kwargs: object) -> Iterator[_Started]:
+    """Start a server (or a group of them) for a test, and stop it after, whatever happens.
+
+    No binary on PATH fails the test with a hint; a binary built without TLS skips TLS tests.
+    """
     try:
-        return factory(**kwargs).start()  # type: ignore[arg-type]
+        started = factory(**kwargs)
     except ServerMissing as exc:
         pytest.fail(str(exc), pytrace=False)
+    try:
+        started.start()
+    except TlsUnsupported as exc:
+        started.stop()
+        pytest.skip(f"no TLS: {exc}")
+    except BaseException:
+        started.stop()
+        raise
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+class Starter:
+    """``start(Server, tls=…)`` inside a test: what it starts stops when the test ends."""
+
+    def __init__(self, stack: ExitStack) -> None:
+        self._stack = stack
+
+    def __call__(self, factory: Callable[..., _Started], **kwargs: object) -> _Started:
+        return self._stack.enter_context(running(factory, **kwargs))
+
+
+@pytest.fixture
+def start() -> Iterator[Starter]:
+    with ExitStack() as stack:
+        yield Starter(stack)
 
 
 @pytest.fixture
 def server() -> Iterator[Server]:
-    started = _start(Server)
-    assert isinstance(started, Server)
-    try:
+    with running(Server) as started:
         yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    started = _start(Cluster)
-    assert isinstance(started, Cluster)
-    try:
+    with running(Cluster) as started:
         yield started
-    finally:
-        started.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate."""
+    return TlsFiles.make(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def tls_server(tls_files: TlsFiles) -> Iterator[Server]:
+    """A server that speaks TLS only."""
+    with running(Server, tls=tls_files) as started:
+        yield started
+
+
+@pytest.fixture
+def sentinel() -> Iterator[SentinelGroup]:
+    """A master and a Sentinel that watches it."""
+    with running(SentinelGroup) as started:
+        yield started
 
 
 @pytest.fixture

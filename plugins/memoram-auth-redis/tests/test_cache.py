@@ -10,7 +10,7 @@ from pathlib import Path
 import memoram_auth_redis
 import pytest
 import redis
-from _servers import INSTALL_HINT, Server, ServerMissing, find_binary
+from _servers import FLAVOUR_ENV, INSTALL_HINT, Server, ServerMissing, find_binary
 from memoram_auth_redis import Breaker, RedisTokenCache, Settings
 
 from memoram_auth import ConfigurationError, MemoramAuthWarning, hookimpl, plugins
@@ -394,7 +394,23 @@ def test_a_configured_client_takes_precedence(server: Server, emu: Emulator) -> 
     assert server.client().keys("*:token")
 
 
-def test_a_missing_server_binary_says_how_to_get_one() -> None:
+def test_a_missing_server_binary_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(FLAVOUR_ENV, raising=False)
     with pytest.raises(ServerMissing, match="apt-get install -y redis-server"):
         find_binary(path="/nonexistent")
     assert "valkey-server" in INSTALL_HINT
+    monkeypatch.setenv(FLAVOUR_ENV, "valkey")
+    with pytest.raises(ServerMissing, match=f"{FLAVOUR_ENV}=valkey, but there is no valkey-server"):
+        find_binary(path="/nonexistent")
+
+
+def test_the_flavour_variable_chooses_the_server(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("redis-server", "valkey-server", "redis-cli"):
+        (tmp_path / name).touch(mode=0o755)
+    monkeypatch.delenv(FLAVOUR_ENV, raising=False)
+    assert Path(find_binary(path=str(tmp_path))).name == "redis-server"
+    monkeypatch.setenv(FLAVOUR_ENV, "valkey")
+    assert Path(find_binary(path=str(tmp_path))).name == "valkey-server"
+    assert Path(find_binary("cli", path=str(tmp_path))).name == "redis-cli"  # either cli does
