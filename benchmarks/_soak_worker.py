@@ -8,6 +8,7 @@ killed with SIGKILL still leaves what it had done up to then.
 
 from __future__ import annotations
 
+import base64
 import collections
 import json
 import os
@@ -24,6 +25,9 @@ from memoram_auth import MemoramAuth, MemoramAuthError, MemoramAuthWarning, Retr
 
 stats: collections.Counter[str] = collections.Counter()
 longest_wait = [0.0]
+# What the soak prints about each 401 on a replayable body, so that a rare one can be told
+# apart afterwards: when, and which tokens the request and its replay carried.
+details: list[dict[str, object]] = []
 lock = threading.Lock()
 
 
@@ -43,10 +47,34 @@ def on_warning(
 
 def flush(path: str) -> None:
     with lock:
-        data = {"stats": dict(stats), "longest_wait": longest_wait[0]}
+        data = {"stats": dict(stats), "longest_wait": longest_wait[0], "details": details}
     with open(path + ".tmp", "w") as handle:
         json.dump(data, handle)
     os.replace(path + ".tmp", path)
+
+
+def claims(request: requests.PreparedRequest) -> dict[str, object] | None:
+    """The iat and (the start of) the jti of the emulator's token that *request* carried."""
+    value = request.headers.get("Authorization", "").partition(" ")[2]
+    try:
+        payload = value.split(".")[1]
+        data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return None
+    return {"iat": data.get("iat"), "jti": str(data.get("jti"))[:8]}
+
+
+def note_401(kind: str, response: requests.Response) -> None:
+    sent = [*response.history, response]
+    detail = {
+        "kind": kind,
+        "at": time.time(),
+        "pid": os.getpid(),
+        "tokens": [claims(r.request) for r in sent],
+    }
+    with lock:
+        if len(details) < 20:
+            details.append(detail)
 
 
 def chunks() -> Iterator[bytes]:
@@ -80,6 +108,8 @@ def work(auth: MemoramAuth, base_url: str, stop_at: float) -> None:
             count(f"{kind}: {type(exc).__name__}")
             continue
         count(f"{kind}: {response.status_code}")
+        if response.status_code == 401 and kind != "post-stream":
+            note_401(kind, response)
         if response.history:
             count(f"{kind}: replayed after 401")
         time.sleep(0.01)

@@ -368,6 +368,9 @@ class TokenProvider:
             return self._adopt(cached, "cache")
         from .exchange import exchange_steps
 
+        # Read before the request leaves: a rejection seen while it is in flight may have come
+        # from a revocation that hit the token it brings back too (see invalidate).
+        pending_rejection = self._rejection_seen_at
         try:
             token = yield from exchange_steps(
                 self.base_url, self._key, expires_in=self.expires_in, policy=self.policy
@@ -378,13 +381,25 @@ class TokenProvider:
                 yield Blocking(self._forget_rejected_key)
             yield Blocking(lambda: self._notify("memoram_auth_refresh_failed", error=error))
             raise
-        # Tells other processes that this one is newer than the rejection.
-        token.after_rejection = self._rejection_seen_at is not None
+        # Tells other processes that this one is newer than the rejection: only if it was
+        # requested after it. Set from the state at the end of the request instead, a token
+        # issued just before a revocation, whose answer was read after another thread's 401,
+        # was taken for a replacement by every process that saw the revocation.
+        token.after_rejection = pending_rejection is not None
         yield Blocking(lambda: self._store(token))
         held.release_slot_lock()
         yield Blocking(
             lambda: self._notify("memoram_auth_token_acquired", expires_at=token.expires_at)
         )
+        if not self._postdates_rejection(token):
+            # A 401 came while the request was in flight: this token may be dead too. It serves
+            # the request it was fetched for (a 401 there is replayed), but is not adopted, so
+            # a replay after that 401 gets a token requested after it.
+            _log.debug(
+                "a token for key %s was requested before a rejection; not adopted",
+                self.fingerprint,
+            )
+            return token
         # The fetched token is returned even if its lifetime is shorter than our windows:
         # a server that grants 1 s tokens gets a request per use, not an endless loop.
         return self._adopt(token, "token endpoint")
@@ -504,7 +519,11 @@ class _FlightGuard:
                 done.done, done.token = True, entry.token
                 return done
             await current.event.wait()
-            if current.token is not None or isinstance(current.error, MemoramAuthError):
+            token = current.token
+            if token is not None and not self._provider._postdates_rejection(token):
+                # Requested before a 401 this caller may be replaying for: try again.
+                continue
+            if token is not None or isinstance(current.error, MemoramAuthError):
                 shared = _Flight()
                 shared.done, shared.token, shared.error = True, current.token, current.error
                 return shared

@@ -13,15 +13,19 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
+import anyio.to_thread
 import pytest
 
 from memoram_auth import EndpointUnavailableError, KeyRejectedError, MemoramAuthWarning
+from memoram_auth._steps import Wait
 from memoram_auth.cache import FileCache, MemoryOnlyCache
 from memoram_auth.emulator import Emulator
 from memoram_auth.provider import TokenProvider, advisory_window, get_provider, mandatory_window
 from memoram_auth.token import Token
+from memoram_auth.transport import RawResponse, TokenRequest, UrllibTransport
 
 from .conftest import FAST
 
@@ -548,3 +552,93 @@ def test_two_lifetimes_across_processes(memoram_emulator: Emulator, tmp_path: Pa
     assert 3590 < remaining_in_a_process(3600) <= 3600
     assert 50 < remaining_in_a_process(60) <= 60
     assert emu.counters.token_requests == 2
+
+
+def refresh_with_a_gap(provider: TokenProvider, in_the_gap: Callable[[], object]) -> Token:
+    """Run *provider*'s refresh steps, calling *in_the_gap* once the token endpoint has answered
+    and before the provider reads the answer: what another thread may do in between."""
+    steps = provider.refresh_steps()
+    transport = UrllibTransport()
+    answer: object = None
+    try:
+        while True:
+            step = steps.send(answer)
+            if isinstance(step, TokenRequest):
+                answer = transport(step)
+                in_the_gap()
+            elif isinstance(step, Wait):
+                answer = None
+            else:
+                answer = step.function()
+    except StopIteration as done:
+        token: Token = done.value
+        return token
+
+
+def test_a_token_requested_before_a_rejection_is_not_taken_for_one_fetched_after(
+    memoram_emulator: Emulator, tmp_path: Path
+) -> None:
+    # Thread 1 of process a refreshes ahead of expiry: the API issues Y, then revokes every
+    # token (Y with them), and thread 2's request with X comes back 401 before thread 1 has
+    # read Y's answer. Y was requested before the rejection: thread 2's one replay must not go
+    # out with it, and neither may process b's, which saw the revocation too. Before, Y was
+    # adopted, and stored as "fetched after a rejection", so b took it as well: a likely cause
+    # of the 401s on replayable bodies in one Redis soak (BENCHMARKS.md).
+    emu = memoram_emulator
+    a, b = provider_for(emu, tmp_path), provider_for(emu, tmp_path)
+    x = emu.state.issue(emu.api_key, None)["token"]
+    seed(a, x, remaining=300)  # inside the advisory window
+    assert a.get_token().value == x == b.get_token().value
+
+    def revoked_meanwhile() -> None:
+        emu.revoke_all()
+        a.invalidate(x)  # thread 2's 401
+        b.invalidate(x)
+
+    y = refresh_with_a_gap(a, revoked_meanwhile)  # thread 1 gets Y for its own request
+    assert y.value != x
+    assert api_status(emu, a.get_token().value) == 200  # thread 2's replay
+    assert api_status(emu, b.get_token().value) == 200
+    assert b.get_token().value == a.get_token().value  # b adopts a's replacement
+    assert emu.counters.token_requests == 2
+
+
+def test_waiters_on_an_event_loop_do_not_share_a_token_requested_before_their_rejection(
+    memoram_emulator: Emulator, tmp_path: Path
+) -> None:
+    # The async path's single flight: a task that saw the 401 while another task's refresh was
+    # in flight waits for that refresh, and must not replay with its token.
+    emu = memoram_emulator
+    provider = provider_for(emu, tmp_path)
+    x = emu.state.issue(emu.api_key, None)["token"]
+    now = time.time()
+    # In memory, inside the mandatory window: every caller waits for the refresh.
+    provider._adopt(Token(x, obtained_at=now - 3599, expires_at=now + 1), "test")
+    gap = threading.Event()
+    go_on = threading.Event()
+
+    def send(request: TokenRequest) -> RawResponse:
+        answer = UrllibTransport()(request)
+        gap.set()
+        go_on.wait(30)
+        return answer
+
+    async def main() -> tuple[Token, Token]:
+        async def replaying() -> Token:
+            await anyio.to_thread.run_sync(gap.wait, 30)
+            emu.revoke_all()
+            provider.invalidate(x)  # this task's 401, while the leader reads its answer
+            waiter = asyncio.ensure_future(provider.get_token_async())
+            await asyncio.sleep(0)  # the waiter runs up to the flight under way, and waits
+            assert not waiter.done()
+            go_on.set()
+            return await waiter
+
+        async def leading() -> Token:
+            return await provider.get_token_async(lambda r: anyio.to_thread.run_sync(send, r))
+
+        first, replay = await asyncio.gather(leading(), replaying())
+        return first, replay
+
+    _, replay = asyncio.run(main())
+    assert api_status(emu, replay.value) == 200

@@ -75,22 +75,34 @@ LOAD = """
 return {redis.call('HGETALL', KEYS[1]), redis.call('PTTL', KEYS[1])}
 """
 
-#: KEYS: token, floor, generation. ARGV: tag of the rejected token, floor TTL ms.
-#: Compare-and-invalidate, as the provider does in memory: the entry goes if it is the
-#: rejected token or was not itself fetched after a rejection; then every generation handed
-#: out so far is below the floor, so a fetch that started before the rejection is not stored.
-#: 1 if the entry went, else 0.
-REJECT = """
+#: KEYS: token, floor, generation. ARGV: tag of the rejected token, TTL ms of floor and
+#: generation. Compare-and-invalidate, as the provider does in memory: the entry goes if it is
+#: the rejected token or was not itself fetched after a rejection. Then every generation handed
+#: out so far is put below the floor, so that a fetch that started before the rejection is not
+#: stored, whether or not an entry was there: with none (it expired, or Redis restarted empty),
+#: the floor used not to rise. The generation is first moved up to the server's clock, which
+#: covers generations handed out before a restart that lost the counter. Answers
+#: {1 if the entry went else 0, the floor}: a caller keeps the floor, since a restart loses it.
+REJECT = (
+    _EFFECTS
+    + """
+local removed = 0
 local entry = redis.call('HMGET', KEYS[1], 'tag', 'ar')
-if not entry[1] then return 0 end
-if entry[1] ~= ARGV[1] and entry[2] == '1' then return 0 end
-local g = redis.call('GET', KEYS[3])
-if g then
-  local floor = redis.call('GET', KEYS[2])
-  if not floor or tonumber(floor) < tonumber(g) then
-    redis.call('SET', KEYS[2], g, 'PX', ARGV[2])
-  end
+if entry[1] and (entry[1] == ARGV[1] or entry[2] ~= '1') then
+  redis.call('DEL', KEYS[1])
+  removed = 1
 end
-redis.call('DEL', KEYS[1])
-return 1
+local g = tonumber(redis.call('GET', KEYS[3]) or '0')
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if g < now then
+  g = now
+  redis.call('SET', KEYS[3], string.format('%d', g), 'PX', ARGV[2])
+end
+local floor = redis.call('GET', KEYS[2])
+if not floor or tonumber(floor) < g then
+  redis.call('SET', KEYS[2], string.format('%d', g), 'PX', ARGV[2])
+end
+return {removed, g}
 """
+)

@@ -52,11 +52,15 @@ _FAILED = object()
 class _Slot:
     """What the cache knows about one slot: its keys, and the tokens rejected in it."""
 
-    __slots__ = ("keys", "rejected")
+    __slots__ = ("floor", "keys", "rejected")
 
     def __init__(self, keys: SlotKeys) -> None:
         self.keys = keys
         self.rejected: deque[str] = deque(maxlen=8)
+        # The highest floor our rejections raised in Redis: a token stored under a generation
+        # at or below it was fetched before one of them. Kept here because a restart of Redis
+        # loses the floor there, and a late writer's token then gets in.
+        self.floor = 0
 
 
 class RedisTokenCache:
@@ -164,9 +168,11 @@ class RedisTokenCache:
             return
         bound.rejected.append(token)
         keys = bound.keys
-        self._call(
+        result = self._call(
             "REJECT", [keys.token, keys.floor, keys.generation], [keys.tag(token), _META_TTL_MS]
         )
+        if result is not _FAILED:
+            bound.floor = max(bound.floor, int(result[1]))
 
     # -- TokenCache ---------------------------------------------------------------------------
 
@@ -195,6 +201,12 @@ class RedisTokenCache:
         opened = bound.keys.open(fields, int(ttl_ms), time.time())
         if opened is None or opened.token.value in bound.rejected:
             return None  # damaged, tampered with, from another key, or known to be dead
+        if opened.generation <= bound.floor and not opened.token.after_rejection:
+            # Fetched before a rejection of ours, maybe revoked with it; the floor in Redis
+            # refuses such a store, unless a restart lost the floor. (Its obtained_at, rebuilt
+            # from the TTL, would not tell: it comes out later by the store's and this read's
+            # round trips.)
+            return None
         local = self.local.load(slot)
         if local is None or local.value != opened.token.value:
             self.local.store(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -187,6 +188,65 @@ def test_a_fetch_that_started_before_a_rejection_is_not_shared(
     assert fresh.load(slot) is None
     store_fenced(other, slot, token("fetched.after"))
     assert fresh.load(slot) is not None
+
+
+def reconnect(*caches: RedisTokenCache) -> None:
+    """After a restart: each client's next call reconnects, not fails (which opens the breaker)."""
+    for cache in caches:
+        with contextlib.suppress(redis.ConnectionError):
+            cache._ensure_client().ping()
+
+
+@pytest.mark.parametrize("gone", ["expired", "restarted-empty"])
+def test_a_fetch_that_started_before_a_rejection_is_not_shared_when_nothing_was_stored(
+    server: Server, tmp_path: Path, gone: str
+) -> None:
+    # The 401 came when Redis held no token: it had expired, or Redis had been restarted
+    # empty (the soak kills it every 10 s). The floor must rise all the same.
+    slow, other = make_cache(server, tmp_path, "a"), make_cache(server, tmp_path, "b")
+    slot = bound(slow)
+    bound(other)
+    if gone == "expired":
+        store_fenced(other, slot, token("current"))
+        (entry,) = server.client().keys("*:token")
+        server.client().delete(entry)
+    with slow.lock(slot, 5):  # takes its generation, then fetches...
+        fetched = token("fetched.before.revocation")
+        if gone == "restarted-empty":
+            server.restart()
+            reconnect(slow, other)
+        other.reject(slot, "current", time.time())  # ...while the API revokes everything
+        slow.store(slot, fetched, base_url=BASE, key_fingerprint="x")
+    assert not slow.breaker.is_open
+    assert not other.breaker.is_open
+    fresh = make_cache(server, tmp_path, "c")
+    bound(fresh)
+    assert fresh.load(slot) is None
+    assert other.load(slot) is None
+
+
+def test_a_rejection_outlives_a_restart_that_lost_the_floor(server: Server, tmp_path: Path) -> None:
+    # Redis restarted empty between the 401 and the slow fetch's store: the floor is gone, and
+    # so is the entry the store is compared with, so Redis takes it. The machine that saw the
+    # 401 must not: the token's generation was handed out before its rejection.
+    slow, other = make_cache(server, tmp_path, "a"), make_cache(server, tmp_path, "b")
+    slot = bound(slow)
+    bound(other)
+    store_fenced(other, slot, token("current"))
+    with slow.lock(slot, 5):
+        fetched = token("fetched.before.revocation")
+        other.reject(slot, "current", time.time())
+        server.restart()
+        reconnect(slow, other)
+        slow.store(slot, fetched, base_url=BASE, key_fingerprint="x")
+    assert server.client().keys("*:token")  # stored: only the reader can tell
+    assert not other.breaker.is_open
+    assert other.load(slot) is None
+    assert not other.breaker.is_open
+    store_fenced(slow, slot, token("fetched.after"))
+    loaded = other.load(slot)
+    assert loaded is not None
+    assert loaded.value == "fetched.after"
 
 
 def test_one_token_request_for_many_machines_in_threads(
