@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from memoram_auth.exceptions import ConfigurationError
 
@@ -15,6 +15,7 @@ __all__ = [
     "TIMEOUT_ENV",
     "URL_ENV",
     "Settings",
+    "check_options",
     "make_client",
     "normalize_url",
     "redact",
@@ -80,6 +81,38 @@ def normalize_url(url: str) -> str:
     return normalized
 
 
+def check_options(url: str) -> None:
+    """Refuse the URL's query options that redis-py would refuse only when it connects.
+
+    redis-py passes a URL's query options to the connection it makes, so an option it does not
+    know, or a TLS option on a plain ``redis://`` URL, would fail each Redis call with a
+    ``TypeError`` instead of saying so once, here.
+
+    Raises:
+        ConfigurationError: names the option (never a value: a password may be among them).
+    """
+    query = urlsplit(url).query
+    if not query:
+        return
+    names = sorted({name for name, _ in parse_qsl(query, keep_blank_values=True)})
+    tls = [name for name in names if name.startswith("ssl")]
+    if tls and not url.startswith("rediss://"):
+        raise ConfigurationError(
+            f"{URL_ENV} has TLS options ({', '.join(tls)}) on a URL without TLS; "
+            "use rediss:// (or valkeys://) to connect with TLS"
+        )
+    import redis
+
+    try:
+        pool = redis.ConnectionPool.from_url(url)
+        pool.connection_class(**pool.connection_kwargs)  # builds, does not connect
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"{URL_ENV} has a query option redis-py does not accept ({exc}); "
+            f"the options given: {', '.join(names)}"
+        ) from None
+
+
 class Settings:
     """Where the cache is and how to reach it; from the environment unless given."""
 
@@ -113,6 +146,7 @@ class Settings:
                 f"with {SENTINEL_ENV}, {URL_ENV} names the Sentinel's host and port "
                 "(redis:// or rediss://), not a unix socket"
             )
+        check_options(self.url)
         self.prefix = prefix if prefix is not None else self.default_prefix()
         if timeout is None:
             try:

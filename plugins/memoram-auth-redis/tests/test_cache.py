@@ -442,6 +442,30 @@ def test_a_bad_url_is_a_configuration_error_that_hides_the_password(url: str) ->
     assert "MEMORAM_AUTH_REDIS_URL" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("redis://user:hunter2@h:6379/0?ssl_ca_certs=/ca.pem", "use rediss://"),
+        ("valkey://user:hunter2@h:6379/0?ssl_certfile=/c.pem", "use rediss://"),
+        ("redis://user:hunter2@h:6379/0?socket_timout=1", "socket_timout"),
+        ("rediss://user:hunter2@h:6379/0?ssl_ca_cert=/ca.pem", "ssl_ca_cert"),
+    ],
+)
+def test_a_query_option_redis_py_would_refuse_is_named_at_once(url: str, says: str) -> None:
+    # redis-py passes query options to each connection it makes: without this check the
+    # mistake surfaced as a TypeError from every Redis call, which crashed the request.
+    with pytest.raises(ConfigurationError) as caught:
+        Settings(url)
+    assert says in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_query_options_redis_py_accepts_pass() -> None:
+    Settings("rediss://h:6380/0?ssl_ca_certs=/ca.pem&ssl_cert_reqs=required")
+    Settings("redis://h:6379/0?socket_keepalive=yes&health_check_interval=5")
+    Settings("unix:///run/redis.sock?db=2")
+
+
 def test_no_url_says_which_setting_is_missing() -> None:
     with pytest.raises(ConfigurationError, match="MEMORAM_AUTH_REDIS_URL"):
         default_cache(backend="redis")
