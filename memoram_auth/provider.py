@@ -8,7 +8,8 @@ When is a token refreshed? With ``L`` its lifetime:
 - **fresh** until the last ``min(10 min, L/4)``: handed out with no lock and no I/O;
 - **advisory** window, the last ``min(10 min, L/4)``: one caller refreshes while every other
   keeps using the current token; a failed refresh keeps the current token and is not tried
-  again for :data:`ADVISORY_RETRY_INTERVAL` seconds;
+  again for :data:`ADVISORY_RETRY_INTERVAL` seconds (unless the refresh outlasted the token's
+  usable life, or a 401 rejected it meanwhile: then its caller gets the refresh's error);
 - **mandatory** window, the last ``min(60 s, L/10)``: callers wait for the new token.
 
 So a one-hour token is refreshed from 10 minutes before expiry and never used in its last
@@ -317,6 +318,13 @@ class TokenProvider:
                     return (yield from self._obtain_steps(held, advisory=True))
                 except MemoramAuthError as exc:
                     self._next_advisory_try = time.time() + ADVISORY_RETRY_INTERVAL
+                    if not (
+                        time.time() < entry.unusable_at and entry.token.value not in self._rejected
+                    ):
+                        # The refresh outlasted the token's usable life (the endpoint failing
+                        # for its whole retry budget), or a 401 came for it meanwhile: handing
+                        # it out would be a 401 caused by us ("valid -5 s more", in the soak).
+                        raise
                     _log.warning(
                         "refreshing the token for key %s ahead of expiry failed (%s); "
                         "using the current one, valid %.0f s more",

@@ -364,6 +364,44 @@ def test_mandatory_window_waits_for_a_new_token(memoram_emulator: Emulator, tmp_
     assert fresh.remaining() > 3000
 
 
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_failed_refresh_ahead_of_expiry_does_not_hand_out_a_token_past_its_deadline(
+    memoram_emulator: Emulator, tmp_path: Path, flavour: str
+) -> None:
+    # The refresh ahead of expiry outlasts the current token's usable life (the endpoint
+    # failing for the whole retry budget, ~8 s by default): the caller gets the refresh's
+    # error, not the token, which by then is in its last moments or expired (a 401 caused by
+    # us; the log said "valid -5 s more").
+    emu = memoram_emulator
+    provider = provider_for(emu, tmp_path, policy=FAST)
+    now = time.time()
+    value = emu.state.issue(emu.api_key, None)["token"]
+    # A 20 s lifetime: refreshed ahead from 5 s before expiry, not handed out in the last 2 s.
+    current = Token(value, obtained_at=now - 16, expires_at=now + 4)
+    provider._adopt(current, "test")
+    emu.fail_next(3, status=503)  # every attempt of the refresh
+    attempts: list[bool] = []
+
+    def send(request: TokenRequest) -> RawResponse:
+        attempts.append(time.time() < current.usable_until)  # True: sent while still usable
+        while time.time() < current.usable_until:  # the first attempt takes that long
+            time.sleep(0.05)
+        return UrllibTransport()(request)
+
+    async def refresh_async() -> Token:
+        return await provider.get_token_async(lambda r: anyio.to_thread.run_sync(send, r))
+
+    def refresh() -> Token:
+        return provider.get_token(send) if flavour == "sync" else asyncio.run(refresh_async())
+
+    with pytest.raises(EndpointUnavailableError):
+        refresh()
+    assert attempts == [True, False, False]  # the refresh began ahead of the deadline
+    fresh = provider.get_token()  # the next call waits for a new token
+    assert fresh.value != value
+    assert api_status(emu, fresh.value) == 200
+
+
 def test_coroutines_share_one_request_and_the_loop_keeps_running(tmp_path: Path) -> None:
     async def scenario(emu: Emulator) -> tuple[set[str], list[float]]:
         provider = provider_for(emu, tmp_path)
