@@ -126,7 +126,7 @@ class Token:
 def token_digest(value: str) -> str:
     """A short digest of a token value, for :attr:`Token.replaces`: 32 hex digits of SHA-256.
 
-    Only ever taken of rejected (dead) tokens, and not reversible anyway.
+    Stored (in a cache) only for rejected, dead tokens; one way, like the slot names.
     """
     import hashlib  # here: a cached token is used without it (start-up time)
 
