@@ -155,8 +155,12 @@ def _encode(token: Token, *, base_url: str, key_fingerprint: str) -> bytes:
         f"expires_at: {token.expires_at!r}",
         f"token: {token.value}",
     ]
-    if token.after_rejection:
-        lines.append("after_rejection: 1")  # absent otherwise; older readers ignore it
+    if token.replaces:
+        # The digest of the rejected token this one replaces; absent otherwise. Older readers
+        # ignore the line (and treat the token as unmarked: one token request more after a
+        # 401 at worst). Versions before wrote "after_rejection: 1", a yes/no that did not say
+        # which rejection; read back as unmarked.
+        lines.append(f"replaces: {token.replaces}")
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
@@ -182,11 +186,14 @@ def _decode(raw: bytes) -> tuple[Token, dict[str, str]] | None:
     # "not <=" also refuses NaN; no token lives two days (MAX_LIFETIME is one).
     if not obtained_at <= expires_at or expires_at - obtained_at > 2 * 86_400:
         return None
+    replaces = fields.get("replaces")
     token = Token(
         value,
         obtained_at=obtained_at,
         expires_at=expires_at,
-        after_rejection=fields.get("after_rejection") == "1",
+        # A digest is 32 hex digits; anything else is no mark at all (damage costs a token
+        # request, never a token taken for a replacement it is not).
+        replaces=replaces if replaces is not None and _is_slot(replaces) else None,
     )
     return token, fields
 

@@ -41,10 +41,10 @@ class TokenCache(Protocol):
     ``reject(slot: str, token: str, rejected_at: float) -> None``
         The API rejected *token* (401) at *rejected_at* (local ``time.time()``). Called
         from the thread that next refreshes (never on an event loop), before it reads the
-        cache. The backend forgets the entry if it holds *token*, or a token not fetched
-        after a rejection (compare-and-invalidate, as :meth:`TokenProvider.invalidate`
-        does in memory), and refuses later writes of tokens fetched before the call.
-        Failures degrade, they never raise.
+        cache. The backend forgets the entry unless it holds a replacement of *token*
+        (another token whose ``replaces`` is ``token_digest(token)``; compare-and-invalidate,
+        as :meth:`TokenProvider.invalidate` does in memory), and refuses later writes of
+        tokens fetched before the call. Failures degrade, they never raise.
     """
 
     def load(self, slot: str) -> Token | None:
@@ -54,8 +54,13 @@ class TokenCache(Protocol):
         """Keep *token*; failures degrade the cache, they never raise.
 
         :meth:`load` should give back ``value``, ``obtained_at``, ``expires_at`` and
-        ``after_rejection``; a backend that drops ``after_rejection`` costs other processes one
-        token request after a 401 each.
+        ``replaces`` (the :func:`~memoram_auth.token.token_digest` of the rejected token this
+        one was fetched to replace, or ``None``). A backend that drops ``replaces``, or keeps
+        only the yes/no of versions before (``after_rejection``; ``Token(...,
+        after_rejection=True)`` still builds a token marked as replacing an unknown one), costs
+        other processes at most one token request each after a 401: their provider takes such
+        a token only if it was obtained after the 401, never for a replacement. It never
+        costs a 401.
         """
 
     def delete(self, slot: str) -> None:

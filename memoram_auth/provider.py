@@ -8,7 +8,8 @@ When is a token refreshed? With ``L`` its lifetime:
 - **fresh** until the last ``min(10 min, L/4)``: handed out with no lock and no I/O;
 - **advisory** window, the last ``min(10 min, L/4)``: one caller refreshes while every other
   keeps using the current token; a failed refresh keeps the current token and is not tried
-  again for :data:`ADVISORY_RETRY_INTERVAL` seconds;
+  again for :data:`ADVISORY_RETRY_INTERVAL` seconds (unless the refresh outlasted the token's
+  usable life, or a 401 rejected it meanwhile: then its caller gets the refresh's error);
 - **mandatory** window, the last ``min(60 s, L/10)``: callers wait for the new token.
 
 So a one-hour token is refreshed from 10 minutes before expiry and never used in its last
@@ -17,9 +18,10 @@ minute; a 4 s token from 1 s before and never in its last 0.4 s.
 Single flight: within the process a thread lock, across processes the cache's file lock; after
 taking the file lock the cache is read again, so the process that waited adopts the token the
 other one fetched. After a 401 the token is replaced by one obtained after the rejection, or
-fetched after one: a token that was already around may have been revoked with it. A
-replacement that another thread or process fetched meanwhile survives a late 401 for the old
-token (compare-and-invalidate).
+fetched to replace the rejected token (``Token.replaces`` names it): a token that was already
+around may have been revoked with it, and so may a replacement for an earlier rejection. A
+replacement of the rejected token that another thread or process fetched meanwhile survives a
+late 401 for it (compare-and-invalidate).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from ._urls import validate_base_url
 from .cache import FileCache, slot_for
 from .exceptions import KeyRejectedError, MemoramAuthError
 from .keys import ApiKey, normalize_api_key, refusal
-from .token import Token, advisory_window, mandatory_window
+from .token import Token, advisory_window, mandatory_window, token_digest
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
@@ -149,9 +151,11 @@ class TokenProvider:
         # (token, rejected_at) for the cache's reject(): sent by the next refresh, off any
         # event loop, since invalidate() runs inside the async auth flow.
         self._unsent_rejections: collections.deque[tuple[str, float]] = collections.deque(maxlen=8)
-        # When the API rejected our current token, until a replacement is adopted (see
-        # invalidate); None otherwise.
-        self._rejection_seen_at: float | None = None
+        # (when, token_digest of the token) of the API's rejection of our current token, until
+        # a replacement is adopted (see invalidate); None otherwise. One attribute, so that a
+        # reader on another thread never sees the time of one rejection with the digest of
+        # another.
+        self._rejection: tuple[float, str] | None = None
         self._next_advisory_try = 0.0
         self._reset_locks()
         _live_providers.add(self)
@@ -314,6 +318,13 @@ class TokenProvider:
                     return (yield from self._obtain_steps(held, advisory=True))
                 except MemoramAuthError as exc:
                     self._next_advisory_try = time.time() + ADVISORY_RETRY_INTERVAL
+                    if not (
+                        time.time() < entry.unusable_at and entry.token.value not in self._rejected
+                    ):
+                        # The refresh outlasted the token's usable life (the endpoint failing
+                        # for its whole retry budget), or a 401 came for it meanwhile: handing
+                        # it out would be a 401 caused by us ("valid -5 s more", in the soak).
+                        raise
                     _log.warning(
                         "refreshing the token for key %s ahead of expiry failed (%s); "
                         "using the current one, valid %.0f s more",
@@ -342,8 +353,12 @@ class TokenProvider:
         return time.time() < (entry.refresh_at if advisory else entry.unusable_at)
 
     def _postdates_rejection(self, token: Token) -> bool:
-        seen_at = self._rejection_seen_at
-        return seen_at is None or token.after_rejection or token.obtained_at > seen_at
+        """Whether *token* cannot have died with the pending rejection: none is pending, or it
+        was obtained after the rejection was seen, or it was fetched to replace that very
+        token. A replacement for another (earlier) rejection is not enough: a second
+        revocation may have hit it (seen in the Redis soak, revoking every 2 s)."""
+        pending = self._rejection
+        return pending is None or token.obtained_at > pending[0] or token.replaces == pending[1]
 
     def _send_rejections(self) -> None:
         # Queued by invalidate(), which may run on an event loop; sent from here, a step
@@ -370,7 +385,7 @@ class TokenProvider:
 
         # Read before the request leaves: a rejection seen while it is in flight may have come
         # from a revocation that hit the token it brings back too (see invalidate).
-        pending_rejection = self._rejection_seen_at
+        pending_rejection = self._rejection
         try:
             token = yield from exchange_steps(
                 self.base_url, self._key, expires_in=self.expires_in, policy=self.policy
@@ -381,11 +396,11 @@ class TokenProvider:
                 yield Blocking(self._forget_rejected_key)
             yield Blocking(lambda: self._notify("memoram_auth_refresh_failed", error=error))
             raise
-        # Tells other processes that this one is newer than the rejection: only if it was
-        # requested after it. Set from the state at the end of the request instead, a token
-        # issued just before a revocation, whose answer was read after another thread's 401,
-        # was taken for a replacement by every process that saw the revocation.
-        token.after_rejection = pending_rejection is not None
+        # Tells other processes which rejected token this one replaces: only a rejection seen
+        # before it was requested. Set from the state at the end of the request instead, a
+        # token issued just before a revocation, whose answer was read after another thread's
+        # 401, was taken for a replacement by every process that saw the revocation.
+        token.replaces = pending_rejection[1] if pending_rejection is not None else None
         yield Blocking(lambda: self._store(token))
         held.release_slot_lock()
         yield Blocking(
@@ -425,7 +440,7 @@ class TokenProvider:
         with self._entry_lock:
             self._entry = _Entry(token)
             if self._postdates_rejection(token):
-                self._rejection_seen_at = None
+                self._rejection = None
         _log.debug(
             "using a token for key %s from the %s, valid %.0f s",
             self.fingerprint,
@@ -439,22 +454,29 @@ class TokenProvider:
 
         Whatever made the API reject it (a revocation of every token, a rotated signing key)
         may have hit the tokens that were already around when the 401 came, such as the one
-        another thread or process refreshed to while the request was in flight. So the current
-        token is dropped too unless it was itself fetched after a rejection (compare-and-
-        invalidate: a replacement that another thread or process already fetched stays), and
-        until a replacement is in, only a token obtained after this moment, or fetched after a
-        rejection, is adopted. Otherwise the one replay after a 401 could go out with a dead
-        token as well (seen in the soak). The rejected value is never adopted again. A cache
-        with a ``reject`` method is told by the next refresh, so the rule holds fleet-wide.
+        another thread or process refreshed to while the request was in flight, or one fetched
+        to replace a token rejected earlier. So the current token is dropped too unless it was
+        itself fetched to replace *token* (compare-and-invalidate: a replacement that another
+        thread or process already fetched stays), and until a replacement is in, only a token
+        obtained after this moment, or fetched to replace *token*, is adopted. Otherwise the
+        one replay after a 401 could go out with a dead token as well (seen in the soak). The
+        rejected value is never adopted again. A cache with a ``reject`` method is told by the
+        next refresh, so the rule holds fleet-wide.
         """
         self._rejected.append(token)
+        digest = token_digest(token)
         with self._entry_lock:
             current = self._entry.token if self._entry is not None else None
-            if current is not None and (current.value == token or not current.after_rejection):
-                self._entry = None
-                self._rejection_seen_at = time.time()
-                if self._reject is not None:
-                    self._unsent_rejections.append((token, self._rejection_seen_at))
+            if current is not None:
+                if current.value != token and current.replaces == digest:
+                    return  # its replacement: a late 401 for a request that went out before
+            elif self._rejection is not None and self._rejection[1] == digest:
+                return  # another thread's 401 for the same token already did all this
+            self._entry = None
+            seen_at = time.time()
+            self._rejection = (seen_at, digest)
+            if self._reject is not None:
+                self._unsent_rejections.append((token, seen_at))
         _log.debug("the API rejected a token for key %s; it will be replaced", self.fingerprint)
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "mandatory_window",
     "parse_http_date",
     "parse_iso8601",
+    "token_digest",
     "token_lifetime",
 ]
 
@@ -52,19 +53,40 @@ class Token:
     ``expires_at`` and ``obtained_at`` are ``time.time()`` values on *this* machine, so they can
     be shared with other processes through the cache. ``value`` is kept out of ``repr``.
     A plain class rather than a NamedTuple: ``typing`` alone costs the command line ~3 ms.
+
+    ``replaces`` is the :func:`token_digest` of the token whose rejection (a 401) was pending
+    when this one was requested, or ``None``: this token postdates whatever caused that
+    rejection (a revocation, a rotated signing key), and nothing else is known of it. Naming
+    the rejected token, rather than saying "fetched after a rejection", keeps a replacement
+    for a first rejection from being taken for one after a second (see
+    :meth:`memoram_auth.provider.TokenProvider.invalidate`).
+
+    ``after_rejection=True`` without ``replaces`` (what a backend that stores only the old
+    yes/no gives back) marks a replacement of an unknown token: it reads as marked, and
+    replaces nothing a provider can match, so the provider treats it as unmarked. That costs
+    at most one token request after a 401, never a 401.
     """
 
-    __slots__ = ("after_rejection", "expires_at", "obtained_at", "value")
+    __slots__ = ("expires_at", "obtained_at", "replaces", "value")
 
     def __init__(
-        self, value: str, obtained_at: float, expires_at: float, *, after_rejection: bool = False
+        self,
+        value: str,
+        obtained_at: float,
+        expires_at: float,
+        *,
+        replaces: str | None = None,
+        after_rejection: bool = False,
     ) -> None:
         self.value = value
         self.obtained_at = obtained_at
         self.expires_at = expires_at
-        #: Fetched to replace a token the API had rejected, so it postdates whatever (a
-        #: revocation, a rotated signing key) caused that rejection.
-        self.after_rejection = after_rejection
+        self.replaces = replaces if replaces is not None or not after_rejection else ""
+
+    @property
+    def after_rejection(self) -> bool:
+        """Whether this token was requested while a rejection was pending (``replaces``)."""
+        return self.replaces is not None
 
     def __repr__(self) -> str:
         return f"Token(obtained_at={self.obtained_at!r}, expires_at={self.expires_at!r})"
@@ -99,6 +121,16 @@ class Token:
     def remaining(self, now: float | None = None) -> float:
         """Seconds left before expiry (negative once expired)."""
         return self.expires_at - (time.time() if now is None else now)
+
+
+def token_digest(value: str) -> str:
+    """A short digest of a token value, for :attr:`Token.replaces`: 32 hex digits of SHA-256.
+
+    Stored (in a cache) only for rejected, dead tokens; one way, like the slot names.
+    """
+    import hashlib  # here: a cached token is used without it (start-up time)
+
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:32]
 
 
 def is_header_safe(token: str) -> bool:

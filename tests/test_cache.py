@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from memoram_auth import MemoramAuthWarning
 from memoram_auth._backends import default_cache
 from memoram_auth.cache import FileCache, MemoryOnlyCache, slot_for
-from memoram_auth.token import Token
+from memoram_auth.token import Token, token_digest
 
 KEY = "mem_" + "ab" * 24
 TOKEN = Token("header.payload.signature", obtained_at=1_000.0, expires_at=4_600.0)
@@ -35,17 +35,51 @@ def test_round_trip(tmp_path: Path) -> None:
     assert cache.load(SLOT) is None
 
 
-def test_round_trip_keeps_whether_the_token_followed_a_rejection(tmp_path: Path) -> None:
+def test_round_trip_keeps_which_rejected_token_the_token_replaces(tmp_path: Path) -> None:
     cache = FileCache(tmp_path)
     store(cache)
     loaded = cache.load(SLOT)
     assert loaded is not None
+    assert loaded.replaces is None
     assert not loaded.after_rejection
-    assert "after_rejection" not in (tmp_path / f"{SLOT}.token").read_text()
-    store(cache, Token(TOKEN.value, 1_000.0, 4_600.0, after_rejection=True))
+    assert "replaces" not in (tmp_path / f"{SLOT}.token").read_text()
+    digest = token_digest("the.rejected.token")
+    store(cache, Token(TOKEN.value, 1_000.0, 4_600.0, replaces=digest))
     loaded = cache.load(SLOT)
     assert loaded is not None
+    assert loaded.replaces == digest
     assert loaded.after_rejection
+    assert "the.rejected.token" not in (tmp_path / f"{SLOT}.token").read_text()
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["after_rejection: 1", "replaces: not-a-digest", "replaces: ", f"replaces: {'A' * 32}"],
+    ids=["older-version-yes-no", "damaged", "empty", "upper-case"],
+)
+def test_a_mark_that_names_no_token_reads_as_unmarked(tmp_path: Path, line: str) -> None:
+    # What the version before wrote ("after_rejection: 1" said "after a rejection", not which),
+    # or a damaged line: the token is read, as one that replaces nothing. A provider then takes
+    # it only if it was obtained after the rejection it is replacing a token for.
+    cache = FileCache(tmp_path)
+    store(cache)
+    path = tmp_path / f"{SLOT}.token"
+    path.write_text(path.read_text() + line + "\n")
+    loaded = cache.load(SLOT)
+    assert loaded == TOKEN
+    assert loaded is not None
+    assert loaded.replaces is None
+
+
+def test_a_yes_no_mark_is_not_written(tmp_path: Path) -> None:
+    # Token(after_rejection=True) without replaces (from a backend that kept only the yes/no)
+    # replaces an unknown token: marked, but matching no rejection, so nothing to write.
+    token = Token(TOKEN.value, 1_000.0, 4_600.0, after_rejection=True)
+    assert token.after_rejection
+    assert token.replaces == ""
+    cache = FileCache(tmp_path)
+    store(cache, token)
+    assert "replaces" not in (tmp_path / f"{SLOT}.token").read_text()
 
 
 def test_missing_directory_is_created_private(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from memoram_auth._steps import Wait
 from memoram_auth.cache import FileCache, MemoryOnlyCache
 from memoram_auth.emulator import Emulator
 from memoram_auth.provider import TokenProvider, advisory_window, get_provider, mandatory_window
-from memoram_auth.token import Token
+from memoram_auth.token import Token, token_digest
 from memoram_auth.transport import RawResponse, TokenRequest, UrllibTransport
 
 from .conftest import FAST
@@ -301,10 +301,16 @@ def test_a_rejected_token_is_not_replaced_by_one_that_predates_the_rejection(
     z = a.get_token()
     assert z.value not in (x.value, y.value)
     assert api_status(memoram_emulator, z.value) == 200
-    # b, rejected on Y a moment later, adopts a's replacement: no request of its own.
+    # b, rejected on Y a moment later, cannot tell this revocation from one after Z was
+    # issued: Z replaces X, not Y, and was obtained before b's 401. So b's replay gets a token
+    # of its own, one request more, rather than risking a second 401 (see
+    # test_a_second_revocation_is_not_answered_with_a_replacement_for_the_first).
     b.invalidate(y.value)
-    assert b.get_token().value == z.value
-    assert memoram_emulator.counters.token_requests == 3
+    w = b.get_token()
+    assert w.value not in (x.value, y.value, z.value)
+    assert w.replaces == token_digest(y.value)
+    assert api_status(memoram_emulator, w.value) == 200
+    assert memoram_emulator.counters.token_requests == 4
 
 
 def test_a_token_fetched_after_the_rejection_is_adopted_without_a_request(
@@ -356,6 +362,44 @@ def test_mandatory_window_waits_for_a_new_token(memoram_emulator: Emulator, tmp_
     fresh = provider.get_token()
     assert fresh.value != current
     assert fresh.remaining() > 3000
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_failed_refresh_ahead_of_expiry_does_not_hand_out_a_token_past_its_deadline(
+    memoram_emulator: Emulator, tmp_path: Path, flavour: str
+) -> None:
+    # The refresh ahead of expiry outlasts the current token's usable life (the endpoint
+    # failing for the whole retry budget, ~8 s by default): the caller gets the refresh's
+    # error, not the token, which by then is in its last moments or expired (a 401 caused by
+    # us; the log said "valid -5 s more").
+    emu = memoram_emulator
+    provider = provider_for(emu, tmp_path, policy=FAST)
+    now = time.time()
+    value = emu.state.issue(emu.api_key, None)["token"]
+    # A 20 s lifetime: refreshed ahead from 5 s before expiry, not handed out in the last 2 s.
+    current = Token(value, obtained_at=now - 16, expires_at=now + 4)
+    provider._adopt(current, "test")
+    emu.fail_next(3, status=503)  # every attempt of the refresh
+    attempts: list[bool] = []
+
+    def send(request: TokenRequest) -> RawResponse:
+        attempts.append(time.time() < current.usable_until)  # True: sent while still usable
+        while time.time() < current.usable_until:  # the first attempt takes that long
+            time.sleep(0.05)
+        return UrllibTransport()(request)
+
+    async def refresh_async() -> Token:
+        return await provider.get_token_async(lambda r: anyio.to_thread.run_sync(send, r))
+
+    def refresh() -> Token:
+        return provider.get_token(send) if flavour == "sync" else asyncio.run(refresh_async())
+
+    with pytest.raises(EndpointUnavailableError):
+        refresh()
+    assert attempts == [True, False, False]  # the refresh began ahead of the deadline
+    fresh = provider.get_token()  # the next call waits for a new token
+    assert fresh.value != value
+    assert api_status(emu, fresh.value) == 200
 
 
 def test_coroutines_share_one_request_and_the_loop_keeps_running(tmp_path: Path) -> None:
@@ -642,3 +686,60 @@ def test_waiters_on_an_event_loop_do_not_share_a_token_requested_before_their_re
 
     _, replay = asyncio.run(main())
     assert api_status(emu, replay.value) == 200
+
+
+def test_a_second_revocation_is_not_answered_with_a_replacement_for_the_first(
+    memoram_emulator: Emulator, tmp_path: Path
+) -> None:
+    # Two replacements for one rejected token X: process a's Y2, and process b's Y1, which b
+    # fetched after the cache lost a's (a cleared cache, or a restarted Redis in front of
+    # per-machine caches, as in the Redis soak) and which is now the cached one. Then a second
+    # revocation hits both, and a's request with Y2 comes back 401. Y1 was fetched after a
+    # rejection, but of X, not of Y2: a's replay must not go out with it. Before, the mark was
+    # a yes/no ("fetched after a rejection"), a adopted Y1 and the replay got a second 401
+    # (seen in the Redis soak, revoking every 2 s).
+    emu = memoram_emulator
+    a, b = provider_for(emu, tmp_path), provider_for(emu, tmp_path)
+    x = a.get_token()
+    assert b.get_token().value == x.value
+    emu.revoke_all()  # the first revocation
+    a.invalidate(x.value)
+    y2 = a.get_token()
+    b.cache.delete(b.slot)
+    b.invalidate(x.value)
+    y1 = b.get_token()
+    assert len({x.value, y1.value, y2.value}) == 3
+    assert a.cached_token() == y1
+    emu.revoke_all()  # the second, within the replacements' lifetime
+    assert api_status(emu, y2.value) == 401
+    a.invalidate(y2.value)
+    replay = a.get_token()
+    assert replay.value not in (y1.value, y2.value)
+    assert api_status(emu, replay.value) == 200
+    # b's 401 on Y1, a moment later: a's new token replaces Y2, not Y1, and predates b's 401,
+    # so b cannot tell it from one the same revocation hit; it fetches its own.
+    b.invalidate(y1.value)
+    b_replay = b.get_token()
+    assert b_replay.value not in (y1.value, y2.value, replay.value)
+    assert api_status(emu, b_replay.value) == 200
+    assert emu.counters.token_requests == 5
+
+
+def test_a_late_401_for_the_replaced_token_keeps_the_replacement_across_processes(
+    memoram_emulator: Emulator, tmp_path: Path
+) -> None:
+    # The mark names the token it replaces: a 401 for X, however late, leaves X's replacement
+    # alone, in the process that fetched it and in one that finds it in the cache.
+    emu = memoram_emulator
+    a, b = provider_for(emu, tmp_path), provider_for(emu, tmp_path)
+    x = a.get_token()
+    assert b.get_token().value == x.value
+    emu.revoke_all()
+    a.invalidate(x.value)
+    y = a.get_token()
+    assert y.replaces == token_digest(x.value)
+    a.invalidate(x.value)  # a late 401 for a request that went out with X
+    assert a.get_token() is y
+    b.invalidate(x.value)
+    assert b.get_token().value == y.value
+    assert emu.counters.token_requests == 2

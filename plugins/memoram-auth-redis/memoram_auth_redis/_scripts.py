@@ -56,7 +56,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 return 0
 """
 
-#: KEYS: token, floor. ARGV: generation, ar, tag, blob, TTL ms.
+#: KEYS: token, floor. ARGV: generation, rp, tag, blob, TTL ms.
 #: Compare-and-set: 1 stored; 0 a newer generation is there; -1 fetched before a rejection.
 STORE = """
 local g = tonumber(ARGV[1])
@@ -65,7 +65,7 @@ if current and tonumber(current) >= g then return 0 end
 local floor = redis.call('GET', KEYS[2])
 if floor and tonumber(floor) >= g then return -1 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'gen', ARGV[1], 'ar', ARGV[2], 'tag', ARGV[3], 'blob', ARGV[4])
+redis.call('HSET', KEYS[1], 'gen', ARGV[1], 'rp', ARGV[2], 'tag', ARGV[3], 'blob', ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
 """
@@ -75,20 +75,21 @@ LOAD = """
 return {redis.call('HGETALL', KEYS[1]), redis.call('PTTL', KEYS[1])}
 """
 
-#: KEYS: token, floor, generation. ARGV: tag of the rejected token, TTL ms of floor and
-#: generation. Compare-and-invalidate, as the provider does in memory: the entry goes if it is
-#: the rejected token or was not itself fetched after a rejection. Then every generation handed
-#: out so far is put below the floor, so that a fetch that started before the rejection is not
-#: stored, whether or not an entry was there: with none (it expired, or Redis restarted empty),
-#: the floor used not to rise. The generation is first moved up to the server's clock, which
-#: covers generations handed out before a restart that lost the counter. Answers
-#: {1 if the entry went else 0, the floor}: a caller keeps the floor, since a restart loses it.
+#: KEYS: token, floor, generation. ARGV: tag of the rejected token, the ``rp`` its replacements
+#: carry, TTL ms of floor and generation. Compare-and-invalidate, as the provider does in memory:
+#: the entry stays only if it is a replacement of the rejected token (not merely one fetched after
+#: some rejection: a second revocation may have hit that). Then every generation handed out so far
+#: is put below the floor, so that a fetch that started before the rejection is not stored, whether
+#: or not an entry was there: with none (it expired, or Redis restarted empty), the floor used not
+#: to rise. The generation is first moved up to the server's clock, which covers generations handed
+#: out before a restart that lost the counter. Answers {1 if the entry went else 0, the floor}: a
+#: caller keeps the floor, since a restart loses it.
 REJECT = (
     _EFFECTS
     + """
 local removed = 0
-local entry = redis.call('HMGET', KEYS[1], 'tag', 'ar')
-if entry[1] and (entry[1] == ARGV[1] or entry[2] ~= '1') then
+local entry = redis.call('HMGET', KEYS[1], 'tag', 'rp')
+if entry[1] and (entry[1] == ARGV[1] or entry[2] ~= ARGV[2]) then
   redis.call('DEL', KEYS[1])
   removed = 1
 end
@@ -97,11 +98,11 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 if g < now then
   g = now
-  redis.call('SET', KEYS[3], string.format('%d', g), 'PX', ARGV[2])
+  redis.call('SET', KEYS[3], string.format('%d', g), 'PX', ARGV[3])
 end
 local floor = redis.call('GET', KEYS[2])
 if not floor or tonumber(floor) < g then
-  redis.call('SET', KEYS[2], string.format('%d', g), 'PX', ARGV[2])
+  redis.call('SET', KEYS[2], string.format('%d', g), 'PX', ARGV[3])
 end
 return {removed, g}
 """

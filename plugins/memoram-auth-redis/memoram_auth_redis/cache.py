@@ -32,7 +32,7 @@ from typing import Any
 from memoram_auth.cache import FileCache
 from memoram_auth.exceptions import MemoramAuthWarning
 from memoram_auth.settings import default_cache_directory as default_directory
-from memoram_auth.token import Token
+from memoram_auth.token import Token, token_digest
 
 from . import _scripts
 from ._breaker import Breaker
@@ -52,7 +52,7 @@ _FAILED = object()
 class _Slot:
     """What the cache knows about one slot: its keys, and the tokens rejected in it."""
 
-    __slots__ = ("floor", "keys", "rejected")
+    __slots__ = ("floor", "floor_replaces", "keys", "rejected")
 
     def __init__(self, keys: SlotKeys) -> None:
         self.keys = keys
@@ -61,6 +61,10 @@ class _Slot:
         # at or below it was fetched before one of them. Kept here because a restart of Redis
         # loses the floor there, and a late writer's token then gets in.
         self.floor = 0
+        # The token_digest of the token whose rejection raised the floor last: below the floor,
+        # only a replacement of that token is taken (it may have been stored before our
+        # rejection reached Redis, by a machine that saw the same 401 first).
+        self.floor_replaces: str | None = None
 
 
 class RedisTokenCache:
@@ -157,10 +161,18 @@ class RedisTokenCache:
             self._slots[slot] = _Slot(SlotKeys(secret, self.prefix))
 
     def reject(self, slot: str, token: str, rejected_at: float) -> None:
-        """Forget *token*, and any token not fetched after a rejection, here and in Redis."""
+        """Forget *token*, and any token that is not its replacement, here and in Redis.
+
+        The provider's rule (see ``TokenProvider.invalidate``): what stays is a token fetched
+        to replace *token* (``replaces`` is its digest), or, locally, one obtained after the
+        rejection. A replacement for an earlier rejection goes: a second revocation may have
+        hit it.
+        """
+        digest = token_digest(token)
         local = self.local.load(slot)
         if local is not None and (
-            local.value == token or not (local.after_rejection or local.obtained_at > rejected_at)
+            local.value == token
+            or not (local.replaces == digest or local.obtained_at > rejected_at)
         ):
             self.local.delete(slot)
         bound = self._slots.get(slot)
@@ -168,11 +180,15 @@ class RedisTokenCache:
             return
         bound.rejected.append(token)
         keys = bound.keys
+        tag, replaces_tag = keys.rejected_tags(token)
         result = self._call(
-            "REJECT", [keys.token, keys.floor, keys.generation], [keys.tag(token), _META_TTL_MS]
+            "REJECT",
+            [keys.token, keys.floor, keys.generation],
+            [tag, replaces_tag, _META_TTL_MS],
         )
-        if result is not _FAILED:
-            bound.floor = max(bound.floor, int(result[1]))
+        if result is not _FAILED and int(result[1]) >= bound.floor:
+            bound.floor = int(result[1])
+            bound.floor_replaces = digest
 
     # -- TokenCache ---------------------------------------------------------------------------
 
@@ -201,11 +217,12 @@ class RedisTokenCache:
         opened = bound.keys.open(fields, int(ttl_ms), time.time())
         if opened is None or opened.token.value in bound.rejected:
             return None  # damaged, tampered with, from another key, or known to be dead
-        if opened.generation <= bound.floor and not opened.token.after_rejection:
-            # Fetched before a rejection of ours, maybe revoked with it; the floor in Redis
-            # refuses such a store, unless a restart lost the floor. (Its obtained_at, rebuilt
-            # from the TTL, would not tell: it comes out later by the store's and this read's
-            # round trips.)
+        if opened.generation <= bound.floor and opened.token.replaces != bound.floor_replaces:
+            # Fetched before our last rejection, maybe revoked with it, and not to replace the
+            # token it rejected (a replacement for an earlier rejection is no better: a second
+            # revocation may have hit it); the floor in Redis refuses such a store, unless a
+            # restart lost the floor. (Its obtained_at, rebuilt from the TTL, would not tell: it
+            # comes out later by the store's and this read's round trips.)
             return None
         local = self.local.load(slot)
         if local is None or local.value != opened.token.value:
@@ -231,7 +248,7 @@ class RedisTokenCache:
         self._call(
             "STORE",
             [keys.token, keys.floor],
-            [fields["gen"], fields["ar"], fields["tag"], fields["blob"], ttl_ms],
+            [fields["gen"], fields["rp"], fields["tag"], fields["blob"], ttl_ms],
         )
 
     def delete(self, slot: str) -> None:
@@ -256,8 +273,13 @@ def _text(value: object) -> str:
 
 def _better(remote: Token, local: Token) -> bool:
     """Whether Redis's token should win over the local one."""
-    if remote.after_rejection != local.after_rejection:
-        return remote.after_rejection  # fetched after a rejection: postdates whatever it was
+    # A replacement of the other one postdates whatever rejected it. A mark that names some
+    # other token says nothing about the two (a replacement for an earlier rejection may be
+    # the older of them), so then the later expiry wins.
+    if remote.replaces and remote.replaces == token_digest(local.value):
+        return True
+    if local.replaces and local.replaces == token_digest(remote.value):
+        return False
     return remote.expires_at > local.expires_at
 
 

@@ -6,6 +6,8 @@ import contextlib
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import memoram_auth_redis
@@ -21,7 +23,7 @@ from memoram_auth.cache import FileCache, slot_for
 from memoram_auth.emulator import Emulator
 from memoram_auth.keys import fingerprint, sha256_hex
 from memoram_auth.provider import TokenProvider
-from memoram_auth.token import Token
+from memoram_auth.token import Token, token_digest
 
 BASE = "http://127.0.0.1:9/api/v1"
 KEY = "mem_" + "5e" * 24
@@ -40,9 +42,10 @@ def bound(cache: RedisTokenCache, key: str = KEY, base: str = BASE) -> str:
     return slot
 
 
-def token(value: str = "tok.en.one", lifetime: float = 600, **kwargs: bool) -> Token:
+def token(value: str = "tok.en.one", lifetime: float = 600, replaces: str | None = None) -> Token:
     now = time.time()
-    return Token(value, obtained_at=now, expires_at=now + lifetime, **kwargs)
+    digest = None if replaces is None else token_digest(replaces)
+    return Token(value, obtained_at=now, expires_at=now + lifetime, replaces=digest)
 
 
 def store_fenced(cache: RedisTokenCache, slot: str, tok: Token) -> None:
@@ -76,17 +79,18 @@ def test_a_token_goes_round_the_fleet_sealed(server: Server, tmp_path: Path) -> 
     writer, reader = make_cache(server, tmp_path, "a"), make_cache(server, tmp_path, "b")
     slot = bound(writer)
     assert bound(reader) == slot
-    stored = token(after_rejection=True)
+    stored = token(replaces="the.rejected.one")
     store_fenced(writer, slot, stored)
     loaded = reader.load(slot)
     assert loaded is not None
     assert loaded.value == stored.value
-    assert loaded.after_rejection
+    assert loaded.replaces == token_digest("the.rejected.one")
     assert abs(loaded.expires_at - stored.expires_at) < 5
     # Written through to the reader's own disk cache: its next start needs no Redis.
     assert FileCache(tmp_path / "b").load(slot) is not None
     at_rest = everything_in(server)
-    for secret in (KEY, stored.value, slot, sha256_hex(KEY), fingerprint(KEY)[7:], BASE):
+    secrets = (KEY, stored.value, slot, sha256_hex(KEY), fingerprint(KEY)[7:], BASE)
+    for secret in (*secrets, token_digest("the.rejected.one")):
         assert secret.encode() not in at_rest
     names = server.client().keys("*")
     assert names
@@ -102,7 +106,11 @@ def test_a_token_goes_round_the_fleet_sealed(server: Server, tmp_path: Path) -> 
             lambda c, k: c.hset(k, "blob", "AAAA" + c.hget(k, "blob")[4:].decode()), id="blob"
         ),
         pytest.param(lambda c, k: c.hincrby(k, "gen", 1), id="generation"),
-        pytest.param(lambda c, k: c.hset(k, "ar", "0"), id="after-rejection-flag"),
+        pytest.param(lambda c, k: c.hset(k, "rp", ""), id="replaces-tag-cleared"),
+        pytest.param(lambda c, k: c.hset(k, "rp", "0" * 32), id="replaces-tag"),
+        pytest.param(
+            lambda c, k: c.hset(k, mapping={"ar": "1", "rp": ""}), id="older-version-flag"
+        ),
         pytest.param(lambda c, k: c.hset(k, "tag", "0" * 32), id="tag"),
         pytest.param(lambda c, k: c.pexpire(k, 86_400_000), id="ttl-beyond-lifetime"),
     ],
@@ -111,7 +119,7 @@ def test_a_value_tampered_with_is_a_miss(server: Server, tmp_path: Path, tamper:
     writer, reader = make_cache(server, tmp_path, "a"), make_cache(server, tmp_path, "b")
     slot = bound(writer)
     bound(reader)
-    store_fenced(writer, slot, token(after_rejection=True))
+    store_fenced(writer, slot, token(replaces="the.rejected.one"))
     client = server.client()
     (name,) = client.keys("*:token")
     tamper(client, name)  # type: ignore[operator]
@@ -156,8 +164,8 @@ def test_a_rejection_is_compare_and_invalidate(server: Server, tmp_path: Path) -
     bound(b)
     reader = make_cache(server, tmp_path, "r")
     bound(reader)
-    store_fenced(a, slot, token("replacement", after_rejection=True))
-    b.reject(slot, "the.old.one", time.time())  # a late 401 for an older token
+    store_fenced(a, slot, token("replacement", replaces="the.old.one"))
+    b.reject(slot, "the.old.one", time.time())  # a late 401 for the token it replaces
     loaded = reader.load(slot)
     assert loaded is not None
     assert loaded.value == "replacement"
@@ -171,6 +179,12 @@ def test_a_rejection_is_compare_and_invalidate(server: Server, tmp_path: Path) -
     fresh = make_cache(server, tmp_path, "r3")
     bound(fresh)
     assert fresh.load(slot) is None
+    # So may a replacement for another rejection: a second revocation may have hit it.
+    store_fenced(a, slot, token("replacement.of.x", replaces="x"))
+    b.reject(slot, "y", time.time())
+    last = make_cache(server, tmp_path, "r4")
+    bound(last)
+    assert last.load(slot) is None
 
 
 def test_a_fetch_that_started_before_a_rejection_is_not_shared(
@@ -247,6 +261,77 @@ def test_a_rejection_outlives_a_restart_that_lost_the_floor(server: Server, tmp_
     loaded = other.load(slot)
     assert loaded is not None
     assert loaded.value == "fetched.after"
+
+
+def test_below_the_floor_only_a_replacement_of_the_rejected_token_is_read(
+    server: Server, tmp_path: Path
+) -> None:
+    a, b = make_cache(server, tmp_path, "a"), make_cache(server, tmp_path, "b")
+    slot = bound(a)
+    bound(b)
+    # Machine a saw X rejected first and stored Y for it; b's rejection of X comes after, and
+    # raises b's floor above Y's generation. Y replaces X: b takes it.
+    store_fenced(a, slot, token("y", replaces="x"))
+    b.reject(slot, "x", time.time())
+    loaded = b.load(slot)
+    assert loaded is not None
+    assert loaded.value == "y"
+    # A slow fetch for the same rejection of X (its generation taken before b's next
+    # rejection, of Y) is stored after a restart lost the floor: b must not read it, though it
+    # was fetched after a rejection, of X, not of Y.
+    with a.lock(slot, 5):
+        late = token("late.replacement.of.x", replaces="x")
+        b.reject(slot, "y", time.time())
+        server.restart()
+        reconnect(a, b)
+        a.store(slot, late, base_url=BASE, key_fingerprint="x")
+    assert server.client().keys("*:token")  # stored: only the reader can tell
+    assert b.load(slot) is None
+
+
+def api_status(emu: Emulator, value: str) -> int:
+    request = urllib.request.Request(
+        f"{emu.base_url}/tags", headers={"Authorization": f"Bearer {value}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return int(exc.code)
+
+
+def test_a_second_revocation_is_not_answered_with_a_replacement_for_the_first(
+    server: Server, tmp_path: Path, emu: Emulator
+) -> None:
+    # What the Redis soak showed, revoking every 2 s: machines a and b each fetched a
+    # replacement for X (a's Y2, then b's Y1 after Redis restarted empty, as the soak's kills
+    # leave it), and a second revocation hit both. a's 401 on Y2 must not be answered with
+    # Y1, whose mark said "fetched after a rejection" (of X, not of Y2): neither by a's
+    # replay, nor by a machine that comes along later. Before, Redis's compare-and-invalidate
+    # kept Y1 (marked), and a's floor let it through.
+    a, b = (
+        TokenProvider(emu.api_key, emu.base_url, cache=make_cache(server, tmp_path, name))
+        for name in "ab"
+    )
+    x = a.get_token()
+    assert b.get_token().value == x.value
+    emu.revoke_all()  # the first revocation
+    a.invalidate(x.value)
+    y2 = a.get_token()
+    server.restart()
+    reconnect(a.cache, b.cache)  # type: ignore[arg-type]
+    b.invalidate(x.value)
+    y1 = b.get_token()
+    assert len({x.value, y1.value, y2.value}) == 3
+    emu.revoke_all()  # the second, within the replacements' lifetime
+    a.invalidate(y2.value)
+    replay = a.get_token()
+    assert replay.value not in (y1.value, y2.value)
+    assert api_status(emu, replay.value) == 200
+    later = TokenProvider(emu.api_key, emu.base_url, cache=make_cache(server, tmp_path, "c"))
+    assert api_status(emu, later.get_token().value) == 200
+    assert emu.counters.token_requests == 4
 
 
 def test_one_token_request_for_many_machines_in_threads(
