@@ -563,6 +563,24 @@ def test_a_configured_client_takes_precedence(server: Server, emu: Emulator) -> 
     assert server.client().keys("*:token")
 
 
+def test_a_client_that_cannot_connect_for_a_non_redis_reason_degrades(
+    server: Server, emu: Emulator, tmp_path: Path
+) -> None:
+    # A client given to configure() whose pool passes an option its connection class does not
+    # take: redis-py raises TypeError (not a RedisError) from every call. The request still
+    # gets its token, from the token endpoint, kept in the local cache, with one warning.
+    pool = redis.ConnectionPool(host="127.0.0.1", port=server.port, no_such_option=1)
+    memoram_auth_redis.configure(redis.Redis(connection_pool=pool))
+    cache = default_cache(str(tmp_path), backend="redis")
+    provider = TokenProvider(emu.api_key, emu.base_url, cache=cache)
+    with pytest.warns(MemoramAuthWarning, match="TypeError") as warned:
+        token = provider.get_token()
+    assert len(warned) == 1
+    assert api_status(emu, token.value) == 200
+    assert list(tmp_path.glob("*.token"))  # kept on the local file
+    assert server.client().keys("*") == []
+
+
 def test_a_missing_server_binary_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(FLAVOUR_ENV, raising=False)
     with pytest.raises(ServerMissing, match="apt-get install -y redis-server"):
