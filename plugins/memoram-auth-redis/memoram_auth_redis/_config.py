@@ -81,12 +81,24 @@ def normalize_url(url: str) -> str:
     return normalized
 
 
+def _check_tls_options(url: str) -> None:
+    """Refuse TLS options (``ssl_…``) on a URL without TLS: a string test, no redis import."""
+    query = urlsplit(url).query
+    tls = sorted({name for name, _ in parse_qsl(query) if name.startswith("ssl")})
+    if tls and not url.startswith("rediss://"):
+        raise ConfigurationError(
+            f"{URL_ENV} has TLS options ({', '.join(tls)}) on a URL without TLS; "
+            "use rediss:// (or valkeys://) to connect with TLS"
+        )
+
+
 def check_options(url: str) -> None:
     """Refuse the URL's query options that redis-py would refuse only when it connects.
 
-    redis-py passes a URL's query options to the connection it makes, so an option it does not
-    know, or a TLS option on a plain ``redis://`` URL, would fail each Redis call with a
-    ``TypeError`` instead of saying so once, here.
+    redis-py passes a URL's query options to each connection it makes, so an option it does
+    not know would fail every Redis call with a ``TypeError`` instead of saying so once. Run
+    where the client is made (redis is imported there anyway), not in :class:`Settings`: a
+    warm start that finds its token on the local file must not pay for ``import redis``.
 
     Raises:
         ConfigurationError: names the option (never a value: a password may be among them).
@@ -94,19 +106,13 @@ def check_options(url: str) -> None:
     query = urlsplit(url).query
     if not query:
         return
-    names = sorted({name for name, _ in parse_qsl(query, keep_blank_values=True)})
-    tls = [name for name in names if name.startswith("ssl")]
-    if tls and not url.startswith("rediss://"):
-        raise ConfigurationError(
-            f"{URL_ENV} has TLS options ({', '.join(tls)}) on a URL without TLS; "
-            "use rediss:// (or valkeys://) to connect with TLS"
-        )
     import redis
 
     try:
         pool = redis.ConnectionPool.from_url(url)
         pool.connection_class(**pool.connection_kwargs)  # builds, does not connect
     except (TypeError, ValueError) as exc:
+        names = sorted({name for name, _ in parse_qsl(query, keep_blank_values=True)})
         raise ConfigurationError(
             f"{URL_ENV} has a query option redis-py does not accept ({exc}); "
             f"the options given: {', '.join(names)}"
@@ -146,7 +152,7 @@ class Settings:
                 f"with {SENTINEL_ENV}, {URL_ENV} names the Sentinel's host and port "
                 "(redis:// or rediss://), not a unix socket"
             )
-        check_options(self.url)
+        _check_tls_options(self.url)
         self.prefix = prefix if prefix is not None else self.default_prefix()
         if timeout is None:
             try:
@@ -189,6 +195,7 @@ def make_client(settings: Settings) -> Any:  # noqa: ANN401 - Redis, RedisCluste
     """A sync redis-py client for *settings*. Cluster clients connect here (may raise)."""
     import redis
 
+    check_options(settings.url)
     options = _fail_fast(settings.timeout)
     if settings.cluster:
         from redis.cluster import RedisCluster

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from memoram_auth.cache import FileCache
-from memoram_auth.exceptions import MemoramAuthWarning
+from memoram_auth.exceptions import ConfigurationError, MemoramAuthWarning
 from memoram_auth.settings import default_cache_directory as default_directory
 from memoram_auth.token import Token, token_digest
 
@@ -149,6 +149,10 @@ class RedisTokenCache:
         # connection it cannot make (a TypeError for an option its connection class does not
         # take, in a client given to configure()), and the cache is an optimisation that must
         # never fail a request. The breaker's one warning names the type, so a bug still shows.
+        # A setting to fix (a URL option redis-py refuses, found when the client is made) is
+        # not an outage: it is raised, once, to the caller.
+        except ConfigurationError:
+            raise
         except Exception as exc:  # noqa: BLE001
             self.breaker.failed(exc)
             return _FAILED
@@ -260,6 +264,8 @@ class RedisTokenCache:
             # Through the breaker, like the scripts; a plain DEL needs no script.
             try:
                 self._ensure_client().delete(bound.keys.token)
+            except ConfigurationError:
+                raise
             except Exception as exc:  # noqa: BLE001 - as in _call
                 self.breaker.failed(exc)
 

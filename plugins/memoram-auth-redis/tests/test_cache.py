@@ -15,6 +15,7 @@ import pytest
 import redis
 from _servers import FLAVOUR_ENV, INSTALL_HINT, Server, ServerMissing, find_binary
 from memoram_auth_redis import Breaker, RedisTokenCache, Settings
+from memoram_auth_redis._config import make_client
 
 from memoram_auth import ConfigurationError, MemoramAuthWarning, hookimpl, plugins
 from memoram_auth._backends import default_cache
@@ -538,17 +539,29 @@ def test_a_bad_url_is_a_configuration_error_that_hides_the_password(url: str) ->
 )
 def test_a_query_option_redis_py_would_refuse_is_named_at_once(url: str, says: str) -> None:
     # redis-py passes query options to each connection it makes: without this check the
-    # mistake surfaced as a TypeError from every Redis call, which crashed the request.
+    # mistake surfaced as a TypeError from every Redis call, which crashed the request. TLS
+    # options on a plain URL are refused by Settings; the rest when the client is made.
     with pytest.raises(ConfigurationError) as caught:
-        Settings(url)
+        make_client(Settings(url))
     assert says in str(caught.value)
     assert "hunter2" not in str(caught.value)
 
 
+def test_a_refused_query_option_reaches_the_caller_not_the_breaker(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    url = "redis://user:hunter2@127.0.0.1:1/0?socket_timout=1"
+    cache = RedisTokenCache.from_settings(Settings(url), cache_dir=str(tmp_path))
+    with pytest.raises(ConfigurationError, match="socket_timout") as caught:
+        TokenProvider(emu.api_key, emu.base_url, cache=cache).get_token()
+    assert "hunter2" not in str(caught.value)
+    assert not cache.breaker.is_open  # a setting to fix, not an outage to ride out
+
+
 def test_query_options_redis_py_accepts_pass() -> None:
-    Settings("rediss://h:6380/0?ssl_ca_certs=/ca.pem&ssl_cert_reqs=required")
-    Settings("redis://h:6379/0?socket_keepalive=yes&health_check_interval=5")
-    Settings("unix:///run/redis.sock?db=2")
+    make_client(Settings("rediss://h:6380/0?ssl_ca_certs=/ca.pem&ssl_cert_reqs=required"))
+    make_client(Settings("redis://h:6379/0?socket_keepalive=yes&health_check_interval=5"))
+    make_client(Settings("unix:///run/redis.sock?db=2"))
 
 
 def test_no_url_says_which_setting_is_missing() -> None:
