@@ -559,11 +559,12 @@ class _SlotLock:
         # thread_local=False: under an event loop the lock is taken in a worker thread and may
         # be released from another (the provider's steps, see _steps.py); a thread-local
         # filelock would then never release the flock.
+        # Kept after release: unlinking lets a late-comer lock a fresh inode (see docstring).
+        # Passed as a mapping because filelock < 4 (3.19.1 is the floor on Python 3.9) has no
+        # such parameter, so a keyword would not type-check against it.
+        keep: dict[str, Any] = {"preserve_lock_file": True}
         try:
-            # Kept after release: unlinking lets a late-comer lock a fresh inode (see docstring).
-            lock = filelock.FileLock(
-                self._path, mode=mode, thread_local=False, preserve_lock_file=True
-            )
+            lock = filelock.FileLock(self._path, mode=mode, thread_local=False, **keep)
         except TypeError:  # filelock < 4 has no such option, and never deletes anyway
             lock = filelock.FileLock(self._path, mode=mode, thread_local=False)
         try:
