@@ -25,6 +25,20 @@ pytest_plugins = ["pytester"]
 FAST = RetryPolicy(backoff=0.01, max_backoff=0.02, retry_after_cap=0.05, total_timeout=5.0)
 
 
+#: Tests marked ``network`` install packages from the package index: they run only when this is
+#: set to 1, so that the default run never depends on the index being reachable or fast.
+NETWORK_ENV = "MEMORAM_TEST_NETWORK"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get(NETWORK_ENV) == "1":
+        return
+    skip = pytest.mark.skip(reason=f"installs from the package index: set {NETWORK_ENV}=1 to run")
+    for item in items:
+        if "network" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # A developer's own MEMORAM_* settings must not change what the tests see.

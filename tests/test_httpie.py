@@ -141,6 +141,10 @@ def test_the_token_goes_only_to_the_api_origin(emu: Emulator, http: Http) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.network
+# Two installs from the index (httpie, then our checkout with its dependencies): a budget for a
+# slow index, not the suite's 120 s default.
+@pytest.mark.timeout(900)
 def test_httpies_own_plugin_installer(emu: Emulator, tmp_path: Path) -> None:
     """``httpie cli plugins install`` puts us in httpie's plugin directory, off ``sys.path``."""
     root = Path(__file__).resolve().parents[1]
