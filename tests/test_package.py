@@ -118,46 +118,74 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
         memoram_auth.Nope  # noqa: B018
 
 
-def _floors() -> dict[str, str]:
-    """``name: lowest version`` of every dependency and extra in pyproject.toml (Python >= 3.10).
+#: Every Python we support, for the floors that differ by Python (markers in pyproject.toml).
+PYTHONS = ("3.9", "3.10", "3.11", "3.12", "3.13")
+
+
+def _marker_env(python: str) -> dict[str, str]:
+    return {"python_version": python, "python_full_version": f"{python}.0"}
+
+
+def _floors(python: str) -> dict[str, str]:
+    """``name: lowest version`` of every dependency and extra in pyproject.toml on one Python.
 
     Read with a regular expression, not tomllib, which Python 3.9 and 3.10 do not have.
     """
+    from packaging.markers import Marker
+
     text = (ROOT / "pyproject.toml").read_text()
     floors: dict[str, str] = {}
     for name, version, marker in re.findall(
         r'"([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?>=([0-9][0-9.]*)\s*(?:;\s*([^"]*))?"', text
     ):
-        if "setuptools" in name or (marker and "< '3.10'" in marker):
-            continue  # the build backend; the Python 3.9 floor (the min env needs 3.10)
+        if "setuptools" in name:
+            continue  # the build backend
+        if marker and not Marker(marker).evaluate(_marker_env(python)):
+            continue
+        assert name.lower() not in floors, f"two floors for {name} on Python {python}"
         floors[name.lower()] = version
     return floors
 
 
-def test_the_min_environment_pins_exactly_the_declared_floors() -> None:
-    pins = dict(
-        line.split("==")
-        for line in (ROOT / ".ci" / "minimum-versions.txt").read_text().splitlines()
-        if line and not line.startswith("#")
-    )
-    floors = _floors()
+def _min_pins(python: str) -> dict[str, str]:
+    """``name: version`` that .ci/minimum-versions.txt pins on one Python."""
+    from packaging.requirements import Requirement
+
+    pins: dict[str, str] = {}
+    for line in (ROOT / ".ci" / "minimum-versions.txt").read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        requirement = Requirement(line)
+        if requirement.marker and not requirement.marker.evaluate(_marker_env(python)):
+            continue
+        (specifier,) = requirement.specifier
+        assert specifier.operator == "==", line
+        pins[requirement.name.lower()] = specifier.version
+    return pins
+
+
+@pytest.mark.parametrize("python", PYTHONS)
+def test_the_min_environment_pins_exactly_the_declared_floors(python: str) -> None:
+    pins = _min_pins(python)
+    floors = _floors(python)
     assert {"requests", "httpx", "pluggy", "filelock", "platformdirs", "httpie"} <= set(floors)
     for name, floor in floors.items():
         pinned = pins.get(name, "")
         # "0.24" in pyproject is the release 0.24.0.
         assert pinned.split(".")[: len(floor.split("."))] == floor.split("."), name
         assert pinned == floor or set(pinned.split(".")[len(floor.split(".")) :]) == {"0"}, name
-    assert set(pins) == set(floors)
     tox = (ROOT / "tox.ini").read_text()
     assert re.search(r"^env_list = .*\bmin\b", tox, flags=re.MULTILINE)
 
 
 def test_the_declared_floors_are_the_safe_ones() -> None:
-    floors = _floors()
-    as_tuple = {name: tuple(int(part) for part in v.split(".")) for name, v in floors.items()}
-    assert as_tuple["filelock"] >= (3, 20, 1)  # O_NOFOLLOW on lock files
-    assert as_tuple["requests"] >= (2, 32, 4)  # verification and .netrc leak fixes
-    assert as_tuple["pluggy"] >= (1, 2)
+    for python in PYTHONS:
+        floors = _floors(python)
+        as_tuple = {name: tuple(int(part) for part in v.split(".")) for name, v in floors.items()}
+        if python != "3.9":  # 3.20.1 needs Python 3.10; see pyproject.toml
+            assert as_tuple["filelock"] >= (3, 20, 1)  # O_NOFOLLOW on lock files
+        assert as_tuple["requests"] >= (2, 32, 4)  # verification and .netrc leak fixes
+        assert as_tuple["pluggy"] >= (1, 2)
 
 
 def _pyproject() -> dict[str, Any]:
