@@ -64,6 +64,7 @@ NOT_SOURCES = shutil.ignore_patterns(
 #: How long one command or one server start may take before the check fails, in seconds.
 COMMAND_TIMEOUT = 600
 START_TIMEOUT = 30
+STARTED = time.monotonic()
 TOKEN_REQUEST = re.compile(r'"POST /api/v1/auth/token HTTP/1\.[01]" 200 ')
 
 
@@ -82,7 +83,8 @@ class Package:
 
 
 def say(message: str) -> None:
-    print(f"package: {message}", flush=True)
+    # Seconds since the start, so that a slow step shows in the log.
+    print(f"package [{time.monotonic() - STARTED:5.1f} s]: {message}", flush=True)
 
 
 def show(command: Sequence[str | Path]) -> str:
@@ -332,15 +334,15 @@ def expect(condition: bool, failure: str) -> None:
 
 def use_the_packages(work: Path, dist: Path, wheels: dict[str, Path], version: str) -> None:
     venv = work / "venv"
-    run([sys.executable, "-m", "venv", venv], cwd=work)
+    # Without a pip of its own (ensurepip alone takes seconds): the tools' pip installs into it.
+    run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=work)
     python, bin_dir = venv_bin(venv) / "python", venv_bin(venv)
+    pip: list[str | Path] = [sys.executable, "-m", "pip", "--python", python]
     # --find-links: the plugins' "memoram-auth>=0.1" is met by the wheel just built, never by
     # the index. keyrings.alt: the headless backend the keyring plugin's README names.
     run(
         [
-            python,
-            "-m",
-            "pip",
+            *pip,
             "install",
             "--quiet",
             "--find-links",
@@ -352,7 +354,7 @@ def use_the_packages(work: Path, dist: Path, wheels: dict[str, Path], version: s
         ],
         cwd=work,
     )
-    run([python, "-m", "pip", "check"], cwd=work)
+    run([*pip, "check"], cwd=work)
 
     # Outside the checkout, with none of the developer's settings: HOME, caches, httpie's
     # config and the keyring all live in the throwaway directory.
@@ -485,7 +487,7 @@ def check_redis(bin_dir: Path, cwd: Path, work: Path, env: dict[str, str], log: 
                 text = (work / "redis.log").read_text(encoding="utf-8", errors="replace")
                 raise CheckFailed(f"{binary} did not start:\n{text}")
             time.sleep(0.05)
-        say(f"{Path(binary).name} answers on 127.0.0.1:{port}")
+        say(f"{binary} answers on 127.0.0.1:{port}")
         redis_env = {
             **env,
             "MEMORAM_AUTH_CACHE_BACKEND": "redis",
@@ -538,7 +540,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check-package/ is replaced. Default: a new temporary directory",
     )
     args = parser.parse_args(argv)
-    started = time.monotonic()
     scratch = Path(args.workdir or tempfile.mkdtemp(prefix="memoram-package-")).resolve()
     work = scratch / "check-package"
     shutil.rmtree(work, ignore_errors=True)
@@ -567,7 +568,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"left for a look: {work} and {outside}")
         return 1
     shutil.rmtree(outside, ignore_errors=True)
-    say(f"all checks passed in {time.monotonic() - started:.0f} s; the built files are in {dist}")
+    say(f"all checks passed in {time.monotonic() - STARTED:.0f} s; the built files are in {dist}")
     return 0
 
 
