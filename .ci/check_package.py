@@ -339,7 +339,8 @@ def use_the_packages(work: Path, dist: Path, wheels: dict[str, Path], version: s
     python, bin_dir = venv_bin(venv) / "python", venv_bin(venv)
     pip: list[str | Path] = [sys.executable, "-m", "pip", "--python", python]
     # --find-links: the plugins' "memoram-auth>=0.1" is met by the wheel just built, never by
-    # the index. keyrings.alt: the headless backend the keyring plugin's README names.
+    # the index. keyrings.alt: the headless backend the keyring plugin's README names. Versions:
+    # PIP_CONSTRAINT (tox sets it to the lock file) reaches this pip as it reaches tox's.
     run(
         [
             *pip,
@@ -350,7 +351,7 @@ def use_the_packages(work: Path, dist: Path, wheels: dict[str, Path], version: s
             f"{wheels['memoram-auth']}[httpie]",
             wheels["memoram-auth-keyring"],
             wheels["memoram-auth-redis"],
-            "keyrings.alt==5.0.2",
+            "keyrings.alt",
         ],
         cwd=work,
     )
