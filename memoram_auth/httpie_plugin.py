@@ -24,7 +24,7 @@ import requests.auth
 from httpie.plugins import AuthPlugin
 
 from . import plugins
-from ._requests import RequestsAuth
+from .adapters.requests import RequestsAuth
 from .exceptions import MemoramAuthError, MemoramAuthWarning
 from .settings import KEY_OPTIONS, resolve_api_key, resolve_base_url
 

@@ -20,8 +20,8 @@ import anyio.to_thread
 import pytest
 
 from memoram_auth import EndpointUnavailableError, KeyRejectedError, MemoramAuthWarning
-from memoram_auth._steps import Wait
 from memoram_auth.cache import FileCache, MemoryOnlyCache
+from memoram_auth.core.steps import drive
 from memoram_auth.emulator import Emulator
 from memoram_auth.provider import TokenProvider, advisory_window, get_provider, mandatory_window
 from memoram_auth.token import Token, token_digest
@@ -601,22 +601,15 @@ def test_two_lifetimes_across_processes(memoram_emulator: Emulator, tmp_path: Pa
 def refresh_with_a_gap(provider: TokenProvider, in_the_gap: Callable[[], object]) -> Token:
     """Run *provider*'s refresh steps, calling *in_the_gap* once the token endpoint has answered
     and before the provider reads the answer: what another thread may do in between."""
-    steps = provider.refresh_steps()
     transport = UrllibTransport()
-    answer: object = None
-    try:
-        while True:
-            step = steps.send(answer)
-            if isinstance(step, TokenRequest):
-                answer = transport(step)
-                in_the_gap()
-            elif isinstance(step, Wait):
-                answer = None
-            else:
-                answer = step.function()
-    except StopIteration as done:
-        token: Token = done.value
-        return token
+
+    def send_then_gap(request: TokenRequest) -> RawResponse:
+        answer = transport(request)
+        in_the_gap()
+        return answer
+
+    token: Token = drive(provider.refresh_steps(), send_then_gap)
+    return token
 
 
 def test_a_token_requested_before_a_rejection_is_not_taken_for_one_fetched_after(
