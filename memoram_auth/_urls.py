@@ -29,8 +29,8 @@ def is_loopback_host(host: str) -> bool:
     """True for exactly ``localhost``, IP literals in 127.0.0.0/8, and ``::1``.
 
     Not ``*.localhost`` nor ``localhost.``: RFC 6761 says they should resolve locally, but
-    common resolvers (the review's machine's among them) send them to DNS, where a spoofed
-    answer would receive the API key over plain http (issue 12). IP literals never leave.
+    common resolvers send them to DNS, where a spoofed answer would receive the API key over
+    plain http. IP literals never leave.
     """
     host = host.lower()
     if host == "localhost":
@@ -152,10 +152,10 @@ class ApiOrigin:
     """
 
     __slots__ = (
+        "default_or_port",
         "host",
         "origin",
         "port",
-        "ports",
         "prefix",
         "raw_host",
         "scheme",
@@ -168,10 +168,8 @@ class ApiOrigin:
         self.origin: Origin = base_url_origin(base_url)
         self.scheme, self.host, self.port = self.origin
         self.raw_host = self.host.encode("ascii")  # as httpx's URL.raw_host gives it
-        # The ports a parsed URL may report for this origin: None stands for the default.
-        self.ports = frozenset(
-            {self.port} | ({None} if self.port == DEFAULT_PORTS[self.scheme] else set())
-        )
+        # The port as a parsed URL may report it: None for the scheme's default (httpx).
+        self.default_or_port = None if self.port == DEFAULT_PORTS[self.scheme] else self.port
         # Most URLs start with the base URL's own spelling of the origin: a prefix test decides
         # them without parsing. The trailing "/" keeps "api.memoram.app.evil" out.
         self.prefix = "/".join(base_url.split("/", 3)[:3]) + "/"
@@ -207,12 +205,13 @@ class ApiOrigin:
             path = unquote(path)
         return not self.is_token_path(path)
 
-    def targets_parts(self, scheme: str, host: str | bytes, port: int | None, path: str) -> bool:
-        """:meth:`targets` for a parsed URL: *host* lower-case and IDNA-encoded (str, or bytes
-        as httpx's ``raw_host``), *port* ``None`` for the scheme's default, *path* decoded."""
+    def targets_parts(self, scheme: str, raw_host: bytes, port: int | None, path: str) -> bool:
+        """:meth:`targets` for a URL the HTTP library has parsed: *raw_host* lower-case and
+        IDNA-encoded (as httpx's ``URL.raw_host``), *port* ``None`` or the scheme's default
+        for the default, *path* decoded."""
         return (
-            host == (self.raw_host if isinstance(host, bytes) else self.host)
-            and port in self.ports
+            raw_host == self.raw_host
+            and (port == self.port or port == self.default_or_port)
             and scheme == self.scheme
-            and not self.is_token_path(path)
+            and (not path.startswith(self.token_path) or not self.is_token_path(path))
         )

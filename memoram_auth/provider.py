@@ -193,7 +193,7 @@ def get_provider(
         network=NetworkSettings(verify=verify, cert=cert, proxy=proxy, trust_env=trust_env),
         cache_dir=cache_dir,
         cache_backend=cache_backend,
-        # Checked before they go into the registry key: a list there was an "unhashable" error.
+        # Checked before they go into the registry key, where a list would be unhashable.
         policy=check_policy(policy),
         expires_in=check_expires_in(expires_in),
     )

@@ -103,7 +103,7 @@ def shown_url(value: object, hide: Iterable[str] = ()) -> str:
     return repr(text)
 
 
-#: How to give a key, in the words of the place the message appears (issue 16).
+#: How to give a key, in the words of the place the message appears.
 KEY_OPTIONS = {"python": "api_key=", "cli": "--api-key KEY", "httpie": "--auth KEY (-a KEY)"}
 
 
@@ -119,7 +119,7 @@ def resolve_api_key(
 
     Raises:
         ConfigurationError: no key anywhere, or a key that cannot be one (not text:
-            ``api_key=123`` raised AttributeError before, issue 12).
+            ``api_key=123``).
     """
     if api_key is None:
         api_key = environment_api_key()

@@ -232,7 +232,7 @@ def _number(value: object) -> float | None:
         return None
     try:
         number = float(value)
-    except OverflowError:  # "exp": 10**400 (issue 12)
+    except OverflowError:  # "exp": 10**400
         return None
     # NaN and infinities are not times either: inf - inf is NaN, which no clamp removes.
     return number if number - number == 0 else None

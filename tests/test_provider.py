@@ -321,7 +321,6 @@ def test_a_token_fetched_after_the_rejection_is_adopted_without_a_request(
     a, b = provider_for(memoram_emulator, tmp_path), provider_for(memoram_emulator, tmp_path)
     x = a.get_token()
     a.invalidate(x.value)
-    b._entry = None
     b.cache.delete(b.slot)
     time.sleep(0.01)  # obtained_at is the wall clock: make "after" unambiguous
     y = b.get_token()
@@ -513,7 +512,7 @@ def test_a_key_rejected_ahead_of_expiry_is_forgotten_too(
     provider = provider_for(memoram_emulator, tmp_path, policy=FAST)
     token = provider.get_token()
     seed(provider, token.value, remaining=300)  # due for its advisory refresh
-    provider._entry = None
+    provider = provider_for(memoram_emulator, tmp_path, policy=FAST)  # knows only the cache
     assert provider.get_token().value == token.value
     memoram_emulator.remove_key(memoram_emulator.api_key)
     # The advisory refresh fails with the key rejected: this call still gets the current

@@ -103,7 +103,8 @@ class MemoramMiddleware(AuthCore):
         path = url.raw_path
         if "%" in path:
             return self.scope.targets(str(url))
-        return self.scope.targets_parts(url.scheme, url.raw_host or "", url.port, path)
+        host = (url.raw_host or "").encode("ascii", "replace")
+        return self.scope.targets_parts(url.scheme, host, url.port, path)
 
     async def _authorization(self, session: aiohttp.ClientSession) -> str:
         """The header value, refreshing through *session* when needed, one refresh per loop."""

@@ -97,7 +97,7 @@ class AuthCore:
         """Say, once per origin, why a request this object left alone came back 401.
 
         With the key set but ``MEMORAM_BASE_URL`` unset or pointing elsewhere, requests to the
-        API go out without a token and come back 401, and nothing said why (issue 16). The
+        API go out without a token and come back 401, with nothing to say why. The
         adapters call this for a 401 to a request they did not add the token to; for another
         origin than the base URL's, the first one logs a warning on the ``memoram_auth`` logger
         that names that origin, the configured base URL and how to change it. 401s from the

@@ -39,6 +39,8 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
     def _setup(self) -> None:
         # Called at the end of AuthCore.__init__ (an __init__ here would hold the key in its
         # *args, where traceback formatters that print locals would show it).
+        self._last_target = "\x00"  # no URL: see __call__
+        self._fresh = self.provider.fresh_authorization  # bound once: the per-request path
         from ..transports.requests import requests_transport
 
         # The token request goes through requests too (see transports/requests.py).
@@ -57,16 +59,17 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         """Set ``Authorization`` on requests to the API's origin and hook the 401 replay."""
         url = r.url
-        if url is None or not self.scope.targets(url):
-            # Left alone; a 401 to it may mean the base URL is not set (see _note_401).
-            hooks = r.hooks["response"]
-            if self._unauthenticated_hook not in hooks:
-                hooks.append(self._unauthenticated_hook)
-            return r
-        provider = self.provider
-        r.headers["Authorization"] = provider.fresh_authorization() or provider.authorization(
-            self._transport
-        )
+        # The last URL found to need the token: a client that calls one endpoint again and
+        # again is decided by one string comparison instead of the rule (scope.targets).
+        if url != self._last_target:
+            if url is None or not self.scope.targets(url):
+                # Left alone; a 401 to it may mean the base URL is not set (see _note_401).
+                hooks = r.hooks["response"]
+                if self._unauthenticated_hook not in hooks:
+                    hooks.append(self._unauthenticated_hook)
+                return r
+            self._last_target = url
+        r.headers["Authorization"] = self._fresh() or self.provider.authorization(self._transport)
         hooks = r.hooks["response"]
         if self._response_hook not in hooks:
             hooks.append(self._response_hook)
@@ -98,7 +101,7 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
 
         response.content  # noqa: B018 - drain the 401 so its connection can be reused
         response.close()
-        added = get_cookie_header(response.cookies, replay)  # type: ignore[no-untyped-call]
+        added = get_cookie_header(response.cookies, replay)  # type: ignore[no-untyped-call]  # requests' helper has no annotations
         if added:
             replay.headers["Cookie"] = _merge_cookies(replay.headers.get("Cookie"), added)
         replay.headers["Authorization"] = new_header

@@ -70,8 +70,8 @@ def build_request(
 def _shown(text: str, limit: int = 40) -> str:
     """Server-provided *text* as it may appear in a message: printable ASCII, cut short.
 
-    Messages end up on terminals: a hostile ``Content-Type`` with ESC bytes reached the CLI's
-    stderr raw (terminal escape injection, issue 12). Everything else becomes ``?``.
+    Messages end up on terminals: a hostile ``Content-Type`` with ESC bytes would reach the
+    CLI's stderr raw (terminal escape injection). Everything else becomes ``?``.
     """
     cleaned = "".join(char if " " <= char <= "~" else "?" for char in text[: limit + 1])
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
@@ -214,7 +214,7 @@ def exchange_steps(
         )
         if isinstance(answer, TransportError):
             # A transport's message can carry what the server sent (a broken status line):
-            # shown as printable ASCII only, and cut short (issue 12).
+            # shown as printable ASCII only, and cut short.
             problem, status = _shown(str(answer), 800), None
             if not answer.retry:
                 raise EndpointUnavailableError(

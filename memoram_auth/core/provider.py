@@ -174,8 +174,10 @@ class Provider:
 
         What every adapter asks first, for every request.
         """
+        # token.freshness()'s FRESH case, written out: a function call here would cost every
+        # request a tenth more (BENCHMARKS.md, section 1).
         entry = self._entry
-        if entry is not None and freshness(entry, _now()) == FRESH:
+        if entry is not None and _now() < entry.fresh_until:
             return entry.authorization
         return None
 
