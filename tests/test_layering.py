@@ -191,6 +191,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "token",
             "_policy",
             "_urls",
+            "_origin",
             "_derive",
         },
     ),

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from memoram_auth import MemoramAuth
-from memoram_auth._urls import ApiOrigin
+from memoram_auth._origin import ApiOrigin
 from memoram_auth.emulator import Emulator
 
 #: url (``{port}``: the emulator's, ``{other}``: another one) -> does the request get the token?

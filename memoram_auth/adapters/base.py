@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 from .. import _log
 from .._env import BASE_URL_ENV
+from .._origin import ApiOrigin
 from .._policy import RetryPolicy
-from .._urls import DEFAULT_PORTS, ApiOrigin, origin_of
+from .._urls import DEFAULT_PORTS, origin_of
 from ..keys import ApiKey, refusal
 from ..provider import TokenProvider, provider_for
 from ..settings import resolve
@@ -90,7 +91,7 @@ class AuthCore:
         raise TypeError(refusal(f"a {type(self).__name__}"))
 
     def targets(self, url: str) -> bool:
-        """True if a request to *url* gets the token (see :class:`memoram_auth._urls.ApiOrigin`)."""
+        """True if a request to *url* gets the token (see ``memoram_auth._origin.ApiOrigin``)."""
         return self.scope.targets(url)
 
     def note_unauthenticated_401(self, url: str) -> bool:

@@ -40,7 +40,6 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
         # Called at the end of AuthCore.__init__ (an __init__ here would hold the key in its
         # *args, where traceback formatters that print locals would show it).
         self._last_target = "\x00"  # no URL: see __call__
-        self._fresh = self.provider.fresh_authorization  # bound once: the per-request path
         from ..transports.requests import requests_transport
 
         # The token request goes through requests too (see transports/requests.py).
@@ -69,7 +68,10 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
                     hooks.append(self._unauthenticated_hook)
                 return r
             self._last_target = url
-        r.headers["Authorization"] = self._fresh() or self.provider.authorization(self._transport)
+        provider = self.provider
+        r.headers["Authorization"] = provider.fresh_authorization() or provider.authorization(
+            self._transport
+        )
         hooks = r.hooks["response"]
         if self._response_hook not in hooks:
             hooks.append(self._response_hook)
