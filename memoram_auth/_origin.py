@@ -6,7 +6,12 @@ load it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._urls import DEFAULT_PORTS, Origin, base_url_origin, origin_of
+
+if TYPE_CHECKING:
+    from yarl import URL
 
 __all__ = ["ApiOrigin"]
 
@@ -15,11 +20,13 @@ class ApiOrigin:
     """Which requests get the token: the base URL's origin (scheme, host, port), less the
     token endpoint. The one owner of that rule; every adapter asks it.
 
-    :meth:`targets` decides a URL string; :meth:`targets_parts` an URL the HTTP library has
-    already parsed (httpx's, yarl's), from its parts, without rebuilding the string.
+    :meth:`targets` decides a URL string; :meth:`targets_parts` and :meth:`targets_yarl` a URL
+    the HTTP library has already parsed (httpx's, yarl's), from its parts, without rebuilding
+    the string.
     """
 
     __slots__ = (
+        "authority",
         "default_or_port",
         "host",
         "origin",
@@ -41,6 +48,7 @@ class ApiOrigin:
         # Most URLs start with the base URL's own spelling of the origin: a prefix test decides
         # them without parsing. The trailing "/" keeps "api.memoram.app.evil" out.
         self.prefix = "/".join(base_url.split("/", 3)[:3]) + "/"
+        self.authority = self.prefix.split("/")[2]  # host and port as the base URL spells them
         self.token_url = f"{base_url}/auth/token"
         # A raw path (as sent) without percent-escapes that does not start with this cannot
         # be the token endpoint.
@@ -82,4 +90,20 @@ class ApiOrigin:
             and (port == self.port or port == self.default_or_port)
             and scheme == self.scheme
             and (not path.startswith(self.token_path) or not self.is_token_path(path))
+        )
+
+    def targets_yarl(self, url: URL) -> bool:
+        """:meth:`targets` for a yarl URL (aiohttp's), from the parts yarl caches."""
+        path = url.raw_path
+        if "%" in path:
+            return self.targets(str(url))  # the string rule decodes the path
+        # Most URLs spell the authority as the base URL does: one comparison decides the
+        # origin. Others are compared part by part (yarl's host is lower-case, its port
+        # explicit or the default).
+        if url.raw_authority != self.authority and (
+            url.raw_host != self.host or url.port != self.port
+        ):
+            return False
+        return url.scheme == self.scheme and (
+            not path.startswith(self.token_path) or not self.is_token_path(path)
         )

@@ -97,15 +97,6 @@ class MemoramMiddleware(AuthCore):
         self._last_target: URL | None = None
         self._targets_seen: dict[int, URL] = {}
 
-    def _targets(self, url: URL) -> bool:
-        # yarl's parts: raw_host is lower-case and IDNA-encoded, the port explicit or the
-        # default. A path with percent-escapes goes to the string rule, which decodes it.
-        path = url.raw_path
-        if "%" in path:
-            return self.scope.targets(str(url))
-        host = (url.raw_host or "").encode("ascii", "replace")
-        return self.scope.targets_parts(url.scheme, host, url.port, path)
-
     async def _authorization(self, session: aiohttp.ClientSession) -> str:
         """The header value, refreshing through *session* when needed, one refresh per loop."""
         header = self.provider.fresh_authorization()
@@ -132,7 +123,7 @@ class MemoramMiddleware(AuthCore):
         if url is not self._last_target:
             seen = self._targets_seen
             if seen.get(id(url)) is not url:
-                if not self._targets(url):
+                if not self.scope.targets_yarl(url):
                     response = await handler(req)
                     if response.status == 401:  # left alone: see note_unauthenticated_401
                         self.note_unauthenticated_401(str(url))
