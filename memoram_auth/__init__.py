@@ -40,8 +40,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     from typing import Any
 
-    from ._aiohttp import MemoramMiddleware
     from ._policy import RetryPolicy
+    from .adapters.aiohttp import MemoramMiddleware
     from .auth import MemoramAuth
     from .hookspecs import hookimpl
 
@@ -70,7 +70,7 @@ def __getattr__(name: str) -> Any:  # noqa: ANN401 - module __getattr__ returns 
         return MemoramAuth
     if name == "MemoramMiddleware":  # aiohttp's client middleware: imports aiohttp
         try:
-            from ._aiohttp import MemoramMiddleware
+            from .adapters.aiohttp import MemoramMiddleware
         except ModuleNotFoundError as exc:
             if exc.name not in ("aiohttp", "yarl", "multidict"):
                 raise

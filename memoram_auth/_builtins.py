@@ -42,8 +42,8 @@ def default_directory() -> str:
     if configured:
         directory = os.path.expanduser(configured)
         if not os.path.isabs(directory):
-            # Relative to whatever the current directory happens to be: a cache (of bearer
-            # tokens) silently appeared under each project a command ran in (issue 12).
+            # Relative to whatever the current directory happens to be, a cache of bearer
+            # tokens would appear under each project a command runs in.
             raise ConfigurationError(
                 f"{CACHE_DIR_ENV} must be an absolute path (or start with ~/); a relative one "
                 "would put the token cache under the current directory"

@@ -38,11 +38,11 @@ class RetryPolicy(NamedTuple):
 
 def check_expires_in(expires_in: object) -> int | None:
     """*expires_in* if it is ``None`` or a positive ``int`` of seconds; checked when an auth
-    object or provider is built, so a mistake shows before any network use (issue 12).
+    object or provider is built, so a mistake shows before any network use.
 
     Raises:
         ConfigurationError: anything else (``0``, ``-1``, ``True``, ``"3600"``, ``3600.0``,
-            a list: before, some failed only at the first request, some as "unhashable").
+            a list: unchecked, some would fail only at the first request).
     """
     if expires_in is None or (
         isinstance(expires_in, int) and not isinstance(expires_in, bool) and expires_in > 0

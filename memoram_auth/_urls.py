@@ -1,4 +1,5 @@
-"""Base URLs: which are allowed, and which requests count as going to the API."""
+"""Base URLs: which are allowed, and the origin of a URL (``_origin`` says which requests get
+the token)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ def is_loopback_host(host: str) -> bool:
     """True for exactly ``localhost``, IP literals in 127.0.0.0/8, and ``::1``.
 
     Not ``*.localhost`` nor ``localhost.``: RFC 6761 says they should resolve locally, but
-    common resolvers (the review's machine's among them) send them to DNS, where a spoofed
-    answer would receive the API key over plain http (issue 12). IP literals never leave.
+    common resolvers send them to DNS, where a spoofed answer would receive the API key over
+    plain http. IP literals never leave.
     """
     host = host.lower()
     if host == "localhost":

@@ -1,15 +1,16 @@
 """``MemoramAuth``: one auth object for requests and httpx, sync and async.
 
 This module imports requests and httpx; ``memoram_auth.MemoramAuth`` loads it on first use, so
-``import memoram_auth`` stays light. The library halves are :class:`memoram_auth._requests.
-RequestsAuth` and :class:`memoram_auth._httpx.HttpxAuth`; what they share is
-:class:`memoram_auth._authcore.AuthCore`.
+``import memoram_auth`` stays light. The library halves are
+:class:`memoram_auth.adapters.requests.RequestsAuth` and
+:class:`memoram_auth.adapters.httpx.HttpxAuth`; what they share is
+:class:`memoram_auth.adapters.base.AuthCore`.
 """
 
 from __future__ import annotations
 
-from ._httpx import HttpxAuth
-from ._requests import RequestsAuth
+from .adapters.httpx import HttpxAuth
+from .adapters.requests import RequestsAuth
 
 __all__ = ["MemoramAuth"]
 

@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-    from ._backends import CacheDir
     from .provider import TokenProvider
+    from .settings import Resolved
     from .token import Token
     from .transport import NetworkSettings
 
@@ -225,13 +225,17 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _settings(args: argparse.Namespace | SimpleNamespace) -> tuple[str, str, CacheDir]:
+def _settings(args: argparse.Namespace | SimpleNamespace) -> Resolved:
     """Base URL, API key and cache directory from the options, else the environment."""
-    from .settings import KEY_OPTIONS, resolve_api_key, resolve_base_url
+    from .settings import KEY_OPTIONS, resolve
 
-    base_url = resolve_base_url(args.base_url, option="--base-url", api_key=args.api_key)
-    api_key = resolve_api_key(args.api_key, base_url, option=KEY_OPTIONS["cli"])
-    return base_url, api_key, False if args.no_disk_cache else args.cache_dir
+    return resolve(
+        args.api_key,
+        args.base_url,
+        option=KEY_OPTIONS["cli"],
+        base_url_option="--base-url",
+        cache_dir=False if args.no_disk_cache else args.cache_dir,
+    )
 
 
 def _network(args: argparse.Namespace | SimpleNamespace) -> NetworkSettings:
@@ -257,18 +261,10 @@ def _network(args: argparse.Namespace | SimpleNamespace) -> NetworkSettings:
 
 
 def _provider(args: argparse.Namespace | SimpleNamespace) -> TokenProvider:
-    from .provider import get_provider
+    from .provider import provider_for
 
-    base_url, api_key, cache_dir = _settings(args)
-    network = _network(args)
-    return get_provider(
-        api_key,
-        base_url,
-        cache_dir=cache_dir,
-        verify=network.verify,
-        cert=network.cert,
-        proxy=network.proxy,
-    )
+    settings = _settings(args)
+    return provider_for(settings.with_network(_network(args)))
 
 
 def _current_token(args: argparse.Namespace | SimpleNamespace) -> Token:
@@ -280,20 +276,24 @@ def _current_token(args: argparse.Namespace | SimpleNamespace) -> Token:
     """
     from ._backends import default_cache
     from .cache import FileCache, slot_for
-    from .keys import fingerprint
+    from .token import FRESH, freshness
 
-    base_url, api_key, cache_dir = _settings(args)
-    cache = default_cache(cache_dir)
+    settings = _settings(args)
+    key = settings.api_key
+    cache = default_cache(settings.cache_dir)
     if isinstance(cache, FileCache):
         # The checks TokenProvider.cached_token() makes: this base URL's and key's file only.
         cached = cache.load(
-            slot_for(base_url, api_key), base_url=base_url, key_fingerprint=fingerprint(api_key)
+            slot_for(settings.base_url, key.reveal()),
+            base_url=settings.base_url,
+            key_fingerprint=key.fingerprint,
         )
-        if cached is not None and time.time() < cached.fresh_until:
+        if freshness(cached, time.time()) == FRESH:
+            assert cached is not None  # noqa: S101 - for mypy; FRESH is a token
             return cached
     from .provider import TokenProvider
 
-    return TokenProvider(api_key, base_url, cache=cache, network=_network(args)).get_token()
+    return TokenProvider.for_settings(settings.with_network(_network(args)), cache).get_token()
 
 
 def _duration(seconds: float) -> str:
@@ -322,7 +322,9 @@ def _state(token: Token) -> str:
     remaining = token.remaining()
     if remaining <= 0:
         return "expired"
-    return "refresh-due" if token.fresh_until <= time.time() else "valid"
+    from .token import FRESH, freshness
+
+    return "valid" if freshness(token, time.time()) == FRESH else "refresh-due"
 
 
 def _printable(text: str) -> str:

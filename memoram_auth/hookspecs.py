@@ -86,7 +86,7 @@ def memoram_auth_get_api_key(base_url: str) -> str | None:
 
 
 @hookspec
-def memoram_auth_cache_backends() -> Mapping[str, CacheFactory]:  # type: ignore[empty-body]
+def memoram_auth_cache_backends() -> Mapping[str, CacheFactory]:  # type: ignore[empty-body]  # a spec: no body
     """Return token cache backends by name, e.g. ``{"redis": make_redis_cache}``.
 
     ``MEMORAM_AUTH_CACHE_BACKEND=NAME`` (or ``cache_backend="NAME"``) selects one; the built-in

@@ -24,7 +24,7 @@ import requests.auth
 from httpie.plugins import AuthPlugin
 
 from . import plugins
-from ._requests import RequestsAuth
+from .adapters.requests import RequestsAuth
 from .exceptions import MemoramAuthError, MemoramAuthWarning
 from .settings import KEY_OPTIONS, resolve_api_key, resolve_base_url
 
@@ -65,7 +65,7 @@ class MemoramAuthPlugin(AuthPlugin):  # type: ignore[misc]  # AuthPlugin is unty
         try:
             if key is None:
                 # Resolved here rather than in MemoramAuth so that "no key" names httpie's
-                # --auth, not Python's api_key= (issue 16); the key then goes in as given.
+                # --auth, not Python's api_key=; the key then goes in as given.
                 key = resolve_api_key(None, resolve_base_url(), option=KEY_OPTIONS["httpie"])
             return HttpieMemoramAuth(key)
         except MemoramAuthError as exc:
@@ -98,7 +98,7 @@ def _one_line_warnings() -> None:
         with contextlib.suppress(OSError):
             print(f"http: warning: {message}", file=file or sys.stderr)
 
-    show._memoram_one_line = True  # type: ignore[attr-defined]
+    show._memoram_one_line = True  # type: ignore[attr-defined]  # a marker on a function
     warnings.showwarning = show
 
 

@@ -1,57 +1,35 @@
 """The token provider: one token request per key per token lifetime, however many ask at once.
 
-A provider serves one (base URL, API key). Within a process every caller shares it (see
-:func:`get_provider`); across processes they share the cache (:mod:`memoram_auth.cache`).
-
-When is a token refreshed? With ``L`` its lifetime:
-
-- **fresh** until the last ``min(10 min, L/4)``: handed out with no lock and no I/O;
-- **advisory** window, the last ``min(10 min, L/4)``: one caller refreshes while every other
-  keeps using the current token; a failed refresh keeps the current token and is not tried
-  again for :data:`ADVISORY_RETRY_INTERVAL` seconds (unless the refresh outlasted the token's
-  usable life, or a 401 rejected it meanwhile: then its caller gets the refresh's error);
-- **mandatory** window, the last ``min(60 s, L/10)``: callers wait for the new token.
-
-So a one-hour token is refreshed from 10 minutes before expiry and never used in its last
-minute; a 4 s token from 1 s before and never in its last 0.4 s.
-
-Single flight: within the process a thread lock, across processes the cache's file lock; after
-taking the file lock the cache is read again, so the process that waited adopts the token the
-other one fetched. After a 401 the token is replaced by one obtained after the rejection, or
-fetched to replace the rejected token (``Token.replaces`` names it): a token that was already
-around may have been revoked with it, and so may a replacement for an earlier rejection. A
-replacement of the rejected token that another thread or process fetched meanwhile survives a
-late 401 for it (compare-and-invalidate).
+:class:`TokenProvider` is the core's :class:`~memoram_auth.core.provider.Provider` (when a token
+is refreshed, single flight, the 401 rules: see there) with this package's defaults: the
+configured cache, the stdlib transport and the plugins' events. :func:`get_provider` shares one
+per settings within the process; across processes they share the cache.
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import os
-import sys
 import threading
-import time
-import weakref
 from typing import TYPE_CHECKING
 
-from . import _log, plugins
+from . import plugins
 from ._backends import cache_identity, default_cache
-from ._policy import RetryPolicy, check_expires_in, check_policy
-from ._steps import Blocking
+from ._policy import check_expires_in, check_policy
 from ._urls import validate_base_url
-from .cache import FileCache, slot_for
-from .exceptions import KeyRejectedError, MemoramAuthError
-from .keys import ApiKey, normalize_api_key, refusal
-from .token import Token, advisory_window, mandatory_window, token_digest
+from .cache import FileCache
+from .core.provider import ADVISORY_RETRY_INTERVAL, BEARER, Provider
+from .keys import ApiKey, normalize_api_key
+from .settings import Resolved
+from .token import advisory_window, mandatory_window
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator
+    from collections.abc import Callable
 
     from ._backends import CacheDir
-    from ._steps import Answer, AsyncSend, Step
+    from ._policy import RetryPolicy
     from .hookspecs import TokenCache
-    from .transport import Cert, NetworkSettings, RawResponse, TokenRequest, Transport, Verify
+    from .token import Token
+    from .transport import Cert, NetworkSettings, Transport, Verify
 
 __all__ = [
     "ADVISORY_RETRY_INTERVAL",
@@ -60,33 +38,23 @@ __all__ = [
     "advisory_window",
     "get_provider",
     "mandatory_window",
+    "provider_for",
 ]
 
-ADVISORY_RETRY_INTERVAL = 5.0
+
+def _loader(cache: TokenCache, base_url: str, fingerprint: str) -> Callable[[str], Token | None]:
+    if isinstance(cache, FileCache):
+        # The file must say it was written for this base URL and key: a file copied or
+        # planted under this slot's name is a miss. Plugin backends keep the one-argument
+        # load() of the TokenCache protocol.
+        def load(slot: str) -> Token | None:
+            return cache.load(slot, base_url=base_url, key_fingerprint=fingerprint)
+
+        return load
+    return cache.load
 
 
-#: What comes before the token in the ``Authorization`` header (see ``authorization()``).
-BEARER = "Bearer "
-_now = time.time  # a module global: one lookup fewer on the per-request path
-
-
-class _Entry:
-    # Deadlines and the header value precomputed once per token, so the per-request path is
-    # one clock read and a compare. A slotted class, not a NamedTuple: CPython reads slots
-    # faster than tuple fields, and the adapters read two of them for every request.
-    __slots__ = ("authorization", "refresh_at", "token", "unusable_at")
-
-    def __init__(self, token: Token) -> None:
-        self.token = token
-        self.refresh_at = token.fresh_until
-        self.unusable_at = token.usable_until
-        self.authorization = BEARER + token.value
-
-
-_live_providers: weakref.WeakSet[TokenProvider] = weakref.WeakSet()
-
-
-class TokenProvider:
+class TokenProvider(Provider):
     """Current tokens for one (base URL, API key); thread-, task- and process-safe.
 
     Prefer :func:`get_provider`, which shares one provider per key within the process.
@@ -122,490 +90,75 @@ class TokenProvider:
         transport: Transport | None = None,
     ) -> None:
         # Held as an ApiKey and dropped from this frame: traceback formatters print locals.
-        self._key = ApiKey(normalize_api_key(api_key))
+        key = ApiKey(normalize_api_key(api_key))
         del api_key
-        self.base_url = validate_base_url(base_url)
-        self.fingerprint = self._key.fingerprint
-        self.cache: TokenCache = cache if cache is not None else default_cache()
-        self.policy = check_policy(policy) or RetryPolicy()
-        self.expires_in = check_expires_in(expires_in)
-        self.lock_timeout = self.policy.total_timeout + 10 if lock_timeout is None else lock_timeout
+        settings = Resolved(
+            key,
+            validate_base_url(base_url),
+            network=network,
+            policy=check_policy(policy),
+            expires_in=check_expires_in(expires_in),
+        )
+        self._wire(settings, cache, lock_timeout, transport)
+
+    @classmethod
+    def for_settings(cls, settings: Resolved, cache: TokenCache | None = None) -> TokenProvider:
+        """A provider for settings that :func:`memoram_auth.settings.resolve` already checked."""
+        provider = cls.__new__(cls)
+        provider._wire(settings, cache, None, None)
+        return provider
+
+    def _wire(
+        self,
+        settings: Resolved,
+        cache: TokenCache | None,
+        lock_timeout: float | None,
+        transport: Transport | None,
+    ) -> None:
+        if cache is None:
+            cache = default_cache(settings.cache_dir, settings.cache_backend)
         if transport is None:
             from .transport import UrllibTransport
 
-            transport = UrllibTransport(network)
-        self._transport: Transport = transport
-        # The asked lifetime is part of the slot: see slot_for().
-        self._slot = slot_for(self.base_url, self._key.reveal(), self.expires_in)
-        # Optional TokenCache methods (see hookspecs.TokenCache), for caches a fleet shares.
-        bind_secret = getattr(self.cache, "bind_secret", None)
-        self._reject: Callable[[str, str, float], None] | None = getattr(self.cache, "reject", None)
-        if bind_secret is not None:
-            from ._derive import cache_secret  # hmac and hashlib only for caches that ask
-
-            bind_secret(
-                self._slot, cache_secret(self._key.reveal(), self.base_url, self.expires_in)
-            )
-        self._entry: _Entry | None = None
-        self._rejected: collections.deque[str] = collections.deque(maxlen=8)
-        # (token, rejected_at) for the cache's reject(): sent by the next refresh, off any
-        # event loop, since invalidate() runs inside the async auth flow.
-        self._unsent_rejections: collections.deque[tuple[str, float]] = collections.deque(maxlen=8)
-        # (when, token_digest of the token) of the API's rejection of our current token, until
-        # a replacement is adopted (see invalidate); None otherwise. One attribute, so that a
-        # reader on another thread never sees the time of one rejection with the digest of
-        # another.
-        self._rejection: tuple[float, str] | None = None
-        self._next_advisory_try = 0.0
-        self._reset_locks()
-        _live_providers.add(self)
-
-    def _reset_locks(self) -> None:
-        self._refresh_lock = threading.Lock()  # one refresh at a time in this process
-        self._entry_lock = threading.Lock()  # compare-and-set of _entry
-        # The refresh under way on each event loop (see single_flight); keyed by the loop.
-        self._flights: dict[object, _Flight] = {}
-
-    def __repr__(self) -> str:
-        return (
-            f"TokenProvider(base_url={self.base_url!r}, key={self.fingerprint}, "
-            f"cache={self.cache!r})"
+            transport = UrllibTransport(settings.network)
+        key = settings.api_key
+        super().__init__(
+            key,
+            settings.base_url,
+            cache=cache,
+            transport=transport,
+            policy=settings.policy,
+            expires_in=settings.expires_in,
+            lock_timeout=lock_timeout,
+            events=plugins.notify,
+            load=_loader(cache, settings.base_url, key.fingerprint),
         )
-
-    def __reduce__(self) -> str | tuple[object, ...]:
-        # Refused on purpose: a pickle or deep copy would carry the API key.
-        raise TypeError(refusal("a TokenProvider"))
-
-    @property
-    def slot(self) -> str:
-        """This provider's slot in the cache."""
-        return self._slot
-
-    # -- the per-request path -----------------------------------------------------------------
-
-    def fresh_authorization(self) -> str | None:
-        """``Bearer <token>`` while the token in memory is fresh, else ``None``: one clock read."""
-        entry = self._entry
-        if entry is not None and _now() < entry.refresh_at:
-            return entry.authorization
-        return None
-
-    def authorization_for(self, token: Token) -> str:
-        """``Bearer <token>``, built once per token."""
-        entry = self._entry
-        if entry is not None and entry.token is token:
-            return entry.authorization
-        return BEARER + token.value
-
-    def cached_token(self) -> Token | None:
-        """The token the cache holds for this key and base URL, or ``None``. No network."""
-        cache = self.cache
-        if isinstance(cache, FileCache):
-            # The file must say it was written for this base URL and key: a file copied or
-            # planted under this slot's name is a miss (issue 12). Plugin backends keep the
-            # one-argument load() of the TokenCache protocol.
-            return cache.load(self._slot, base_url=self.base_url, key_fingerprint=self.fingerprint)
-        return cache.load(self._slot)
-
-    # -- sync ---------------------------------------------------------------------------------
-
-    def authorization(self, transport: Transport | None = None) -> str:
-        """``Bearer <token>``, the ``Authorization`` value for :meth:`get_token`'s token.
-
-        What the auth adapters call for every request: while the token is fresh it costs one
-        clock read, and the string is built once per token.
-
-        Raises:
-            TokenRequestError: as :meth:`get_token`.
-        """
-        entry = self._entry
-        if entry is not None and _now() < entry.refresh_at:
-            return entry.authorization
-        return self.authorization_for(self.get_token(transport))
-
-    def get_token(self, transport: Transport | None = None) -> Token:
-        """A token that is not in its mandatory refresh window, fetching one if needed.
-
-        Args:
-            transport: sends the token request if one is needed (default: the stdlib one with
-                this provider's network settings). The adapters pass their library's.
-
-        Raises:
-            TokenRequestError: no usable token and the exchange failed (see the subclasses).
-        """
-        entry = self._entry
-        if entry is not None and time.time() < entry.refresh_at:
-            return entry.token
-        from ._steps import drive
-
-        token: Token = drive(self.refresh_steps(), transport or self._transport)
-        return token
-
-    # -- async --------------------------------------------------------------------------------
-
-    async def authorization_async(self, send: AsyncSend | None = None) -> str:
-        """:meth:`authorization` for coroutines: see :meth:`get_token_async`."""
-        entry = self._entry
-        if entry is not None and _now() < entry.refresh_at:
-            return entry.authorization
-        return self.authorization_for(await self.get_token_async(send))
-
-    async def get_token_async(self, send: AsyncSend | None = None) -> Token:
-        """:meth:`get_token` for coroutines, on asyncio, uvloop or trio (through anyio).
-
-        Concurrent callers on one event loop share one refresh (and its outcome, failures
-        included); lock waits and file I/O run in worker threads, so the loop keeps running
-        while a token is fetched. *send* sends a token request without blocking the loop
-        (default: the stdlib transport in a worker thread).
-        """
-        entry = self._entry
-        if entry is not None and time.time() < entry.refresh_at:
-            return entry.token
-        from ._steps import drive_async
-
-        async with self.single_flight() as flight:
-            if flight.done:
-                return flight.outcome()
-            token: Token = await drive_async(self.refresh_steps(), send or self._send_in_thread)
-            flight.succeed(token)
-            return token
-
-    def single_flight(self) -> _FlightGuard:
-        """``async with provider.single_flight() as flight``: one refresh per event loop.
-
-        The first caller on a loop gets ``flight.done`` false and refreshes, then reports with
-        ``flight.succeed(token)`` (a failure is recorded when an exception leaves the block);
-        callers arriving meanwhile wait, then get ``flight.done`` and ``flight.outcome()``.
-        In the advisory window they do not wait: the current token is still good.
-        """
-        return _FlightGuard(self)
-
-    async def _send_in_thread(self, request: TokenRequest) -> RawResponse:
-        import anyio.to_thread
-
-        response: RawResponse = await anyio.to_thread.run_sync(self._transport, request)
-        return response
-
-    # -- refreshing, as steps that any driver runs (see _steps.py) -----------------------------
-
-    def refresh_steps(self) -> Generator[Step, Answer, Token]:
-        """Everything :meth:`get_token` does past the fresh-token test, as steps.
-
-        A driver runs them: :func:`memoram_auth._steps.drive` in a thread, ``drive_async`` on
-        an event loop, or an httpx auth flow that yields each token request to the user's
-        client. Locks taken here are released when the steps end, however they end (an
-        exception from the user's client included: the flow is closed).
-        """
-        entry = self._entry
-        now = time.time()
-        if entry is not None and now < entry.refresh_at:
-            return entry.token
-        held = _Held(self)
-        try:
-            if entry is not None and now < entry.unusable_at:
-                # Advisory window: whoever gets the lock without waiting refreshes; the rest go
-                # on with the current token, still good for at least mandatory_window().
-                if now < self._next_advisory_try or not held.try_thread_lock():
-                    return entry.token
-                current = self._entry
-                if (
-                    current is not None
-                    and current is not entry
-                    and time.time() < current.refresh_at
-                ):
-                    return current.token  # another thread refreshed while we were getting here
-                try:
-                    return (yield from self._obtain_steps(held, advisory=True))
-                except MemoramAuthError as exc:
-                    self._next_advisory_try = time.time() + ADVISORY_RETRY_INTERVAL
-                    if not (
-                        time.time() < entry.unusable_at and entry.token.value not in self._rejected
-                    ):
-                        # The refresh outlasted the token's usable life (the endpoint failing
-                        # for its whole retry budget), or a 401 came for it meanwhile: handing
-                        # it out would be a 401 caused by us ("valid -5 s more", in the soak).
-                        raise
-                    _log.warning(
-                        "refreshing the token for key %s ahead of expiry failed (%s); "
-                        "using the current one, valid %.0f s more",
-                        self.fingerprint,
-                        exc,
-                        entry.token.remaining(),
-                    )
-                    return entry.token
-            # Mandatory: wait for any other refresher in this process, then look again.
-            yield Blocking(held.wait_thread_lock)
-            entry = self._entry
-            if (
-                entry is not None
-                and time.time() < entry.unusable_at
-                and entry.token.value not in self._rejected
-            ):
-                return entry.token
-            return (yield from self._obtain_steps(held, advisory=False))
-        finally:
-            held.release()
-
-    def _usable(self, token: Token | None, *, advisory: bool) -> bool:
-        if token is None or token.value in self._rejected or not self._postdates_rejection(token):
-            return False
-        entry = _Entry(token)
-        return time.time() < (entry.refresh_at if advisory else entry.unusable_at)
-
-    def _postdates_rejection(self, token: Token) -> bool:
-        """Whether *token* cannot have died with the pending rejection: none is pending, or it
-        was obtained after the rejection was seen, or it was fetched to replace that very
-        token. A replacement for another (earlier) rejection is not enough: a second
-        revocation may have hit it (seen in the Redis soak, revoking every 2 s)."""
-        pending = self._rejection
-        return pending is None or token.obtained_at > pending[0] or token.replaces == pending[1]
-
-    def _send_rejections(self) -> None:
-        # Queued by invalidate(), which may run on an event loop; sent from here, a step
-        # that may block (a shared cache is a network round trip).
-        while self._unsent_rejections and self._reject is not None:
-            token_value, rejected_at = self._unsent_rejections.popleft()
-            self._reject(self._slot, token_value, rejected_at)
-
-    def _obtain_steps(self, held: _Held, *, advisory: bool) -> Generator[Step, Answer, Token]:
-        if self._unsent_rejections:
-            yield Blocking(self._send_rejections)
-        # A token another process cached is as good as one we fetch; the lock-free read first
-        # makes the warm-cache path cost no lock at all (writes are atomic).
-        cached = yield Blocking(self.cached_token)
-        if self._usable(cached, advisory=advisory):
-            assert cached is not None  # noqa: S101 - for mypy; _usable() checked it
-            return self._adopt(cached, "cache")
-        yield Blocking(held.take_slot_lock)
-        cached = yield Blocking(self.cached_token)
-        if self._usable(cached, advisory=advisory):
-            assert cached is not None  # noqa: S101 - for mypy; _usable() checked it
-            return self._adopt(cached, "cache")
-        from .exchange import exchange_steps
-
-        # Read before the request leaves: a rejection seen while it is in flight may have come
-        # from a revocation that hit the token it brings back too (see invalidate).
-        pending_rejection = self._rejection
-        try:
-            token = yield from exchange_steps(
-                self.base_url, self._key, expires_in=self.expires_in, policy=self.policy
-            )
-        except MemoramAuthError as exc:
-            error = str(exc)
-            if isinstance(exc, KeyRejectedError) and exc.status != 400:
-                yield Blocking(self._forget_rejected_key)
-            yield Blocking(lambda: self._notify("memoram_auth_refresh_failed", error=error))
-            raise
-        # Tells other processes which rejected token this one replaces: only a rejection seen
-        # before it was requested. Set from the state at the end of the request instead, a
-        # token issued just before a revocation, whose answer was read after another thread's
-        # 401, was taken for a replacement by every process that saw the revocation.
-        token.replaces = pending_rejection[1] if pending_rejection is not None else None
-        yield Blocking(lambda: self._store(token))
-        held.release_slot_lock()
-        yield Blocking(
-            lambda: self._notify("memoram_auth_token_acquired", expires_at=token.expires_at)
-        )
-        if not self._postdates_rejection(token):
-            # A 401 came while the request was in flight: this token may be dead too. It serves
-            # the request it was fetched for (a 401 there is replayed), but is not adopted, so
-            # a replay after that 401 gets a token requested after it.
-            _log.debug(
-                "a token for key %s was requested before a rejection; not adopted",
-                self.fingerprint,
-            )
-            return token
-        # The fetched token is returned even if its lifetime is shorter than our windows:
-        # a server that grants 1 s tokens gets a request per use, not an endless loop.
-        return self._adopt(token, "token endpoint")
-
-    def _store(self, token: Token) -> None:
-        self.cache.store(
-            self._slot, token, base_url=self.base_url, key_fingerprint=self.fingerprint
-        )
-
-    def _notify(self, event: str, **kwargs: object) -> None:
-        plugins.notify(event, base_url=self.base_url, key_fingerprint=self.fingerprint, **kwargs)
-
-    def _forget_rejected_key(self) -> None:
-        # Called with the slot's lock held. A token left in the cache after the API rejected
-        # the key looks live: `memoram-auth token` kept printing it with exit 0 and `status`
-        # said "valid" (issue 12). A 400 is left alone: it refuses the request (expires_in),
-        # not the key, and other processes' tokens for the key may be fine.
-        self.cache.delete(self._slot)
-        with self._entry_lock:
-            self._entry = None
-
-    def _adopt(self, token: Token, source: str) -> Token:
-        with self._entry_lock:
-            self._entry = _Entry(token)
-            if self._postdates_rejection(token):
-                self._rejection = None
-        _log.debug(
-            "using a token for key %s from the %s, valid %.0f s",
-            self.fingerprint,
-            source,
-            token.remaining(),
-        )
-        return token
-
-    def invalidate(self, token: str) -> None:
-        """Forget *token* because the API rejected it (401), and any token as old as it.
-
-        Whatever made the API reject it (a revocation of every token, a rotated signing key)
-        may have hit the tokens that were already around when the 401 came, such as the one
-        another thread or process refreshed to while the request was in flight, or one fetched
-        to replace a token rejected earlier. So the current token is dropped too unless it was
-        itself fetched to replace *token* (compare-and-invalidate: a replacement that another
-        thread or process already fetched stays), and until a replacement is in, only a token
-        obtained after this moment, or fetched to replace *token*, is adopted. Otherwise the
-        one replay after a 401 could go out with a dead token as well (seen in the soak). The
-        rejected value is never adopted again. A cache with a ``reject`` method is told by the
-        next refresh, so the rule holds fleet-wide.
-        """
-        self._rejected.append(token)
-        digest = token_digest(token)
-        with self._entry_lock:
-            current = self._entry.token if self._entry is not None else None
-            if current is not None:
-                if current.value != token and current.replaces == digest:
-                    return  # its replacement: a late 401 for a request that went out before
-            elif self._rejection is not None and self._rejection[1] == digest:
-                return  # another thread's 401 for the same token already did all this
-            self._entry = None
-            seen_at = time.time()
-            self._rejection = (seen_at, digest)
-            if self._reject is not None:
-                self._unsent_rejections.append((token, seen_at))
-        _log.debug("the API rejected a token for key %s; it will be replaced", self.fingerprint)
-
-
-def _loop_key() -> object:
-    """The running event loop, whichever library runs it (trio, else asyncio or uvloop)."""
-    trio = sys.modules.get("trio")  # only a program that imported trio can be running it
-    if trio is not None:
-        try:
-            return trio.lowlevel.current_trio_token()
-        except RuntimeError:  # trio is imported, but this is not a trio run
-            pass
-    import asyncio
-
-    return asyncio.get_running_loop()
-
-
-class _Flight:
-    """One refresh on one event loop, and its outcome for the callers that waited for it."""
-
-    __slots__ = ("done", "error", "event", "token")
-
-    def __init__(self) -> None:
-        import anyio
-
-        self.event = anyio.Event()
-        self.done = False
-        self.token: Token | None = None
-        self.error: BaseException | None = None
-
-    def succeed(self, token: Token) -> None:
-        self.token = token
-
-    def outcome(self) -> Token:
-        """The token the leader got, or the MemoramAuthError it raised."""
-        if self.token is None:
-            assert self.error is not None  # noqa: S101 - _FlightGuard shares only outcomes
-            raise self.error
-        return self.token
-
-
-class _FlightGuard:
-    __slots__ = ("_flight", "_key", "_leader", "_provider")
-
-    def __init__(self, provider: TokenProvider) -> None:
-        self._provider = provider
-        self._flight: _Flight | None = None
-        self._leader = False
-
-    async def __aenter__(self) -> _Flight:
-        flights = self._provider._flights
-        self._key = key = _loop_key()
-        while True:
-            current = flights.get(key)
-            if current is None:
-                flight = flights[key] = _Flight()
-                self._flight, self._leader = flight, True
-                return flight
-            entry = self._provider._entry
-            if entry is not None and time.time() < entry.unusable_at:
-                # Advisory window, and a refresh is already under way: the current token.
-                done = _Flight()
-                done.done, done.token = True, entry.token
-                return done
-            await current.event.wait()
-            token = current.token
-            if token is not None and not self._provider._postdates_rejection(token):
-                # Requested before a 401 this caller may be replaying for: try again.
-                continue
-            if token is not None or isinstance(current.error, MemoramAuthError):
-                shared = _Flight()
-                shared.done, shared.token, shared.error = True, current.token, current.error
-                return shared
-            # The leader left without an outcome (cancelled, or its client raised): try again.
-
-    async def __aexit__(self, kind: object, error: BaseException | None, tb: object) -> None:
-        flight = self._flight
-        if flight is None or not self._leader:
-            return
-        flight.error = error
-        flight.done = True
-        if self._provider._flights.get(self._key) is flight:
-            del self._provider._flights[self._key]
-        flight.event.set()
-
-
-class _Held:
-    """The locks one refresh holds, so that they are released however the steps end.
-
-    The blocking waits run where the driver allows blocking (a worker thread under an event
-    loop); ownership is recorded the moment a lock is had, so a flow closed right after a
-    wait still releases it. The thread lock is a plain ``threading.Lock``, which any thread
-    may release; the cache's slot lock is created without thread affinity for the same reason.
-    """
-
-    __slots__ = ("_provider", "_slot_lock", "_thread")
-
-    def __init__(self, provider: TokenProvider) -> None:
-        self._provider = provider
-        self._thread = False
-        self._slot_lock: contextlib.AbstractContextManager[bool] | None = None
-
-    def try_thread_lock(self) -> bool:
-        self._thread = self._provider._refresh_lock.acquire(blocking=False)
-        return self._thread
-
-    def wait_thread_lock(self) -> None:
-        # Bounded like the cross-process lock: a holder stuck past its own deadline does not
-        # hold everyone else forever; this caller then fetches without the lock.
-        self._thread = self._provider._refresh_lock.acquire(timeout=self._provider.lock_timeout)
-
-    def take_slot_lock(self) -> None:
-        lock = self._provider.cache.lock(self._provider.slot, self._provider.lock_timeout)
-        lock.__enter__()
-        self._slot_lock = lock
-
-    def release_slot_lock(self) -> None:
-        lock, self._slot_lock = self._slot_lock, None
-        if lock is not None:
-            lock.__exit__(None, None, None)
-
-    def release(self) -> None:
-        self.release_slot_lock()
-        if self._thread:
-            self._thread = False
-            self._provider._refresh_lock.release()
 
 
 _registry: dict[tuple[object, ...], TokenProvider] = {}
 _registry_lock = threading.Lock()
+
+
+def provider_for(settings: Resolved) -> TokenProvider:
+    """The process-wide provider for *settings* (already checked), created on first use."""
+    from .transport import NetworkSettings
+
+    network = settings.network or NetworkSettings()
+    registry_key = (
+        settings.base_url,
+        settings.api_key,
+        cache_identity(settings.cache_dir, settings.cache_backend),
+        settings.policy,
+        settings.expires_in,
+        network.key(),
+    )
+    provider = _registry.get(registry_key)
+    if provider is None:
+        with _registry_lock:
+            provider = _registry.get(registry_key)
+            if provider is None:
+                provider = _registry[registry_key] = TokenProvider.for_settings(settings)
+    return provider
 
 
 def get_provider(
@@ -634,38 +187,23 @@ def get_provider(
 
     key = ApiKey(normalize_api_key(api_key))
     del api_key  # see TokenProvider.__init__
-    url = validate_base_url(base_url)
-    # Checked before they go into the registry key: a list there was an "unhashable" error.
-    policy, expires_in = check_policy(policy), check_expires_in(expires_in)
-    network = NetworkSettings(verify=verify, cert=cert, proxy=proxy, trust_env=trust_env)
-    registry_key = (
-        url,
+    settings = Resolved(
         key,
-        cache_identity(cache_dir, cache_backend),
-        policy,
-        expires_in,
-        network.key(),
+        validate_base_url(base_url),
+        network=NetworkSettings(verify=verify, cert=cert, proxy=proxy, trust_env=trust_env),
+        cache_dir=cache_dir,
+        cache_backend=cache_backend,
+        # Checked before they go into the registry key, where a list would be unhashable.
+        policy=check_policy(policy),
+        expires_in=check_expires_in(expires_in),
     )
-    provider = _registry.get(registry_key)
-    if provider is None:
-        with _registry_lock:
-            provider = _registry.get(registry_key)
-            if provider is None:
-                cache = default_cache(cache_dir, cache_backend)
-                provider = TokenProvider(
-                    key, url, cache=cache, policy=policy, expires_in=expires_in, network=network
-                )
-                _registry[registry_key] = provider
-    return provider
+    return provider_for(settings)
 
 
 def _after_fork_in_child() -> None:
-    # A lock held by another thread at fork time stays held forever in the child: give every
-    # provider fresh locks. The token itself is still good and is kept.
+    # A lock held by another thread at fork time stays held forever in the child.
     global _registry_lock
     _registry_lock = threading.Lock()
-    for provider in list(_live_providers):
-        provider._reset_locks()
 
 
 if hasattr(os, "register_at_fork"):

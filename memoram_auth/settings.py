@@ -20,13 +20,19 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from ._backends import CacheDir
+    from ._policy import RetryPolicy
+    from .transport import NetworkSettings
+
 #: ``MEMORAM_AUTH_CACHE_DIR``, else the platform's user cache directory: for cache backends
 #: that keep a local file cache beside their own store.
 default_cache_directory = default_directory
 
 __all__ = [
     "KEY_OPTIONS",
+    "Resolved",
     "default_cache_directory",
+    "resolve",
     "resolve_api_key",
     "resolve_base_url",
     "shown_url",
@@ -97,7 +103,7 @@ def shown_url(value: object, hide: Iterable[str] = ()) -> str:
     return repr(text)
 
 
-#: How to give a key, in the words of the place the message appears (issue 16).
+#: How to give a key, in the words of the place the message appears.
 KEY_OPTIONS = {"python": "api_key=", "cli": "--api-key KEY", "httpie": "--auth KEY (-a KEY)"}
 
 
@@ -113,7 +119,7 @@ def resolve_api_key(
 
     Raises:
         ConfigurationError: no key anywhere, or a key that cannot be one (not text:
-            ``api_key=123`` raised AttributeError before, issue 12).
+            ``api_key=123``).
     """
     if api_key is None:
         api_key = environment_api_key()
@@ -133,3 +139,101 @@ def resolve_api_key(
 def _blank(api_key: str | ApiKey) -> bool:
     value = api_key.reveal() if isinstance(api_key, ApiKey) else api_key
     return isinstance(value, str) and not value.strip()
+
+
+class Resolved:
+    """One use of an API key, resolved and validated once: what everything downstream takes.
+
+    Built by :func:`resolve` (adapters, the command line) or by
+    :func:`memoram_auth.provider.get_provider` from its arguments; nothing after that checks
+    the key, the base URL or the network settings again.
+    """
+
+    __slots__ = (
+        "api_key",
+        "base_url",
+        "cache_backend",
+        "cache_dir",
+        "expires_in",
+        "network",
+        "policy",
+    )
+
+    def __init__(
+        self,
+        api_key: ApiKey,
+        base_url: str,
+        *,
+        network: NetworkSettings | None = None,
+        cache_dir: CacheDir = None,
+        cache_backend: str | None = None,
+        policy: RetryPolicy | None = None,
+        expires_in: int | None = None,
+    ) -> None:
+        self.api_key = api_key  # an ApiKey: shows only its fingerprint
+        self.base_url = base_url
+        self.network = network
+        self.cache_dir = cache_dir
+        self.cache_backend = cache_backend
+        self.policy = policy
+        self.expires_in = expires_in
+
+    def with_network(self, network: NetworkSettings) -> Resolved:
+        """These settings with *network* (the command line reads it only when it must send)."""
+        return Resolved(
+            self.api_key,
+            self.base_url,
+            network=network,
+            cache_dir=self.cache_dir,
+            cache_backend=self.cache_backend,
+            policy=self.policy,
+            expires_in=self.expires_in,
+        )
+
+    def __repr__(self) -> str:
+        return f"Resolved(base_url={self.base_url!r}, key={self.api_key.fingerprint})"
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        from .keys import refusal
+
+        raise TypeError(refusal("a Resolved"))
+
+
+def resolve(
+    api_key: str | ApiKey | None = None,
+    base_url: str | None = None,
+    *,
+    option: str = "api_key=",
+    base_url_option: str = "base_url=",
+    network: NetworkSettings | None = None,
+    cache_dir: CacheDir = None,
+    cache_backend: str | None = None,
+    policy: RetryPolicy | None = None,
+    expires_in: int | None = None,
+) -> Resolved:
+    """Base URL (:func:`resolve_base_url`), then key (:func:`resolve_api_key`), the policy and
+    the asked lifetime, each checked once.
+
+    Raises:
+        ConfigurationError: as :func:`resolve_base_url`, :func:`resolve_api_key`,
+            :func:`memoram_auth._policy.check_policy` and ``check_expires_in``.
+    """
+    # The key is held as an ApiKey from here on, and the argument dropped from this frame:
+    # traceback formatters that print locals would show it.
+    given = None if api_key is None else ApiKey.of(api_key)
+    del api_key
+    url = resolve_base_url(base_url, option=base_url_option, api_key=given)
+    key = ApiKey(resolve_api_key(given, url, option=option))
+    if policy is not None or expires_in is not None:
+        from ._policy import check_expires_in, check_policy  # typing: not for the command line
+
+        policy, expires_in = check_policy(policy), check_expires_in(expires_in)
+    return Resolved(
+        key,
+        url,
+        network=network,
+        cache_dir=cache_dir,
+        cache_backend=cache_backend,
+        policy=policy,
+        expires_in=expires_in,
+    )

@@ -7,16 +7,28 @@ import time
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from datetime import datetime
-    from typing import Any
+    from typing import Any, Protocol
+
+    class Windows(Protocol):
+        """A token, or anything that knows its windows (the provider's precomputed entry)."""
+
+        @property
+        def fresh_until(self) -> float: ...
+        @property
+        def usable_until(self) -> float: ...
 
 # datetime, email.utils and base64 are imported inside the functions that parse server
 # answers: a cached token is used without them, and the command line starts faster.
 
 __all__ = [
+    "ADVISORY",
     "DEFAULT_LIFETIME",
+    "FRESH",
+    "MANDATORY",
     "MAX_LIFETIME",
     "Token",
     "advisory_window",
+    "freshness",
     "is_header_safe",
     "jwt_claims",
     "mandatory_window",
@@ -45,6 +57,24 @@ def advisory_window(lifetime: float) -> float:
 def mandatory_window(lifetime: float) -> float:
     """Seconds before expiry from which the token is no longer handed out."""
     return min(60.0, lifetime / 10)
+
+
+#: Where a token stands (see :func:`freshness`).
+FRESH, ADVISORY, MANDATORY = 0, 1, 2
+
+
+def freshness(token: Windows | None, now: float) -> int:
+    """Where *token* stands at *now* (a ``time.time()`` read once by the caller): :data:`FRESH`
+    (hand it out), :data:`ADVISORY` (hand it out; one caller refreshes ahead of expiry) or
+    :data:`MANDATORY` (no token, or in its last :func:`mandatory_window`: not to be handed out).
+
+    The one freshness rule: the provider, every adapter and the command line ask it.
+    """
+    if token is None:
+        return MANDATORY
+    if now < token.fresh_until:
+        return FRESH
+    return ADVISORY if now < token.usable_until else MANDATORY
 
 
 class Token:
@@ -202,7 +232,7 @@ def _number(value: object) -> float | None:
         return None
     try:
         number = float(value)
-    except OverflowError:  # "exp": 10**400 (issue 12)
+    except OverflowError:  # "exp": 10**400
         return None
     # NaN and infinities are not times either: inf - inf is NaN, which no clamp removes.
     return number if number - number == 0 else None

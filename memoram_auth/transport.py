@@ -1,8 +1,10 @@
-"""How a token request travels: the request and answer types, the network settings, and the
-light stdlib transport that the command line and the plain provider use.
+"""How a token request travels: the network settings, and the light stdlib transport that the
+command line and the plain provider use. The request and answer types (``TokenRequest``,
+``RawResponse``, ``TransportError``) are the core's, re-exported here.
 
-Adapters send token requests with the user's own HTTP library instead (requests, httpx), so
-that the user's TLS trust, client certificate, proxies and mocks apply; see ``_steps.py``.
+Adapters send token requests with the user's own HTTP library instead (requests, httpx,
+aiohttp: ``memoram_auth/transports/``), so that the user's TLS trust, client certificate,
+proxies and mocks apply; see ``memoram_auth/core/steps.py``.
 This module imports no HTTP library, and nothing heavier than ``ssl`` until a request is sent.
 """
 
@@ -11,7 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Callable, Generic, Protocol, TypeVar, Union
+from typing import TYPE_CHECKING, Callable, Generic, TypeVar, Union
+
+# The token request's value types are the core's (sans-I/O); this module sends them.
+from .core.steps import RawResponse, TokenRequest, Transport, TransportError
 
 if TYPE_CHECKING:
     import http.client
@@ -43,73 +48,6 @@ Verify = Union[bool, str, "os.PathLike[str]", "ssl.SSLContext"]
 Cert = Union[str, "os.PathLike[str]", tuple[str, str]]
 
 _PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
-
-
-class TokenRequest:
-    """One token request to send: a POST of *body* to *url*.
-
-    ``timeout`` bounds connecting and each read; ``deadline`` (a ``time.monotonic()`` value)
-    bounds the whole attempt, the answer's last byte included, for a transport that can
-    enforce it (a server that trickles its answer must not hold the caller, nor the lock).
-    """
-
-    __slots__ = ("body", "deadline", "headers", "timeout", "url")
-
-    def __init__(
-        self, url: str, headers: dict[str, str], body: bytes, timeout: float, deadline: float
-    ) -> None:
-        self.url = url
-        self.headers = headers
-        self.body = body
-        self.timeout = timeout
-        self.deadline = deadline
-
-    def attempt(self, *, timeout: float, deadline: float) -> TokenRequest:
-        """This request again, for one attempt with its own timeout and deadline."""
-        return TokenRequest(self.url, dict(self.headers), self.body, timeout, deadline)
-
-    def __repr__(self) -> str:
-        return f"TokenRequest({self.url!r})"  # never the body: it holds the API key
-
-    def __reduce__(self) -> str | tuple[object, ...]:
-        from .keys import refusal
-
-        raise TypeError(refusal("a TokenRequest"))
-
-
-class RawResponse:
-    """What came back, before any interpretation. :meth:`header` ignores case."""
-
-    __slots__ = ("body", "headers", "status")
-
-    def __init__(self, status: int, headers: Iterable[tuple[str, str]], body: bytes) -> None:
-        self.status = status
-        # Lower-cased once here; a repeated header keeps its first value, as email.Message does.
-        self.headers: dict[str, str] = {}
-        for name, value in headers:
-            self.headers.setdefault(name.lower(), value)
-        self.body = body
-
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name.lower())
-
-
-class TransportError(Exception):
-    """The request got no HTTP answer (refused, reset, DNS, TLS, timeout). Safe to show.
-
-    ``retry`` is False for failures that another attempt cannot heal: a certificate that does
-    not verify, TLS to a plain-HTTP server, an unsupported proxy.
-    """
-
-    def __init__(self, message: str, *, retry: bool = True) -> None:
-        super().__init__(message)
-        self.retry = retry
-
-
-class Transport(Protocol):
-    """Sends one token request and returns the answer, or raises :class:`TransportError`."""
-
-    def __call__(self, request: TokenRequest) -> RawResponse: ...
 
 
 #: What a certificate failure tells the user to do.

@@ -1,5 +1,6 @@
-"""The package's shape: no import loop (imports inside functions included), and no private
-name of a dependency (requests, httpx, pluggy, ...) read or written anywhere in it."""
+"""The package's shape: no import loop (imports inside functions included), imports only down
+the layers of ARCHITECTURE.md, no HTTP library in the core, and no private name of a
+dependency (requests, httpx, pluggy, ...) read or written anywhere in it."""
 
 from __future__ import annotations
 
@@ -174,3 +175,163 @@ def test_no_private_module_of_a_dependency_is_imported(module: str) -> None:
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(f"{module}._"):
                 pytest.fail(f"{name} imports {node.module}")
+
+
+#: The layers, lowest first (see ARCHITECTURE.md). A module imports only from its own layer
+#: or lower ones; imports under ``if TYPE_CHECKING:`` are for annotations and do not count.
+LAYERS: list[tuple[str, set[str]]] = [
+    (
+        "leaves",
+        {
+            "_env",
+            "_log",
+            "_version",
+            "exceptions",
+            "keys",
+            "token",
+            "_policy",
+            "_urls",
+            "_origin",
+            "_derive",
+        },
+    ),
+    ("storage", {"cache"}),
+    ("core", {"core", "core.steps", "core.exchange", "core.provider"}),
+    ("transports", {"transport", "transports", "transports.*"}),
+    (
+        "configuration and plugins",
+        {
+            "_builtins",
+            "_backends",
+            "settings",
+            "hookspecs",
+            "plugins",
+            "_pluginmanager",
+            "_builtin_plugin",
+        },
+    ),
+    ("composition", {"exchange", "provider"}),
+    ("adapters", {"adapters", "adapters.*", "auth"}),
+    (
+        "entry points",
+        {
+            "",
+            "__main__",
+            "cli",
+            "httpie_plugin",
+            "pytest_plugin",
+            "_demo",
+            "emulator",
+            "emulator.*",
+        },
+    ),
+]
+
+
+def layer_of(module: str) -> int:
+    name = module.removeprefix("memoram_auth").removeprefix(".")
+    for index, (_, members) in enumerate(LAYERS):
+        for member in members:
+            if name == member or (member.endswith(".*") and name.startswith(member[:-1])):
+                return index
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS and to ARCHITECTURE.md")
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def runtime_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+    """Every import that can run: at the top, in functions, anywhere but under TYPE_CHECKING."""
+    found: list[ast.Import | ast.ImportFrom] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def runtime_graph() -> dict[str, set[str]]:
+    """:func:`import_graph` without the imports under TYPE_CHECKING."""
+    sources = _sources()
+    packages = {name for name in sources if (PACKAGE.parent / name.replace(".", "/")).is_dir()}
+    graph: dict[str, set[str]] = {name: set() for name in sources}
+    for name, tree in sources.items():
+        for node in runtime_imports(tree):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            else:
+                base = _resolve(name, name in packages, node)
+                targets = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in sources]
+                targets = targets or [base]
+            graph[name].update(t for t in targets if t in sources and t != name)
+    return graph
+
+
+def test_every_module_has_a_layer() -> None:
+    for module in _sources():
+        layer_of(module)
+
+
+def test_imports_only_go_down_the_layers() -> None:
+    wrong = [
+        f"{module} ({LAYERS[layer_of(module)][0]}) imports {target} ({LAYERS[layer_of(target)][0]})"
+        for module, targets in runtime_graph().items()
+        for target in sorted(targets)
+        if layer_of(target) > layer_of(module)
+    ]
+    assert wrong == []
+
+
+def test_the_direction_check_sees_a_lazy_import_upwards() -> None:
+    tree = ast.parse(
+        "def f():\n    from ..plugins import notify\n"
+        "if TYPE_CHECKING:\n    from ..transport import X\n"
+    )
+    imports = runtime_imports(tree)
+    assert len(imports) == 1
+    assert isinstance(imports[0], ast.ImportFrom)
+    assert _resolve("memoram_auth.core.provider", False, imports[0]) == "memoram_auth.plugins"
+    assert layer_of("memoram_auth.plugins") > layer_of("memoram_auth.core.provider")
+
+
+#: Not in the core, eagerly or lazily: the HTTP libraries, the stdlib's HTTP clients, pluggy.
+FORBIDDEN_IN_THE_CORE = (
+    "requests",
+    "httpx",
+    "aiohttp",
+    "yarl",
+    "urllib3",
+    "http",
+    "urllib.request",
+    "ssl",
+    "socket",
+    "pluggy",
+)
+
+
+def test_the_core_imports_no_http_library_and_no_plugin_manager() -> None:
+    for name, tree in _sources().items():
+        if not name.startswith("memoram_auth.core"):
+            continue
+        for node in runtime_imports(tree):
+            modules = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""] * (node.level == 0)
+            )
+            for module in modules:
+                assert not any(
+                    module == bad or module.startswith(f"{bad}.") for bad in FORBIDDEN_IN_THE_CORE
+                ), f"{name} imports {module}"

@@ -20,8 +20,8 @@ import anyio.to_thread
 import pytest
 
 from memoram_auth import EndpointUnavailableError, KeyRejectedError, MemoramAuthWarning
-from memoram_auth._steps import Wait
 from memoram_auth.cache import FileCache, MemoryOnlyCache
+from memoram_auth.core.steps import drive
 from memoram_auth.emulator import Emulator
 from memoram_auth.provider import TokenProvider, advisory_window, get_provider, mandatory_window
 from memoram_auth.token import Token, token_digest
@@ -321,7 +321,6 @@ def test_a_token_fetched_after_the_rejection_is_adopted_without_a_request(
     a, b = provider_for(memoram_emulator, tmp_path), provider_for(memoram_emulator, tmp_path)
     x = a.get_token()
     a.invalidate(x.value)
-    b._entry = None
     b.cache.delete(b.slot)
     time.sleep(0.01)  # obtained_at is the wall clock: make "after" unambiguous
     y = b.get_token()
@@ -513,7 +512,7 @@ def test_a_key_rejected_ahead_of_expiry_is_forgotten_too(
     provider = provider_for(memoram_emulator, tmp_path, policy=FAST)
     token = provider.get_token()
     seed(provider, token.value, remaining=300)  # due for its advisory refresh
-    provider._entry = None
+    provider = provider_for(memoram_emulator, tmp_path, policy=FAST)  # knows only the cache
     assert provider.get_token().value == token.value
     memoram_emulator.remove_key(memoram_emulator.api_key)
     # The advisory refresh fails with the key rejected: this call still gets the current
@@ -601,22 +600,15 @@ def test_two_lifetimes_across_processes(memoram_emulator: Emulator, tmp_path: Pa
 def refresh_with_a_gap(provider: TokenProvider, in_the_gap: Callable[[], object]) -> Token:
     """Run *provider*'s refresh steps, calling *in_the_gap* once the token endpoint has answered
     and before the provider reads the answer: what another thread may do in between."""
-    steps = provider.refresh_steps()
     transport = UrllibTransport()
-    answer: object = None
-    try:
-        while True:
-            step = steps.send(answer)
-            if isinstance(step, TokenRequest):
-                answer = transport(step)
-                in_the_gap()
-            elif isinstance(step, Wait):
-                answer = None
-            else:
-                answer = step.function()
-    except StopIteration as done:
-        token: Token = done.value
-        return token
+
+    def send_then_gap(request: TokenRequest) -> RawResponse:
+        answer = transport(request)
+        in_the_gap()
+        return answer
+
+    token: Token = drive(provider.refresh_steps(), send_then_gap)
+    return token
 
 
 def test_a_token_requested_before_a_rejection_is_not_taken_for_one_fetched_after(

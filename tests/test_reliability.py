@@ -164,7 +164,10 @@ def test_read_only_directory_during_a_refresh(memoram_emulator: Emulator, tmp_pa
     provider.cache.store(
         provider.slot, stale, base_url=provider.base_url, key_fingerprint=provider.fingerprint
     )
-    provider._entry = None  # as a new process would: only the nearly expired cached token
+    # A new process: it knows only the nearly expired cached token.
+    provider = TokenProvider(
+        memoram_emulator.api_key, memoram_emulator.base_url, cache=FileCache(cache_dir)
+    )
     with read_only(cache_dir), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fresh = provider.get_token()

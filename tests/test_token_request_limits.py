@@ -15,6 +15,7 @@ import pytest
 from memoram_auth import MemoramAuth, MemoramAuthError, RetryPolicy
 from memoram_auth.emulator import Emulator
 from memoram_auth.provider import TokenProvider
+from memoram_auth.transports.requests import requests_transport
 
 
 class TricklingServer:
@@ -88,7 +89,7 @@ def test_a_trickling_answer_is_cut_off_at_the_deadline(
         auth = MemoramAuth("mem_trickle", base_url=base_url, cache_dir=tmp_path, policy=TIGHT)
 
         def fetch() -> object:
-            return auth.provider.authorization(auth._transport)
+            return auth.provider.authorization(requests_transport(auth.network))
 
     start = time.monotonic()
     with pytest.raises(MemoramAuthError, match="unavailable"):
@@ -111,7 +112,7 @@ def test_http_client_debugging_never_prints_the_request_body(
             TokenProvider(emu.api_key, emu.base_url, cache=None).get_token()
         else:
             auth = MemoramAuth(emu.api_key, base_url=emu.base_url, cache_dir=tmp_path)
-            auth.provider.authorization(auth._transport)
+            auth.provider.authorization(requests_transport(auth.network))
         # The check can fail: plain http.client with the same setting does print.
         connection = http.client.HTTPConnection("127.0.0.1", emu.port, timeout=10)
         connection.request("POST", "/api/v1/auth/token", body=b'{"api_key": "mem_canary"}')

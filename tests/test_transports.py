@@ -20,9 +20,11 @@ from memoram_auth import MemoramAuth, MemoramAuthError, RetryPolicy
 from memoram_auth.emulator import Emulator
 from memoram_auth.provider import TokenProvider, get_provider
 from memoram_auth.transport import NetworkSettings
+from memoram_auth.transports.requests import requests_transport
 from tests._proxy import ConnectProxy
 
-FAST = RetryPolicy(backoff=0.01, max_backoff=0.02)
+#: Quick retries with the default time budget (conftest.FAST also shortens the budget).
+BRIEF_BACKOFF = RetryPolicy(backoff=0.01, max_backoff=0.02)
 #: If a failure were retried, its first backoff alone would take >= 2.5 s.
 SLOW_RETRY = RetryPolicy(backoff=5.0, max_backoff=5.0)
 
@@ -126,7 +128,7 @@ def test_without_the_client_certificate_mutual_tls_fails_clearly(
         mtls_emulator.api_key,
         mtls_emulator.base_url,
         cache=None,
-        policy=FAST,
+        policy=BRIEF_BACKOFF,
         network=NetworkSettings(verify=ca_bundle),
     )
     with pytest.raises(MemoramAuthError, match=r"unavailable|failed"):
@@ -216,7 +218,7 @@ def test_requests_matches_no_proxy_as_requests_does(
     auth = MemoramAuth(
         tls_emulator.api_key, base_url=tls_emulator.base_url, cache_dir=tmp_path, verify=ca_bundle
     )
-    auth.provider.authorization(auth._transport)
+    auth.provider.authorization(requests_transport(auth.network))
     assert bool(connect_proxy.tunnels) is through_proxy
     # The stdlib transport (the command line's) matches the same way.
     provider = TokenProvider(
@@ -245,7 +247,7 @@ def test_trust_env_false_ignores_the_environment_proxy(
         verify=ca_bundle,
         trust_env=False,
     )
-    auth.provider.authorization(auth._transport)
+    auth.provider.authorization(requests_transport(auth.network))
     assert connect_proxy.tunnels == []
     assert tls_emulator.counters.token_requests == 1
 
@@ -408,7 +410,7 @@ def token_fetch(adapter: str, api_key: str, base_url: str, tmp_path: Path) -> Ca
     if adapter == "provider":
         return TokenProvider(api_key, base_url, cache=None, policy=SLOW_RETRY).get_token
     auth = MemoramAuth(api_key, base_url=base_url, cache_dir=tmp_path, policy=SLOW_RETRY)
-    return lambda: auth.provider.authorization(auth._transport)
+    return lambda: auth.provider.authorization(requests_transport(auth.network))
 
 
 @pytest.mark.parametrize("adapter", ["requests", "provider"])
@@ -455,12 +457,12 @@ def test_a_socks_proxy_fails_at_once_or_works(tmp_path: Path) -> None:
             emu.api_key,
             base_url=emu.base_url,
             cache_dir=tmp_path,
-            policy=FAST,
+            policy=BRIEF_BACKOFF,
             proxy="socks5h://127.0.0.1:9",
         )
         start = time.monotonic()
         with pytest.raises(MemoramAuthError):
-            auth.provider.authorization(auth._transport)
+            auth.provider.authorization(requests_transport(auth.network))
         assert time.monotonic() - start < 10
 
 

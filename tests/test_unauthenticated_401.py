@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from memoram_auth import _authcore
-from memoram_auth._authcore import AuthCore
+from memoram_auth.adapters import base as adapter_base
+from memoram_auth.adapters.base import AuthCore
 
 BASE_URL = "http://127.0.0.1:8765/api/v1"
 KEY = "mem_" + "5" * 48
@@ -21,13 +21,13 @@ KEY = "mem_" + "5" * 48
 @pytest.fixture(autouse=True)
 def _fresh_memory() -> Iterator[None]:
     # The origins warned about are remembered process-wide: each test starts with none.
-    saved = set(_authcore._noted_origins)
-    _authcore._noted_origins.clear()
+    saved = set(adapter_base._noted_origins)
+    adapter_base._noted_origins.clear()
     try:
         yield
     finally:
-        _authcore._noted_origins.clear()
-        _authcore._noted_origins.update(saved)
+        adapter_base._noted_origins.clear()
+        adapter_base._noted_origins.update(saved)
 
 
 @pytest.fixture
@@ -105,10 +105,10 @@ def test_credentials_in_the_url_never_reach_the_log(
 
 
 def test_the_memory_of_origins_is_bounded(core: AuthCore, caplog: pytest.LogCaptureFixture) -> None:
-    limit = _authcore.MAX_NOTED_ORIGINS
+    limit = adapter_base.MAX_NOTED_ORIGINS
     noted = [core.note_unauthenticated_401(f"https://host{i}.example/") for i in range(limit + 5)]
     assert noted == [True] * limit + [False] * 5
-    assert len(_authcore._noted_origins) == limit
+    assert len(adapter_base._noted_origins) == limit
     assert len(warnings_logged(caplog)) == limit
 
 

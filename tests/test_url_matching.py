@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from memoram_auth import MemoramAuth
+from memoram_auth._origin import ApiOrigin
 from memoram_auth.emulator import Emulator
 
 #: url (``{port}``: the emulator's, ``{other}``: another one) -> does the request get the token?
@@ -80,7 +81,7 @@ def via_aiohttp(auth: MemoramAuth, url: str) -> bool:
     from memoram_auth import MemoramMiddleware
 
     middleware = MemoramMiddleware(
-        auth.provider._key, base_url=auth.base_url, cache_dir=auth.provider.cache.directory
+        auth.settings.api_key, base_url=auth.base_url, cache_dir=auth.provider.cache.directory
     )
 
     async def report(req: aiohttp.ClientRequest, handler: object) -> aiohttp.ClientResponse:
@@ -103,12 +104,18 @@ def via_httpie(auth: MemoramAuth, url: str) -> bool:
     from memoram_auth.httpie_plugin import HttpieMemoramAuth
 
     httpie_auth = HttpieMemoramAuth(
-        auth.provider._key, base_url=auth.base_url, cache_dir=auth.provider.cache.directory
+        auth.settings.api_key, base_url=auth.base_url, cache_dir=auth.provider.cache.directory
     )
     return via_requests(httpie_auth, url)  # type: ignore[arg-type]
 
 
+def via_the_rule(auth: MemoramAuth, url: str) -> bool:
+    """The rule's owner itself, which every adapter asks."""
+    return ApiOrigin(auth.base_url).targets(url)
+
+
 ADAPTERS: dict[str, Callable[[MemoramAuth, str], bool]] = {
+    "rule": via_the_rule,
     "requests": via_requests,
     "httpx": via_httpx,
     "httpx-async": via_httpx_async,

@@ -8,25 +8,26 @@ be sent again) are helpers both call.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator, Generator
 from typing import TYPE_CHECKING
 
-import anyio
-import anyio.to_thread
 import httpx
 
-from ._authcore import AuthCore
-from ._httpx_transport import aread_answer, as_httpx_request, read_answer
-from ._steps import Answer, Wait, drive_async
-from .provider import BEARER
-from .transport import TokenRequest
+from ..core.provider import BEARER
+from ..core.steps import Done, RawResponse, TokenRequest, drive_async, run, run_async
+from ..transports.httpx import aread_answer, as_httpx_request, read_answer
+from .base import AuthCore
 
 if TYPE_CHECKING:
-    from ._httpx_transport import HttpxTransport
-    from .token import Token
+    from ..token import Token
+    from ..transports.httpx import HttpxTransport
 
 __all__ = ["HttpxAuth"]
+
+
+def _through_client(step: TokenRequest) -> Generator[httpx.Request, httpx.Response, RawResponse]:
+    """Send a token request through the user's client: the auth flow yields it."""
+    return read_answer((yield as_httpx_request(step)))
 
 
 def _body_fits(request: httpx.Request, content: bytes) -> bool:
@@ -78,30 +79,22 @@ async def _areread(request: httpx.Request) -> bool:
 class HttpxAuth(AuthCore, httpx.Auth):
     """An :class:`AuthCore` that httpx can use as ``auth=``, sync and async.
 
-    A token request is yielded to the user's client (see ``_httpx_transport.py``), unless
+    A token request is yielded to the user's client (see ``transports/httpx.py``), unless
     explicit network settings were given, which an httpx client of ours then applies.
     """
 
     def _own_transport(self) -> HttpxTransport | None:
         if not self.network.explicit:
             return None
-        from ._httpx_transport import httpx_transport
+        from ..transports.httpx import httpx_transport
 
         return httpx_transport(self.network)
 
-    def _same_origin(self, url: httpx.URL) -> bool:
-        # httpx's parsed parts rather than str(url), which would rebuild the whole string;
-        # raw_host is lowercase and IDNA-encoded, as the base URL's host is.
-        port = url.port  # None for the scheme's default port
-        return (
-            url.raw_host == self._raw_host
-            and (port == self._default_or_port or port == self._port)
-            and url.scheme == self._scheme
-        )
-
     def _targets(self, url: httpx.URL) -> bool:
-        # url.path is decoded: "%2F" and "%61" cannot hide the token endpoint.
-        return self._same_origin(url) and not self.is_token_path(url.path)
+        # httpx's parsed parts rather than str(url), which would rebuild the whole string;
+        # raw_host is lowercase and IDNA-encoded, and url.path is decoded: "%2F" and "%61"
+        # cannot hide the token endpoint.
+        return self.scope.targets_parts(url.scheme, url.raw_host, url.port, url.path)
 
     def _rejected(self, response: httpx.Response, header: str) -> bool:
         # Only our own header, on the API's origin (not after a redirect elsewhere).
@@ -119,7 +112,7 @@ class HttpxAuth(AuthCore, httpx.Auth):
             response.history = [
                 hop
                 for hop in response.history
-                if self._targets(hop.request.url) or hop.request.url.host != self._host
+                if self._targets(hop.request.url) or hop.request.url.host != self.scope.host
             ]
 
     # -- sync ---------------------------------------------------------------------------------
@@ -132,31 +125,15 @@ class HttpxAuth(AuthCore, httpx.Auth):
         own = self._own_transport()
         if own is not None:
             return self.provider.authorization(own)
-        steps = self.provider.refresh_steps()
-        answer: Answer = None
-        try:
-            while True:
-                try:
-                    step = steps.send(answer)
-                except StopIteration as done:
-                    token: Token = done.value
-                    return self.provider.authorization_for(token)
-                if isinstance(step, TokenRequest):
-                    response = yield as_httpx_request(step)
-                    answer = read_answer(response)
-                elif isinstance(step, Wait):
-                    time.sleep(step.seconds)
-                    answer = None
-                else:
-                    answer = step.function()
-        finally:
-            steps.close()
+        token: Token = yield from run(self.provider.refresh_steps(), _through_client)
+        return self.provider.authorization_for(token)
 
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
         """The flow ``httpx.Client`` drives."""
-        if not self._targets(request.url):
+        url = request.url  # _targets(), one call fewer on the per-request path
+        if not self.scope.targets_parts(url.scheme, url.raw_host, url.port, url.path):
             response = yield request
             if response.status_code == 401:  # left alone: see note_unauthenticated_401
                 self.note_unauthenticated_401(str(request.url))
@@ -197,25 +174,18 @@ class HttpxAuth(AuthCore, httpx.Auth):
                 if own is not None:
                     token = await drive_async(steps, own.send_async)
                 else:
-                    answer: Answer = None
+                    # Each token request goes out through the flow to the user's client.
+                    flow = run_async(steps)
                     try:
-                        while True:
-                            try:
-                                step = steps.send(answer)
-                            except StopIteration as done:
-                                token = done.value
-                                break
-                            if isinstance(step, TokenRequest):
-                                response = yield as_httpx_request(step)
-                                assert response is not None  # noqa: S101 - the flow sends it
-                                answer = await aread_answer(response)
-                            elif isinstance(step, Wait):
-                                await anyio.sleep(step.seconds)
-                                answer = None
-                            else:
-                                answer = await anyio.to_thread.run_sync(step.function)
+                        item = await flow.__anext__()
+                        while isinstance(item, TokenRequest):
+                            response = yield as_httpx_request(item)
+                            assert response is not None  # noqa: S101 - the flow sends it
+                            item = await flow.asend(await aread_answer(response))
                     finally:
-                        steps.close()
+                        await flow.aclose()
+                    assert isinstance(item, Done)  # noqa: S101 - what run_async yields last
+                    token = item.value
                 flight.succeed(token)
         yield self.provider.authorization_for(token)
 

@@ -15,8 +15,8 @@ from requests.cookies import get_cookie_header
 from requests.exceptions import UnrewindableBodyError
 from requests.utils import rewind_body
 
-from ._authcore import AuthCore
-from .provider import BEARER
+from ..core.provider import BEARER
+from .base import AuthCore
 
 __all__ = ["RequestsAuth"]
 
@@ -39,9 +39,10 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
     def _setup(self) -> None:
         # Called at the end of AuthCore.__init__ (an __init__ here would hold the key in its
         # *args, where traceback formatters that print locals would show it).
-        from ._requests_transport import requests_transport
+        self._last_target = "\x00"  # no URL: see __call__
+        from ..transports.requests import requests_transport
 
-        # The token request goes through requests too (see _requests_transport.py).
+        # The token request goes through requests too (see transports/requests.py).
         self._transport = requests_transport(self.network)
         # One bound method, kept: the hook is added once per request by identity, and no
         # closure per request needs building.
@@ -57,22 +58,20 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         """Set ``Authorization`` on requests to the API's origin and hook the 401 replay."""
         url = r.url
-        # The common case (the API's origin as configured, no escapes, not the token endpoint)
-        # by prefix tests here; targets() decides every other URL, by the same rule.
-        if (
-            url is not None
-            and url.startswith(self._origin_prefix)
-            and not url.startswith(self._token_url)
-            and "%" not in url
-        ):
-            pass
-        elif url is None or not self.targets(url):
-            # Left alone; a 401 to it may mean the base URL is not set (see _note_401).
-            hooks = r.hooks["response"]
-            if self._unauthenticated_hook not in hooks:
-                hooks.append(self._unauthenticated_hook)
-            return r
-        r.headers["Authorization"] = self.provider.authorization(self._transport)
+        # The last URL found to need the token: a client that calls one endpoint again and
+        # again is decided by one string comparison instead of the rule (scope.targets).
+        if url != self._last_target:
+            if url is None or not self.scope.targets(url):
+                # Left alone; a 401 to it may mean the base URL is not set (see _note_401).
+                hooks = r.hooks["response"]
+                if self._unauthenticated_hook not in hooks:
+                    hooks.append(self._unauthenticated_hook)
+                return r
+            self._last_target = url
+        provider = self.provider
+        r.headers["Authorization"] = provider.fresh_authorization() or provider.authorization(
+            self._transport
+        )
         hooks = r.hooks["response"]
         if self._response_hook not in hooks:
             hooks.append(self._response_hook)
@@ -85,7 +84,7 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
         # Only on the API's origin (not after a redirect elsewhere).
         if response.status_code != 401 or not sent.url:
             return response
-        if not self.targets(sent.url):
+        if not self.scope.targets(sent.url):
             self.note_unauthenticated_401(sent.url)
             return response
         if header.startswith(BEARER):
@@ -104,7 +103,7 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
 
         response.content  # noqa: B018 - drain the 401 so its connection can be reused
         response.close()
-        added = get_cookie_header(response.cookies, replay)  # type: ignore[no-untyped-call]
+        added = get_cookie_header(response.cookies, replay)  # type: ignore[no-untyped-call]  # requests' helper has no annotations
         if added:
             replay.headers["Cookie"] = _merge_cookies(replay.headers.get("Cookie"), added)
         replay.headers["Authorization"] = new_header

@@ -21,7 +21,7 @@ import requests.adapters
 import urllib3.connection
 import urllib3.connectionpool
 
-from .transport import (
+from ..transport import (
     CA_HINT,
     MAX_BODY,
     NetworkSettings,

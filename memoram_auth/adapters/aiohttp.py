@@ -2,8 +2,8 @@
 
 aiohttp (>= 3.12.1) runs a session's middlewares for every request and every redirect hop, so
 the origin rule is applied hop by hop, as requests and httpx apply it. The token request goes
-through the same session (see ``_aiohttp_transport.py``); getting a token runs the provider's
-steps on the event loop with :func:`~memoram_auth._steps.drive_async`, lock waits and cache
+through the same session (see ``transports/aiohttp.py``); getting a token runs the provider's
+steps on the event loop with :func:`~memoram_auth.core.steps.drive_async`, lock waits and cache
 I/O in worker threads, one refresh per loop (``provider.single_flight()``).
 
 This module imports aiohttp; ``memoram_auth.MemoramMiddleware`` loads it on first use.
@@ -13,21 +13,20 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from time import time as _now
 from typing import TYPE_CHECKING
 
 import aiohttp
 import aiohttp.payload
 
-from ._aiohttp_transport import AiohttpSender
-from ._authcore import AuthCore
-from ._steps import drive_async
-from .provider import BEARER
+from ..core.provider import BEARER
+from ..core.steps import drive_async
+from ..transports.aiohttp import AiohttpSender
+from .base import AuthCore
 
 if TYPE_CHECKING:
     from yarl import URL
 
-    from .token import Token
+    from ..token import Token
 
 __all__ = ["MemoramMiddleware"]
 
@@ -89,8 +88,6 @@ class MemoramMiddleware(AuthCore):
         # Called at the end of AuthCore.__init__ (an __init__ here would hold the key in its
         # *args, where traceback formatters that print locals would show it).
         self._sender = AiohttpSender(self.network)
-        # The base URL's own spelling of host and port, as yarl's raw_authority gives it.
-        self._authority = self._origin_prefix.split("/")[2]
         # URL objects found to need the token, the last one and up to _SEEN more by id. yarl
         # hands out one URL object per URL string (URL(str) is lru-cached), so a client that
         # calls the same endpoints again brings the same objects, and an identity test replaces
@@ -99,22 +96,6 @@ class MemoramMiddleware(AuthCore):
         # their id and `is` cannot match another URL.
         self._last_target: URL | None = None
         self._targets_seen: dict[int, URL] = {}
-
-    def _targets(self, url: URL) -> bool:
-        # Most URLs spell the authority as the base URL does: one comparison of yarl's cached
-        # parts decides the origin. Others are compared part by part (host lower-cased, port
-        # explicit or the default). The string rule decides where the token path or
-        # percent-escapes are involved.
-        if url.raw_authority != self._authority and (
-            url.raw_host != self._host or url.port != self._port
-        ):
-            return False
-        if url.scheme != self._scheme:
-            return False
-        path = url.raw_path
-        if path.startswith(self._token_path) or "%" in path:
-            return self.targets(str(url))
-        return True
 
     async def _authorization(self, session: aiohttp.ClientSession) -> str:
         """The header value, refreshing through *session* when needed, one refresh per loop."""
@@ -142,7 +123,7 @@ class MemoramMiddleware(AuthCore):
         if url is not self._last_target:
             seen = self._targets_seen
             if seen.get(id(url)) is not url:
-                if not self._targets(url):
+                if not self.scope.targets_yarl(url):
                     response = await handler(req)
                     if response.status == 401:  # left alone: see note_unauthenticated_401
                         self.note_unauthenticated_401(str(url))
@@ -151,13 +132,8 @@ class MemoramMiddleware(AuthCore):
                     seen.clear()
                 seen[id(url)] = url
             self._last_target = url
-        # TokenProvider.fresh_authorization, inlined: this is the path of nearly every request,
-        # and the method call alone costs a tenth of the budget (BENCHMARKS.md, aiohttp). The
-        # provider is this package's own, and _entry is replaced whole, never mutated.
-        entry = self.provider._entry
-        if entry is not None and _now() < entry.refresh_at:
-            header = entry.authorization
-        else:
+        header = self.provider.fresh_authorization()
+        if header is None:
             header = await self._authorization(req.session)
         req.headers["Authorization"] = header
         response = await handler(req)

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from .transport import (
+from ..transport import (
     MAX_BODY,
     NetworkSettings,
     RawResponse,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from yarl import URL
 
-from .transport import (
+from ..transport import (
     MAX_BODY,
     NetworkSettings,
     RawResponse,
