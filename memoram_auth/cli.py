@@ -274,8 +274,8 @@ def _current_token(args: argparse.Namespace | SimpleNamespace) -> Token:
     provider's locks, threads and the exchange machinery; anything else goes through the
     provider, which refreshes under the cross-process lock as every other user of the key does.
     """
-    from ._backends import default_cache
     from .cache import FileCache, slot_for
+    from .plugins._backends import default_cache
     from .token import FRESH, freshness
 
     settings = _settings(args)
@@ -336,8 +336,8 @@ def _status_all(args: argparse.Namespace | SimpleNamespace) -> int:
     """``status --all``: every token file in the cache directory; needs no key, shows no token."""
     import json
 
-    from ._backends import default_cache
     from .cache import FileCache
+    from .plugins._backends import default_cache
 
     cache = default_cache(False if args.no_disk_cache else args.cache_dir)
     if not isinstance(cache, FileCache):
@@ -412,8 +412,8 @@ def _status(args: argparse.Namespace | SimpleNamespace) -> int:
 
 
 def _clear(args: argparse.Namespace | SimpleNamespace) -> int:
-    from ._backends import default_cache
     from .cache import FileCache
+    from .plugins._backends import default_cache
 
     if args.all:
         cache = default_cache(False if args.no_disk_cache else args.cache_dir)

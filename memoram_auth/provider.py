@@ -13,21 +13,21 @@ import threading
 from typing import TYPE_CHECKING
 
 from . import plugins
-from ._backends import cache_identity, default_cache
 from ._policy import check_expires_in, check_policy
 from ._urls import validate_base_url
 from .cache import FileCache
 from .core.provider import ADVISORY_RETRY_INTERVAL, BEARER, Provider
 from .keys import ApiKey, normalize_api_key
+from .plugins._backends import cache_identity, default_cache
 from .settings import Resolved
 from .token import advisory_window, mandatory_window
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._backends import CacheDir
     from ._policy import RetryPolicy
     from .hookspecs import TokenCache
+    from .plugins._backends import CacheDir
     from .token import Token
     from .transport import Cert, NetworkSettings, Transport, Verify
 
@@ -63,7 +63,7 @@ class TokenProvider(Provider):
         api_key: the developer API key (surrounding whitespace is dropped).
         base_url: the API's base URL (https, or http to a loopback host).
         cache: where tokens are shared between processes (default:
-            `memoram_auth._backends.default_cache`).
+            `memoram_auth.plugins._backends.default_cache`).
         policy: retries and timeouts of the token request.
         expires_in: the lifetime to ask for, in seconds (the server may grant less).
         lock_timeout: longest wait for another process's refresh before fetching anyway;
@@ -179,9 +179,9 @@ def get_provider(
     Every auth object built with the same settings shares it, so building one per request
     costs a dictionary lookup, and the whole process makes one token request per lifetime.
     Arguments are as for :class:`TokenProvider`; ``cache_dir`` and ``cache_backend`` choose
-    the cache (``memoram_auth._backends.default_cache``); ``verify``, ``cert``, ``proxy`` and
-    ``trust_env`` are the network settings of :meth:`TokenProvider.get_token`'s default
-    transport, with the meaning requests gives them.
+    the cache (``memoram_auth.plugins._backends.default_cache``); ``verify``, ``cert``,
+    ``proxy`` and ``trust_env`` are the network settings of :meth:`TokenProvider.get_token`'s
+    default transport, with the meaning requests gives them.
     """
     from .transport import NetworkSettings
 

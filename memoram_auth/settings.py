@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import os
 
-from ._builtins import default_directory, environment_api_key
 from ._env import API_KEY_ENV, BASE_URL_ENV
 from ._urls import DEFAULT_BASE_URL, validate_base_url
 from .exceptions import ConfigurationError
 from .keys import ApiKey, normalize_api_key
+from .plugins._defaults import default_directory, environment_api_key
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from ._backends import CacheDir
     from ._policy import RetryPolicy
+    from .plugins._backends import CacheDir
     from .transport import NetworkSettings
 
 #: ``MEMORAM_AUTH_CACHE_DIR``, else the platform's user cache directory: for cache backends

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from memoram_auth import MemoramAuthWarning
-from memoram_auth._backends import default_cache
 from memoram_auth.cache import FileCache, MemoryOnlyCache, slot_for
+from memoram_auth.plugins._backends import default_cache
 from memoram_auth.token import Token, token_digest
 
 KEY = "mem_" + "ab" * 24
@@ -220,7 +220,7 @@ def test_default_cache_follows_arguments_and_environment(
 def test_default_directory_is_what_platformdirs_says(monkeypatch: pytest.MonkeyPatch) -> None:
     import platformdirs
 
-    from memoram_auth._builtins import default_directory
+    from memoram_auth.plugins._defaults import default_directory
 
     monkeypatch.delenv("MEMORAM_AUTH_CACHE_DIR", raising=False)
     for xdg in (None, "/srv/cache-home"):

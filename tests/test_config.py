@@ -232,7 +232,7 @@ def test_a_relative_cache_dir_from_the_environment_is_refused(
 
 
 def test_a_home_relative_cache_dir_is_fine(monkeypatch: pytest.MonkeyPatch) -> None:
-    from memoram_auth._builtins import default_directory
+    from memoram_auth.plugins._defaults import default_directory
 
     monkeypatch.setenv("HOME", "/home/someone")
     monkeypatch.setenv("MEMORAM_AUTH_CACHE_DIR", "~/tokens")

@@ -375,7 +375,7 @@ def test_the_fixture_keeps_tokens_out_of_the_users_cache(
         import requests
 
         from memoram_auth import MemoramAuth
-        from memoram_auth._builtins import default_directory
+        from memoram_auth.plugins._defaults import default_directory
 
 
         def test_the_default_would_be_the_users_cache():

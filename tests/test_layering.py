@@ -200,15 +200,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("transports", {"transport", "transports", "transports.*"}),
     (
         "configuration and plugins",
-        {
-            "_builtins",
-            "_backends",
-            "settings",
-            "hookspecs",
-            "plugins",
-            "_pluginmanager",
-            "_builtin_plugin",
-        },
+        {"settings", "hookspecs", "plugins", "plugins.*"},
     ),
     ("composition", {"exchange", "provider"}),
     ("adapters", {"adapters", "adapters.*", "auth"}),

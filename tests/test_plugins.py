@@ -18,9 +18,9 @@ from memoram_auth import (
     hookimpl,
     plugins,
 )
-from memoram_auth._backends import default_cache
 from memoram_auth.cache import MemoryOnlyCache
 from memoram_auth.emulator import Emulator
+from memoram_auth.plugins._backends import default_cache
 from memoram_auth.provider import TokenProvider
 
 

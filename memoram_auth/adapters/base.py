@@ -16,7 +16,7 @@ from ..settings import resolve
 from ..transport import NetworkSettings
 
 if TYPE_CHECKING:
-    from .._backends import CacheDir
+    from ..plugins._backends import CacheDir
     from ..transport import Cert, Verify
 
 __all__ = ["AuthCore"]

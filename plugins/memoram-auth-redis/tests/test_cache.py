@@ -18,11 +18,11 @@ from memoram_auth_redis import Breaker, RedisTokenCache, Settings
 from memoram_auth_redis._config import make_client
 
 from memoram_auth import ConfigurationError, MemoramAuthWarning, hookimpl, plugins
-from memoram_auth._backends import default_cache
 from memoram_auth._derive import cache_secret
 from memoram_auth.cache import FileCache, slot_for
 from memoram_auth.emulator import Emulator
 from memoram_auth.keys import fingerprint, sha256_hex
+from memoram_auth.plugins._backends import default_cache
 from memoram_auth.provider import TokenProvider
 from memoram_auth.token import Token, token_digest
 

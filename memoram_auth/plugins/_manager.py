@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import pluggy
 
-from .exceptions import MemoramAuthWarning
+from ..exceptions import MemoramAuthWarning
 
 __all__ = ["PluginManager"]
 

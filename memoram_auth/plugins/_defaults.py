@@ -1,7 +1,7 @@
 """The built-in behaviour, defined once and without pluggy: the key from the environment, the
 default cache directory, and the file and memory cache backends.
 
-``_builtin_plugin`` exposes these as ``@hookimpl`` functions, like any third-party plugin; the
+``_hookimpls`` exposes these as ``@hookimpl`` functions, like any third-party plugin; the
 fast paths that skip pluggy (see :mod:`memoram_auth.plugins`) call the same functions.
 """
 
@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import sys
 
-from ._env import API_KEY_ENV, CACHE_DIR_ENV
-from .cache import FileCache, MemoryOnlyCache
-from .exceptions import ConfigurationError
+from .._env import API_KEY_ENV, CACHE_DIR_ENV
+from ..cache import FileCache, MemoryOnlyCache
+from ..exceptions import ConfigurationError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
-    from .hookspecs import CacheFactory, TokenCache
+    from ..hookspecs import CacheFactory, TokenCache
 
 __all__ = [
     "BUILTIN_BACKENDS",

@@ -18,9 +18,9 @@ import os
 import sys
 import warnings
 
-from . import _builtins
-from ._env import DISABLE_PLUGINS_ENV, ON_VALUES
-from .exceptions import MemoramAuthWarning
+from .._env import DISABLE_PLUGINS_ENV, ON_VALUES
+from ..exceptions import MemoramAuthWarning
+from . import _defaults
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     import pluggy
 
-    from .hookspecs import CacheFactory
+    from ..hookspecs import CacheFactory
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -118,12 +118,13 @@ def get_plugin_manager() -> pluggy.PluginManager:
         # (a module-level lock would cost the command line an import of threading).
         with globals().setdefault("_lock", threading.Lock()):
             if _manager is None:
-                from . import _builtin_plugin, hookspecs
-                from ._pluginmanager import PluginManager
+                from .. import hookspecs
+                from . import _hookimpls
+                from ._manager import PluginManager
 
                 manager = PluginManager(hookspecs.PROJECT)
                 manager.add_hookspecs(hookspecs)
-                manager.register(_builtin_plugin, name="memoram_auth.builtin")
+                manager.register(_hookimpls, name="memoram_auth.builtin")
                 if not _disabled():
                     _load_entry_points(manager)
                 _manager = manager
@@ -140,14 +141,14 @@ def call_hook(name: str, **kwargs: Any) -> Any:  # noqa: ANN401 - what the hook 
     """Call hook *name* through pluggy: a list of answers, or one for ``firstresult`` hooks.
 
     A plugin that raises is reported with a warning naming it and counts as answering
-    ``None`` (see :mod:`memoram_auth._pluginmanager`).
+    ``None`` (see :mod:`memoram_auth.plugins._manager`).
     """
     return getattr(get_plugin_manager().hook, name)(**kwargs)
 
 
 def get_api_key(base_url: str) -> str | None:
     """The key the plugins give for *base_url* (``MEMORAM_API_KEY`` comes first)."""
-    key = _builtins.environment_api_key()
+    key = _defaults.environment_api_key()
     if key is not None or not (_manager is not None or third_party_plugins_installed()):
         return key  # the environment, or nothing else could answer: no pluggy needed
     answer = call_hook("memoram_auth_get_api_key", base_url=base_url)
@@ -166,7 +167,7 @@ def cache_backends() -> dict[str, CacheFactory]:
     """Every cache backend by name; plugins cannot replace the built-in ones."""
     from collections.abc import Mapping
 
-    backends: dict[str, CacheFactory] = dict(_builtins.BUILTIN_BACKENDS)
+    backends: dict[str, CacheFactory] = dict(_defaults.BUILTIN_BACKENDS)
     # pluggy answers the last registered first: reversed, the earliest claim on a name stays.
     for mapping in reversed(call_hook("memoram_auth_cache_backends")):
         if isinstance(mapping, Mapping):

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import os
 
-from ._builtins import BUILTIN_BACKENDS, default_directory
-from ._env import CACHE_BACKEND_ENV, DISK_CACHE_ENV, OFF_VALUES
-from .exceptions import ConfigurationError
+from .._env import CACHE_BACKEND_ENV, DISK_CACHE_ENV, OFF_VALUES
+from ..exceptions import ConfigurationError
+from ._defaults import BUILTIN_BACKENDS, default_directory
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from typing import Union
 
-    from .hookspecs import TokenCache
+    from ..hookspecs import TokenCache
 
     #: A ``cache_dir`` argument: a directory, ``False`` for memory only, ``None`` for default.
     CacheDir = Union[str, "os.PathLike[str]", bool, None]
@@ -66,7 +66,7 @@ def default_cache(cache_dir: CacheDir = None, backend: str | None = None) -> Tok
     builtin = BUILTIN_BACKENDS.get(name)
     if builtin is not None:
         return builtin(directory)
-    from .plugins import cache_backends  # only a third-party backend needs the plugins
+    from . import cache_backends  # only a third-party backend needs the plugins
 
     backends = cache_backends()
     factory = backends.get(name)
