@@ -301,11 +301,13 @@ class SentinelGroup:
         return self
 
     def master_port(self) -> int | None:
-        """The master's port, as the Sentinel says now to a client that asks (redis-py asks
-        ``SENTINEL MASTERS``, not ``GET-MASTER-ADDR-BY-NAME``, which names the replica being
-        promoted before the failover ends); None while the Sentinel would name none.
+        """The master's port, as the Sentinel says now to a client that asks; None while the
+        Sentinel would name none. ``SENTINEL MASTERS``, as redis-py's Sentinel asks: not
+        ``GET-MASTER-ADDR-BY-NAME``, which names the replica being promoted before the
+        failover ends, nor ``SENTINEL MASTER``: redis-py 6.3 to 7.0.1 (the newest on Python
+        3.9) cannot parse its reply on a plain client (``sentinel_master()`` raises TypeError).
         """
-        state = self.sentinel.client().sentinel_master(self.name)
+        state = self.sentinel.client().sentinel_masters()[self.name]
         return int(state["port"]) if state["flags"] == "master" else None
 
     def _replica_linked(self) -> bool:
