@@ -397,6 +397,22 @@ class SentinelGroup:
         replicas = self.sentinel.client().sentinel_slaves(self.name)
         return any(r["flags"] == "slave" and r.get("master-link-status") == "ok" for r in replicas)
 
+    def wait_replicated(self) -> None:
+        """Until the replica has applied every write the master has had so far.
+
+        Not ``WAIT``: it waits only for the writes of the connection that sends it, and the
+        plugin wrote on a connection of its own. Nor is a linked replica sure to have them at
+        once: after a diskless sync (the default) the master starts sending it writes when
+        the replica first acknowledges its offset, up to a second later.
+        """
+        assert self.replica is not None
+        replica = self.replica
+        offset = int(self.master.client().info("replication")["master_repl_offset"])
+        _wait_for(
+            lambda: int(replica.client().info("replication")["slave_repl_offset"]) >= offset,
+            "the replica to apply the master's writes",
+        )
+
     def fail_over(self) -> Server:
         """Kill the master; return the replica once Sentinel has promoted it."""
         assert self.replica is not None
