@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from memoram_auth.exceptions import ConfigurationError
@@ -38,6 +39,18 @@ _SCHEMES = {
     "valkeys": "rediss",
 }
 _ON = frozenset({"1", "true", "yes", "on"})
+
+
+def _untyped(function: object) -> Callable[..., Any]:
+    """*function* as mypy sees an unannotated one: any arguments, a result of type Any.
+
+    redis-py annotates more of its API with each release (5.0 none of the calls made here; 7.0
+    all but ``RedisCluster.from_url``, ``parse_url`` and the Sentinel class; 8.2 that too).
+    mypy --strict refuses a call to an unannotated function, and a ``type: ignore`` for it is
+    an unused one wherever the installed redis-py is annotated: through here, the plugin
+    type-checks alike against every redis-py it accepts.
+    """
+    return cast("Callable[..., Any]", function)
 
 
 def redact(url: str) -> str:
@@ -109,7 +122,7 @@ def check_options(url: str) -> None:
     import redis
 
     try:
-        pool = redis.ConnectionPool.from_url(url)
+        pool = _untyped(redis.ConnectionPool.from_url)(url)
         pool.connection_class(**pool.connection_kwargs)  # builds, does not connect
     except (TypeError, ValueError) as exc:
         names = sorted({name for name, _ in parse_qsl(query, keep_blank_values=True)})
@@ -186,7 +199,7 @@ def _fail_fast(timeout: float) -> dict[str, Any]:
     return {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
-        "retry": Retry(NoBackoff(), 0),
+        "retry": _untyped(Retry)(_untyped(NoBackoff)(), 0),
         "retry_on_timeout": False,
     }
 
@@ -201,13 +214,14 @@ def make_client(settings: Settings) -> Any:  # noqa: ANN401 - Redis, RedisCluste
         from redis.cluster import RedisCluster
 
         options.pop("retry_on_timeout")
-        return RedisCluster.from_url(settings.url, cluster_error_retry_attempts=0, **options)
+        return _untyped(RedisCluster.from_url)(
+            settings.url, cluster_error_retry_attempts=0, **options
+        )
     if settings.sentinel:
         from redis.connection import parse_url
         from redis.sentinel import Sentinel
 
-        # redis-py leaves these three untyped.
-        parsed = parse_url(settings.url)  # type: ignore[no-untyped-call]
+        parsed: dict[str, Any] = _untyped(parse_url)(settings.url)
         address = (parsed.pop("host", "localhost"), parsed.pop("port", 26379))
         # rediss:// gives SSLConnection, which would connect to its default host rather than
         # to the master the Sentinel names: ssl=True makes redis-py pick its Sentinel-managed
@@ -222,8 +236,8 @@ def make_client(settings: Settings) -> Any:  # noqa: ANN401 - Redis, RedisCluste
             **{k: v for k, v in options.items() if k != "retry_on_timeout"},
             **{k: v for k, v in parsed.items() if k == "ssl" or k.startswith("ssl_")},
         }
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = _untyped(Sentinel)(
             [address], sentinel_kwargs=sentinel_kwargs, **{**options, **parsed}
         )
-        return sentinel.master_for(settings.sentinel)  # type: ignore[no-untyped-call]
-    return redis.Redis.from_url(settings.url, **options)
+        return sentinel.master_for(settings.sentinel)
+    return _untyped(redis.Redis.from_url)(settings.url, **options)

