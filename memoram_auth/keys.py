@@ -47,8 +47,9 @@ def normalize_api_key(api_key: str | ApiKey) -> str:
     a stray escape); sending it would only earn a 401 that hides the real mistake.
 
     Raises:
-        ConfigurationError: the key is empty or has inner whitespace or control characters.
-            The message never contains the key.
+        ConfigurationError: the key is empty, has inner whitespace or control characters, is
+            wrapped in quotes, or is a ``Bearer`` header or a JWT pasted in its place. The
+            message says which, and never contains the key.
     """
     if isinstance(api_key, ApiKey):
         api_key = api_key.reveal()
@@ -58,18 +59,44 @@ def normalize_api_key(api_key: str | ApiKey) -> str:
             "pass it as text or set MEMORAM_API_KEY"
         )
     key = api_key.strip()
-    mangled = any(char.isspace() or _is_control(char) for char in key)
-    if key and not mangled:
+    mistake = _mistake(key)
+    if mistake is None:
         return key
     # The key is dropped from this frame before raising: traceback formatters that print
     # locals would show it otherwise.
     del api_key, key
-    if not mangled:
-        raise ConfigurationError("the API key is empty; set MEMORAM_API_KEY or pass api_key=")
-    raise ConfigurationError(
-        "the API key contains whitespace or control characters; copy it again "
-        "from the Memoram dashboard (keys look like mem_ followed by hex digits)"
-    )
+    raise ConfigurationError(mistake)
+
+
+def _mistake(key: str) -> str | None:
+    """What makes *key* (stripped) impossible as an API key, in words without the key, or None.
+
+    Each of these was pasted as a key by real users; each would only earn a 401 from the token
+    endpoint, which cannot say what went wrong.
+    """
+    if not key:
+        return "the API key is empty; set MEMORAM_API_KEY or pass api_key="
+    if len(key) >= 2 and key[0] == key[-1] and key[0] in "\"'":
+        return (
+            "the API key is wrapped in quotes, which are not part of it; "
+            "remove them (in a .env file or a shell, write the key bare)"
+        )
+    if key[:7].lower() == "bearer ":
+        return (
+            "the API key looks like an Authorization header (Bearer ...); "
+            "give the API key itself (mem_...), memoram-auth makes the header"
+        )
+    if key.startswith("eyJ") and key.count(".") == 2:
+        return (
+            "the API key looks like a token (a JWT, eyJ...), which memoram-auth fetches for "
+            "you; give the long-lived API key instead (mem_...)"
+        )
+    if any(char.isspace() or _is_control(char) for char in key):
+        return (
+            "the API key contains whitespace or control characters; copy it again "
+            "from the Memoram dashboard (keys look like mem_ followed by hex digits)"
+        )
+    return None
 
 
 def _is_control(char: str) -> bool:

@@ -465,3 +465,22 @@ def test_messages_name_the_command_lines_options(cli: Cli) -> None:
     assert "(from --base-url: 'ftp://x.example/api')" in bad_option.stderr
     assert "(from MEMORAM_BASE_URL: 'https://...@api.example/?...')" in bad_variable.stderr
     assert "pw" not in bad_variable.stderr
+
+
+@pytest.mark.parametrize(
+    ("wrap", "message"),
+    [
+        ('"{}"', "wrapped in quotes"),
+        ("Bearer {}", "Authorization header"),
+    ],
+    ids=["quoted", "bearer"],
+)
+def test_a_pasted_mistake_for_the_key_is_named_and_costs_no_token_request(
+    emu: Emulator, cli: Cli, wrap: str, message: str
+) -> None:
+    result = cli("token", MEMORAM_API_KEY=wrap.format(emu.api_key))
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert emu.api_key not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    assert emu.counters.token_requests == 0

@@ -116,8 +116,27 @@ def test_surrounding_whitespace_is_stripped(raw: str) -> None:
         (f"{KEY[:10]}\u200b{KEY[10:]}", "whitespace or control"),
         (None, "must be a string"),
         (b"mem_bytes", "must be a string"),
+        (f'"{KEY}"', "wrapped in quotes"),
+        (f"'{KEY}'\n", "wrapped in quotes"),
+        (f"Bearer {KEY}", "Authorization header"),
+        (f"bearer {KEY}", "Authorization header"),
+        ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl", "a JWT"),
     ],
-    ids=["empty", "blank", "inner-space", "two-keys", "nul", "zero-width-space", "none", "bytes"],
+    ids=[
+        "empty",
+        "blank",
+        "inner-space",
+        "two-keys",
+        "nul",
+        "zero-width-space",
+        "none",
+        "bytes",
+        "double-quoted",
+        "single-quoted",
+        "bearer-header",
+        "bearer-lowercase",
+        "jwt",
+    ],
 )
 def test_mangled_keys_are_refused_without_echo(raw: object, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message) as caught:

@@ -35,7 +35,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         # The key is read from standard input when it is not a terminal (scripts), else
         # prompted for without echo: never from the command line, where `ps` would show it.
-        raw = sys.stdin.readline() if not sys.stdin.isatty() else getpass.getpass("API key: ")
+        try:
+            raw = sys.stdin.readline() if not sys.stdin.isatty() else getpass.getpass("API key: ")
+        except (EOFError, KeyboardInterrupt):  # Ctrl-D or Ctrl-C at the prompt
+            print("\nmemoram-auth-keyring: cancelled, nothing stored", file=sys.stderr)
+            return 130
+        if not raw.strip():
+            # normalize_api_key's advice (MEMORAM_API_KEY, api_key=) is for the library.
+            print(
+                "memoram-auth-keyring: no key given, nothing stored; paste the key at the "
+                "prompt, or pipe it in: memoram-auth-keyring set < file-with-the-key",
+                file=sys.stderr,
+            )
+            return 2
         key = normalize_api_key(raw)
         store_api_key(base_url, key)
     except MemoramAuthError as exc:

@@ -97,6 +97,62 @@ def test_command_refuses_a_mangled_key(emu: Emulator) -> None:
     assert keyring.get_password("memoram-auth", emu.base_url) is None
 
 
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [("\n", "no key given"), ('"mem_0123"\n', "wrapped in quotes")],
+    ids=["empty", "quoted"],
+)
+def test_command_explains_input_it_cannot_store(emu: Emulator, typed: str, message: str) -> None:
+    result = subprocess.run(
+        [str(BIN / "memoram-auth-keyring"), "set", "--base-url", emu.base_url],
+        input=typed,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "MEMORAM_API_KEY" not in result.stderr  # the library's advice, wrong here
+    assert "Traceback" not in result.stderr
+    assert keyring.get_password("memoram-auth", emu.base_url) is None
+
+
+@pytest.mark.parametrize("key", ["\x04", "\x03"], ids=["ctrl-d", "ctrl-c"])
+def test_giving_up_at_the_prompt_is_no_traceback(key: str) -> None:
+    """At a real terminal (getpass reads /dev/tty), Ctrl-D and Ctrl-C cancel cleanly."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the pty is its controlling terminal
+        os.execv(str(BIN / "memoram-auth-keyring"), ["memoram-auth-keyring", "set"])
+    output = b""
+    try:
+        while b"API key:" not in output:
+            ready, _, _ = select.select([fd], [], [], 30)
+            assert ready, f"no prompt; got {output!r}"
+            output += os.read(fd, 1024)
+        os.write(fd, key.encode())
+        while True:
+            ready, _, _ = select.select([fd], [], [], 30)
+            assert ready, f"no exit; got {output!r}"
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:  # EIO: the child has gone and closed its side
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    text = output.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 130, text
+    assert "cancelled, nothing stored" in text
+    assert "Traceback" not in text
+    assert keyring.get_password("memoram-auth", "https://api.memoram.app/api/v1") is None
+
+
 def test_httpie_finds_the_key_in_the_keyring(emu: Emulator, tmp_path: Path) -> None:
     memoram_auth_keyring.store_api_key(emu.base_url, emu.api_key)
     env = {
