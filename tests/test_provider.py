@@ -402,7 +402,7 @@ def test_a_failed_refresh_ahead_of_expiry_does_not_hand_out_a_token_past_its_dea
 
 
 def test_coroutines_share_one_request_and_the_loop_keeps_running(tmp_path: Path) -> None:
-    async def scenario(emu: Emulator) -> tuple[set[str], list[float]]:
+    async def scenario(emu: Emulator) -> tuple[set[str], list[float], float, float]:
         provider = provider_for(emu, tmp_path)
         ticks: list[float] = []
 
@@ -412,17 +412,20 @@ def test_coroutines_share_one_request_and_the_loop_keeps_running(tmp_path: Path)
                 await asyncio.sleep(0.01)
 
         task = asyncio.ensure_future(ticker())
+        start = time.monotonic()
         tokens = await asyncio.gather(*(provider.get_token_async() for _ in range(50)))
+        done = time.monotonic()
         task.cancel()
-        return {t.value for t in tokens}, ticks
+        return {t.value for t in tokens}, ticks, start, done
 
     with Emulator(token_delay=0.3) as emu:
-        values, ticks = asyncio.run(scenario(emu))
+        values, ticks, start, done = asyncio.run(scenario(emu))
         assert len(values) == 1
         assert emu.counters.token_requests == 1
-    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
-    assert len(ticks) >= 10, "the ticker was starved while the token was fetched"
-    assert max(gaps) < 0.2
+    # A loop blocked by the token request ticks before it and after it, never in the middle of
+    # the 0.3 s the endpoint takes; how often it ticks there depends on the machine's load.
+    assert done - start >= 0.3
+    assert [t for t in ticks if start + 0.1 < t < done - 0.1], "the loop was blocked"
 
 
 def test_async_failure_reaches_every_waiter(memoram_emulator: Emulator, tmp_path: Path) -> None:
