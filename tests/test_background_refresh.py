@@ -429,3 +429,37 @@ def test_a_forked_child_refreshes_with_its_own_thread_and_locks(
         wait_for(lambda: provider.fresh_authorization() is not None)
     assert os.waitstatus_to_exitcode(status) == 0
     assert emu.counters.token_requests == 1
+
+
+# -- when the refresh ahead begins ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("background", [True, False], ids=["background", "inline"])
+def test_a_slow_endpoint_moves_a_short_tokens_refresh_earlier(
+    background: bool, tmp_path: Path
+) -> None:
+    # A 4 s token from an endpoint that takes 0.5 s: begun at the advisory window (1 s before
+    # expiry, 0.6 s before the mandatory one), a refresh as slow as the last one would end
+    # with requests waiting; the background one begins earlier, never in the first half.
+    with Emulator(token_delay=0.5) as emu:
+        provider = TokenProvider(
+            emu.api_key,
+            emu.base_url,
+            cache=FileCache(tmp_path),
+            expires_in=4,
+            background_refresh=background,
+        )
+        token = provider.get_token()
+        long_lived = provider._fresh_until(
+            Token("x", obtained_at=time.time(), expires_at=time.time() + 3600)
+        )
+    entry = provider._entry
+    assert entry is not None
+    if background:
+        assert entry.fresh_until < token.fresh_until
+        assert entry.fresh_until <= token.usable_until - 0.75  # 1.5 x the 0.5 s request
+        assert entry.fresh_until >= token.obtained_at + token.lifetime / 2
+    else:
+        assert entry.fresh_until == token.fresh_until
+    # A one-hour token keeps its 10-minute advisory window either way.
+    assert long_lived == pytest.approx(time.time() + 3000, abs=60)

@@ -15,7 +15,10 @@ When is a token refreshed? With ``L`` its lifetime:
 With background refresh (``background=True``), the advisory-window refresh is handed to the
 process's refresher thread (:mod:`memoram_auth.core.refresher`) and no caller waits for it; a
 failed one is tried again after a growing, jittered pause, and the attempt after a failure is
-made inline by a caller, as without background refresh, through that caller's own client.
+made inline by a caller, as without background refresh, through that caller's own client. A
+background refresh begins early enough to end before the mandatory window if it is as slow as
+the last token request (only short tokens from a slow endpoint notice: a one-hour token's
+advisory window is 10 minutes), never in the first half of the token's life.
 
 So a one-hour token is refreshed from 10 minutes before expiry and never used in its last
 minute; a 4 s token from 1 s before and never in its last 0.4 s.
@@ -59,6 +62,9 @@ if TYPE_CHECKING:
 __all__ = ["ADVISORY_RETRY_INTERVAL", "BEARER", "Provider"]
 
 ADVISORY_RETRY_INTERVAL = 5.0
+#: With background refresh, the refresh ahead begins at least this many times the last token
+#: request's duration before the mandatory window (see Provider._fresh_until).
+LEAD_FACTOR = 1.5
 
 
 #: What comes before the token in the ``Authorization`` header (see ``authorization()``).
@@ -72,9 +78,9 @@ class _Entry:
     # faster than tuple fields, and the adapters read two of them for every request.
     __slots__ = ("authorization", "fresh_until", "token", "usable_until")
 
-    def __init__(self, token: Token) -> None:
+    def __init__(self, token: Token, fresh_until: float) -> None:
         self.token = token
-        self.fresh_until = token.fresh_until
+        self.fresh_until = fresh_until
         self.usable_until = token.usable_until
         self.authorization = BEARER + token.value
 
@@ -154,6 +160,9 @@ class Provider:
         #: Whether advisory-window refreshes go to the refresher thread.
         self.background = background
         self._ahead_failures = 0  # background refreshes failed in a row
+        # With background refresh: how long before the mandatory window to begin, from the
+        # duration of the last token request (see _fresh_until).
+        self._lead = 0.0
         # After a failed background refresh the next attempt is a caller's, through its own
         # client: the settings that reach the endpoint may live only there (an httpx client's
         # verify=, an aiohttp session's connector).
@@ -411,8 +420,20 @@ class Provider:
     def _usable(self, token: Token | None, *, advisory: bool) -> bool:
         if token is None or token.value in self._rejected or not self._postdates_rejection(token):
             return False
-        state = freshness(token, _now())
-        return state == FRESH if advisory else state != MANDATORY
+        if advisory:
+            return _now() < self._fresh_until(token)
+        return freshness(token, _now()) != MANDATORY
+
+    def _fresh_until(self, token: Token) -> float:
+        """When this provider begins to refresh ahead of *token*'s expiry: at its advisory
+        window, or, with background refresh, early enough that a token request as slow as
+        the last one ends before the mandatory window (tokens of a few seconds from a slow
+        endpoint), but never in the first half of its life."""
+        lead = self._lead
+        if not lead:
+            return token.fresh_until
+        earliest = token.obtained_at + token.lifetime / 2
+        return max(earliest, min(token.fresh_until, token.usable_until - lead))
 
     def _postdates_rejection(self, token: Token) -> bool:
         """Whether *token* cannot have died with the pending rejection: none is pending, or it
@@ -455,6 +476,7 @@ class Provider:
         pending_rejection = self._rejection
         if held.background:
             yield Blocking(self._notify, "memoram_auth_background_refresh_started")
+        started = _now()
         try:
             token = yield from exchange_steps(
                 self.base_url, self._key, expires_in=self.expires_in, policy=self.policy
@@ -463,6 +485,8 @@ class Provider:
             forget = isinstance(exc, KeyRejectedError) and exc.status != 400
             yield Blocking(self._failed, str(exc), held, forget_key=forget)
             raise
+        if self.background:
+            self._lead = LEAD_FACTOR * (_now() - started)
         # Tells other processes which rejected token this one replaces: only a rejection seen
         # before it was requested. Set from the state at the end of the request instead, a
         # token issued just before a revocation, whose answer was read after another thread's
@@ -514,7 +538,7 @@ class Provider:
 
     def _adopt(self, token: Token, source: str) -> Token:
         with self._entry_lock:
-            self._entry = _Entry(token)
+            self._entry = _Entry(token, self._fresh_until(token))
             if self._postdates_rejection(token):
                 self._rejection = None
         _log.debug(
