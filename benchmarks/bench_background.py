@@ -1,0 +1,138 @@
+"""Background refresh: the slowest request with and without it, and token requests per lifetime.
+
+P processes x T threads (requests) plus an asyncio and a trio client (httpx) each, calling the
+emulator's API every 50 ms with 5 s tokens from a token endpoint that takes 1 s, sharing one
+file cache (one machine). The same run with ``background_refresh=False`` shows the spike a
+user sees today: the request that refreshes in the advisory window waits for the endpoint.
+
+    python -m benchmarks.bench_background            # 8 x 8, 32 s per mode
+    python -m benchmarks.bench_background --quick    # 2 x 2, 12 s per mode
+    python -m benchmarks.bench_background --png latency.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+from pathlib import Path
+
+from memoram_auth.emulator import Emulator
+
+from ._common import table
+
+WORKER = str(Path(__file__).with_name("_background_worker.py"))
+LIFETIME = 5
+TOKEN_DELAY = 1.0
+#: Requests that started in the first lifetime wait for the first token in both modes.
+WARM_UP = LIFETIME
+
+
+def soak(mode: str, processes: int, threads: int, seconds: float) -> tuple[list[list[float]], int]:
+    """Samples (start offset, seconds) after warm-up, and the token requests made."""
+    with Emulator(token_delay=TOKEN_DELAY) as emu, tempfile.TemporaryDirectory() as cache:
+        args = [emu.base_url, emu.api_key, cache, str(LIFETIME), str(seconds), str(threads), mode]
+        procs = [
+            subprocess.Popen([sys.executable, WORKER, *args], stdout=subprocess.PIPE, text=True)
+            for _ in range(processes)
+        ]
+        samples = [s for p in procs for s in json.loads(p.communicate()[0])]
+        first = min(start for start, _, _ in samples)
+        after = [[start - first, took] for start, took, _ in samples if start - first > WARM_UP]
+        return after, emu.counters.token_requests
+
+
+def run(quick: bool, png: str | None = None) -> tuple[str, list[str]]:
+    processes, threads, seconds = (2, 2, 12.0) if quick else (8, 8, 32.0)
+    rows, series = [], {}
+    for mode in ("off", "on"):
+        samples, token_requests = soak(mode, processes, threads, seconds)
+        series[mode] = samples
+        took = sorted(t for _, t in samples)
+        lifetimes = seconds / LIFETIME
+        rows.append(
+            [
+                f"background_refresh={'True' if mode == 'on' else 'False'}",
+                str(len(took)),
+                f"{took[len(took) // 2] * 1000:.1f} ms",
+                f"{took[int(len(took) * 0.999)] * 1000:.1f} ms",
+                f"{took[-1] * 1000:.0f} ms",
+                f"{token_requests / lifetimes:.2f}",
+            ]
+        )
+    header = ["run", "requests", "median", "p99.9", "slowest", "token requests / lifetime"]
+    notes = [
+        f"{processes} processes x ({threads} threads + asyncio + trio), every 50 ms, "
+        f"{LIFETIME} s tokens, token endpoint {TOKEN_DELAY:.0f} s, {seconds:.0f} s per run; "
+        f"requests in the first {WARM_UP} s (the cold start) left out",
+    ]
+    if png:
+        write_png(png, series, seconds)
+        notes.append(f"latency over time: {png}")
+    return table(header, rows), notes
+
+
+# -- a scatter plot as a PNG, with the stdlib (zlib) ------------------------------------------
+
+COLOURS = {"off": (214, 39, 40), "on": (31, 119, 180)}
+
+
+def write_png(path: str, series: dict[str, list[list[float]]], seconds: float) -> None:
+    """Latency (log scale, 1 ms to 2 s) over time: red without background refresh, blue with;
+    grey lines at 10 ms, 100 ms and 1 s."""
+    import math
+
+    width, height, margin = 900, 360, 10
+    pixels = [[255, 255, 255] * width for _ in range(height)]
+
+    def y_of(value: float) -> int:
+        low, high = math.log10(0.001), math.log10(2.0)
+        share = (math.log10(min(max(value, 0.001), 2.0)) - low) / (high - low)
+        return int((height - 1 - margin) - share * (height - 1 - 2 * margin))
+
+    for line in (0.01, 0.1, 1.0):
+        row = pixels[y_of(line)]
+        for x in range(width):
+            row[3 * x : 3 * x + 3] = [200, 200, 200]
+    for mode, samples in series.items():
+        colour = list(COLOURS[mode])
+        for start, took in samples:
+            x = int(margin + (start / seconds) * (width - 1 - 2 * margin))
+            y = y_of(took)
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    if 0 <= y + dy < height and 0 <= x + dx < width:
+                        pixels[y + dy][3 * (x + dx) : 3 * (x + dx) + 3] = colour
+    raw = b"".join(b"\x00" + bytes(row) for row in pixels)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    Path(path).write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw, 9))
+        + chunk(b"IEND", b"")
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="2 x 2, 12 s per mode")
+    parser.add_argument("--png", help="write the latency-over-time plot here")
+    args = parser.parse_args()
+    text, notes = run(args.quick, args.png)
+    print(text)
+    for note in notes:
+        print(f"- {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
