@@ -463,3 +463,88 @@ def test_a_slow_endpoint_moves_a_short_tokens_refresh_earlier(
         assert entry.fresh_until == token.fresh_until
     # A one-hour token keeps its 10-minute advisory window either way.
     assert long_lived == pytest.approx(time.time() + 3000, abs=60)
+
+
+def _preforked_worker(auth: MemoramAuth, url: str, seconds: float, gate: Gate) -> dict[str, Any]:
+    """What a forked worker does: two threads calling the API every 50 ms for *seconds*."""
+    provider = auth.provider
+    report: dict[str, Any] = {"calls": 0, "failures": 0, "waited": 0, "tokens": []}
+    lock = threading.Lock()
+    end = time.time() + seconds
+
+    def serve() -> None:
+        with requests.Session() as session:
+            while time.time() < end:
+                entry = provider._entry
+                # A request waits only for a token it cannot use: none, or one in its
+                # mandatory window.
+                waits = entry is None or time.time() >= entry.usable_until
+                response = session.get(url, auth=auth, timeout=10)
+                with lock:
+                    report["calls"] += 1
+                    report["waited"] += waits
+                    report["failures"] += response.status_code != 200
+                    value = response.request.headers["Authorization"]
+                    if value not in report["tokens"]:
+                        report["tokens"].append(value)
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=serve) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    report["events"] = [(name, details.get("background")) for name, details in gate.seen]
+    return report
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_preforked_workers_keep_fresh_tokens_without_waiting(emu: Emulator, tmp_path: Path) -> None:
+    # gunicorn --preload, without gunicorn: the parent builds the auth object and gets a token,
+    # then forks workers that call the API every 50 ms for three lifetimes or more.
+    import json
+
+    auth = MemoramAuth(
+        emu.api_key,
+        base_url=emu.base_url,
+        cache_dir=tmp_path,
+        expires_in=4,
+        background_refresh=True,
+    )
+    url = f"{emu.base_url}/tags"
+    requests.get(url, auth=auth, timeout=10).raise_for_status()
+    lifetime = auth.provider._entry.token.lifetime  # type: ignore[union-attr]
+    gate = Gate(hold=False)
+    workers: list[tuple[int, int]] = []
+    with registered(gate):
+        for _ in range(3):
+            read, write = os.pipe()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+                pid = os.fork()
+            if pid == 0:  # a worker: report as JSON on the pipe, then exit
+                try:
+                    os.close(read)
+                    report = _preforked_worker(auth, url, 3.5 * lifetime, gate)
+                    os.write(write, json.dumps(report).encode())
+                finally:
+                    os._exit(0)
+            os.close(write)
+            workers.append((pid, read))
+        reports = []
+        for pid, read in workers:
+            with os.fdopen(read, "rb") as pipe:
+                reports.append(json.loads(pipe.read() or b"{}"))
+            os.waitpid(pid, 0)
+    for report in reports:
+        assert report["calls"] > 0
+        assert report["failures"] == 0
+        assert report["waited"] == 0
+        assert len(report["tokens"]) >= 4  # the preloaded one and one per lifetime after it
+        # Every token the worker fetched, it fetched in the background.
+        assert all(background for name, background in report["events"] if name != "started")
+    # One token request per refresh for the machine, not one per worker: each worker saw
+    # (nearly) every token there was.
+    seen = min(len(report["tokens"]) for report in reports)
+    assert emu.counters.token_requests <= seen + 1
