@@ -375,6 +375,26 @@ def test_after_a_background_failure_the_next_attempt_is_the_callers(
     assert provider._inline_next is False
 
 
+def test_a_cache_that_raises_backs_the_refresher_off_too(
+    emu: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken(MemoryOnlyCache):
+        def lock(self, slot: str, timeout: float) -> Any:
+            raise RuntimeError("a secret-looking message from elsewhere")
+
+    provider = TokenProvider(emu.api_key, emu.base_url, cache=Broken(), background_refresh=True)
+    old = in_advisory_window(provider, emu)
+    assert provider.get_token().value == old
+    wait_for(lambda: provider._inline_next)  # failed, and backing off
+    wait_for(lambda: not provider._ahead_queued)
+    for _ in range(20):
+        assert provider.get_token().value == old  # no new attempt, no error
+    assert provider._next_advisory_try > time.time()
+    assert emu.counters.token_requests == 0
+    assert "RuntimeError" in caplog.text
+    assert "secret-looking" not in caplog.text
+
+
 def test_a_refresher_that_wakes_past_expiry_just_refreshes(emu: Emulator, tmp_path: Path) -> None:
     # A process frozen (serverless) with a refresh queued, thawed after the token's life.
     provider = TokenProvider(

@@ -395,7 +395,9 @@ class Provider:
                 if current is not None and freshness(current, _now()) == FRESH:
                     return
                 drive(self._obtain_steps(held, advisory=True), self._transport)
-            except MemoramAuthError as exc:
+            except Exception as exc:  # noqa: BLE001 - the requests still have their token
+                # The endpoint failing, or anything else (a cache plugin that raises): back off
+                # all the same, and let a caller's inline refresh try (and show its error).
                 self._ahead_failures += 1
                 from .refresher import retry_delay
 
@@ -406,7 +408,8 @@ class Provider:
                     "refreshing the token for key %s in the background failed (%s); using the "
                     "current one, valid %.0f s more; next attempt in %.0f s",
                     self.fingerprint,
-                    exc,
+                    # Only our own errors' messages: another's could hold anything.
+                    exc if isinstance(exc, MemoramAuthError) else type(exc).__name__,
                     entry.token.remaining(),
                     delay,
                 )
