@@ -1,6 +1,9 @@
 """One process of the background-refresh benchmark: threads (requests), an asyncio loop and a
-trio loop (httpx), each calling the API every 50 ms; prints one JSON line of (start, seconds)
-per request. Arguments: base URL, key, cache dir, lifetime, seconds, threads, on|off."""
+trio loop (httpx), each calling the API every 50 ms; prints one JSON line of (start, seconds,
+whether the request found no usable token in memory: it waits for one) per request.
+
+Arguments: base URL, key, cache dir, lifetime, seconds, threads, on|off, cache backend (``file``
+or ``redis``, with ``MEMORAM_AUTH_REDIS_URL`` in the environment)."""
 
 from __future__ import annotations
 
@@ -19,37 +22,45 @@ INTERVAL = 0.05
 
 
 def main() -> None:
-    base_url, key, cache_dir, lifetime, seconds, threads, mode = sys.argv[1:8]
+    base_url, key, cache_dir, lifetime, seconds, threads, mode, backend = sys.argv[1:9]
     auth = MemoramAuth(
         key,
         base_url=base_url,
         cache_dir=cache_dir,
+        cache_backend=backend,
         expires_in=int(lifetime),
         background_refresh=mode == "on",
     )
     url = f"{base_url}/tags"
     end = time.time() + float(seconds)
-    samples: list[tuple[float, float, str]] = []
+    samples: list[tuple[float, float, bool]] = []
     lock = threading.Lock()
+    provider = auth.provider
 
-    def note(start: float, kind: str) -> None:
+    def unusable() -> bool:
+        # The one case where a request waits for a token: none in memory, or one in its
+        # mandatory window. Read before the request, from the provider's own entry.
+        entry = provider._entry
+        return entry is None or time.time() >= entry.usable_until
+
+    def note(start: float, waits: bool) -> None:
         with lock:
-            samples.append((start, time.time() - start, kind))
+            samples.append((start, time.time() - start, waits))
 
     def thread_client() -> None:
         with requests.Session() as session:
             while time.time() < end:
-                start = time.time()
+                waits, start = unusable(), time.time()
                 session.get(url, auth=auth, timeout=30).raise_for_status()
-                note(start, "thread")
+                note(start, waits)
                 time.sleep(INTERVAL)
 
     async def async_client(sleep: object) -> None:
         async with httpx.AsyncClient(auth=auth, timeout=30) as client:
             while time.time() < end:
-                start = time.time()
+                waits, start = unusable(), time.time()
                 (await client.get(url)).raise_for_status()
-                note(start, "async")
+                note(start, waits)
                 await sleep(INTERVAL)  # type: ignore[operator]
 
     def asyncio_client() -> None:

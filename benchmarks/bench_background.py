@@ -8,12 +8,17 @@ user sees today: the request that refreshes in the advisory window waits for the
     python -m benchmarks.bench_background            # 8 x 8, 32 s per mode
     python -m benchmarks.bench_background --quick    # 2 x 2, 12 s per mode
     python -m benchmarks.bench_background --png latency.png
+    python -m benchmarks.bench_background --fleet    # 16 machines on one Redis, 2 threads each
+
+``--fleet`` needs memoram-auth-redis and redis-server (or valkey-server): each process has a
+disk cache of its own, like a machine of a fleet, and all share one Redis.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -32,25 +37,40 @@ TOKEN_DELAY = 1.0
 WARM_UP = LIFETIME
 
 
-def soak(mode: str, processes: int, threads: int, seconds: float) -> tuple[list[list[float]], int]:
-    """Samples (start offset, seconds) after warm-up, and the token requests made."""
+def soak(
+    mode: str, processes: int, threads: int, seconds: float, redis_url: str | None = None
+) -> tuple[list[list[float]], int, int]:
+    """Samples (start offset, seconds) after warm-up, the token requests made, and how many
+    requests after warm-up found no usable token (and so waited for one).
+
+    With *redis_url*, each process has a cache directory of its own and the Redis backend.
+    """
+    env = dict(os.environ)
+    if redis_url:
+        env["MEMORAM_AUTH_REDIS_URL"] = redis_url
     with Emulator(token_delay=TOKEN_DELAY) as emu, tempfile.TemporaryDirectory() as cache:
-        args = [emu.base_url, emu.api_key, cache, str(LIFETIME), str(seconds), str(threads), mode]
-        procs = [
-            subprocess.Popen([sys.executable, WORKER, *args], stdout=subprocess.PIPE, text=True)
-            for _ in range(processes)
-        ]
+        procs = []
+        for number in range(processes):
+            directory = os.path.join(cache, str(number)) if redis_url else cache
+            args = [emu.base_url, emu.api_key, directory, str(LIFETIME), str(seconds)]
+            args += [str(threads), mode, "redis" if redis_url else "file"]
+            command = [sys.executable, WORKER, *args]
+            procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env))
         samples = [s for p in procs for s in json.loads(p.communicate()[0])]
         first = min(start for start, _, _ in samples)
-        after = [[start - first, took] for start, took, _ in samples if start - first > WARM_UP]
-        return after, emu.counters.token_requests
+        after = [(start - first, took, waits) for start, took, waits in samples]
+        after = [sample for sample in after if sample[0] > WARM_UP]
+        waited = sum(1 for _, _, waits in after if waits)
+        return [[start, took] for start, took, _ in after], emu.counters.token_requests, waited
 
 
-def run(quick: bool, png: str | None = None) -> tuple[str, list[str]]:
+def run(quick: bool, png: str | None = None, redis_url: str | None = None) -> tuple[str, list[str]]:
     processes, threads, seconds = (2, 2, 12.0) if quick else (8, 8, 32.0)
+    if redis_url:
+        processes, threads = 16, 2
     rows, series = [], {}
     for mode in ("off", "on"):
-        samples, token_requests = soak(mode, processes, threads, seconds)
+        samples, token_requests, waited = soak(mode, processes, threads, seconds, redis_url)
         series[mode] = samples
         took = sorted(t for _, t in samples)
         lifetimes = seconds / LIFETIME
@@ -61,12 +81,22 @@ def run(quick: bool, png: str | None = None) -> tuple[str, list[str]]:
                 f"{took[len(took) // 2] * 1000:.1f} ms",
                 f"{took[int(len(took) * 0.999)] * 1000:.1f} ms",
                 f"{took[-1] * 1000:.0f} ms",
+                str(waited),
                 f"{token_requests / lifetimes:.2f}",
             ]
         )
-    header = ["run", "requests", "median", "p99.9", "slowest", "token requests / lifetime"]
+    header = [
+        "run",
+        "requests",
+        "median",
+        "p99.9",
+        "slowest",
+        "found no usable token",
+        "token requests / lifetime",
+    ]
+    where = "one Redis, a cache directory per process" if redis_url else "one cache directory"
     notes = [
-        f"{processes} processes x ({threads} threads + asyncio + trio), every 50 ms, "
+        f"{where}: {processes} processes x ({threads} threads + asyncio + trio), every 50 ms, "
         f"{LIFETIME} s tokens, token endpoint {TOKEN_DELAY:.0f} s, {seconds:.0f} s per run; "
         f"requests in the first {WARM_UP} s (the cold start) left out",
     ]
@@ -126,8 +156,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="2 x 2, 12 s per mode")
     parser.add_argument("--png", help="write the latency-over-time plot here")
+    parser.add_argument("--fleet", action="store_true", help="16 machines on one Redis")
     args = parser.parse_args()
-    text, notes = run(args.quick, args.png)
+    if args.fleet:
+        # The plugin's own test helper starts a real server; one place decides how.
+        plugin_tests = Path(__file__).parent.parent / "plugins" / "memoram-auth-redis" / "tests"
+        sys.path.insert(0, str(plugin_tests))
+        from _servers import Server
+
+        with Server() as server:
+            text, notes = run(args.quick, args.png, server.url)
+    else:
+        text, notes = run(args.quick, args.png)
     print(text)
     for note in notes:
         print(f"- {note}")
