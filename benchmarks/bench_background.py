@@ -96,7 +96,8 @@ def run(quick: bool, png: str | None = None, redis_url: str | None = None) -> tu
     ]
     where = "one Redis, a cache directory per process" if redis_url else "one cache directory"
     notes = [
-        f"{where}: {processes} processes x ({threads} threads + asyncio + trio), every 50 ms, "
+        f"{where}: {processes} processes x ({threads} threads + asyncio + trio if installed), "
+        "every 50 ms, "
         f"{LIFETIME} s tokens, token endpoint {TOKEN_DELAY:.0f} s, {seconds:.0f} s per run; "
         f"requests in the first {WARM_UP} s (the cold start) left out",
     ]
