@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __all__ = [
     "API_KEY_ENV",
+    "BACKGROUND_REFRESH_ENV",
     "BASE_URL_ENV",
     "CACHE_BACKEND_ENV",
     "CACHE_DIR_ENV",
@@ -28,6 +29,8 @@ CACHE_BACKEND_ENV = "MEMORAM_AUTH_CACHE_BACKEND"
 DISK_CACHE_ENV = "MEMORAM_AUTH_DISK_CACHE"
 DISABLE_PLUGINS_ENV = "MEMORAM_AUTH_DISABLE_PLUGINS"
 DEBUG_ENV = "MEMORAM_AUTH_DEBUG"
+#: ``0``/``false``/``no``/``off``: refresh tokens on the request path, never in a thread.
+BACKGROUND_REFRESH_ENV = "MEMORAM_AUTH_BACKGROUND_REFRESH"
 #: The command line's token request (MemoramAuth takes verify=, cert=, proxy= instead).
 CA_BUNDLE_ENV = "MEMORAM_AUTH_CA_BUNDLE"
 CLIENT_CERT_ENV = "MEMORAM_AUTH_CLIENT_CERT"

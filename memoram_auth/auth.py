@@ -45,6 +45,11 @@ class MemoramAuth(RequestsAuth, HttpxAuth):
         proxy: a proxy URL for the token request (``http://``, ``https://``, ``socks5://``).
         trust_env: whether the token request reads ``REQUESTS_CA_BUNDLE``, ``HTTPS_PROXY``
             and the like from the environment (default ``True``).
+        background_refresh: refresh the token ahead of expiry in a background thread while
+            requests keep the current one, so that no request waits for a token in steady use
+            (default ``MEMORAM_AUTH_BACKGROUND_REFRESH``, else on). That refresh goes through
+            the stdlib with *verify*, *cert*, *proxy* and the environment; if it fails, the
+            next request refreshes through its own session or client, as with ``False``.
 
     Where the token request goes: with requests (and httpie), through a requests session
     with these settings and the environment; with httpx, through the user's own client (its

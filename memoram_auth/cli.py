@@ -235,6 +235,7 @@ def _settings(args: argparse.Namespace | SimpleNamespace) -> Resolved:
         option=KEY_OPTIONS["cli"],
         base_url_option="--base-url",
         cache_dir=False if args.no_disk_cache else args.cache_dir,
+        background_refresh=False,  # a short-lived process: no refresher thread
     )
 
 

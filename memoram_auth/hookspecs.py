@@ -96,8 +96,18 @@ def memoram_auth_cache_backends() -> Mapping[str, CacheFactory]:  # type: ignore
 
 
 @hookspec
-def memoram_auth_token_acquired(base_url: str, key_fingerprint: str, expires_at: float) -> None:
-    """A new token was obtained from the token endpoint (``expires_at``: local ``time.time()``)."""
+def memoram_auth_token_acquired(
+    base_url: str, key_fingerprint: str, expires_at: float, background: bool
+) -> None:
+    """A new token was obtained from the token endpoint (``expires_at``: local ``time.time()``);
+    *background*: by the refresher thread, ahead of expiry, rather than by a caller."""
+
+
+@hookspec
+def memoram_auth_background_refresh_started(base_url: str, key_fingerprint: str) -> None:
+    """The refresher thread is asking the token endpoint for a token ahead of expiry; callers
+    keep the current one meanwhile. ``memoram_auth_token_acquired`` or
+    ``memoram_auth_refresh_failed``, with ``background=True``, says how it ended."""
 
 
 @hookspec
@@ -111,5 +121,8 @@ def memoram_auth_cache_recovered(backend: str) -> None:
 
 
 @hookspec
-def memoram_auth_refresh_failed(base_url: str, key_fingerprint: str, error: str) -> None:
-    """Getting a new token failed; *error* is the message of the ``MemoramAuthError``."""
+def memoram_auth_refresh_failed(
+    base_url: str, key_fingerprint: str, error: str, background: bool
+) -> None:
+    """Getting a new token failed; *error* is the message of the ``MemoramAuthError``;
+    *background*: the refresher thread's attempt (the current token still serves)."""

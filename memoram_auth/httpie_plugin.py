@@ -67,7 +67,8 @@ class MemoramAuthPlugin(AuthPlugin):  # type: ignore[misc]  # AuthPlugin is unty
                 # Resolved here rather than in MemoramAuth so that "no key" names httpie's
                 # --auth, not Python's api_key=; the key then goes in as given.
                 key = resolve_api_key(None, resolve_base_url(), option=KEY_OPTIONS["httpie"])
-            return HttpieMemoramAuth(key)
+            # One request and exit: no refresher thread (see MemoramAuth's background_refresh).
+            return HttpieMemoramAuth(key, background_refresh=False)
         except MemoramAuthError as exc:
             return _Failed(exc)
 

@@ -19,7 +19,7 @@ from .cache import FileCache
 from .core.provider import ADVISORY_RETRY_INTERVAL, BEARER, Provider
 from .keys import ApiKey, normalize_api_key
 from .plugins._backends import cache_identity, default_cache
-from .settings import Resolved
+from .settings import Resolved, background_refresh_enabled
 from .token import advisory_window, mandatory_window
 
 if TYPE_CHECKING:
@@ -69,8 +69,10 @@ class TokenProvider(Provider):
         lock_timeout: longest wait for another process's refresh before fetching anyway;
             defaults to the policy's total timeout plus 10 s.
         network: TLS trust, client certificate and proxy for the default transport.
-        transport: how the token request is sent when a caller gives none; by default the
-            stdlib one with *network*'s settings.
+        transport: how the token request is sent when a caller gives none, and by the
+            background refresh; by default the stdlib one with *network*'s settings.
+        background_refresh: refresh ahead of expiry in a background thread while callers
+            keep the current token (default: ``MEMORAM_AUTH_BACKGROUND_REFRESH``, else on).
 
     Raises:
         ConfigurationError: a malformed key, a bad or insecure base URL, an ``expires_in``
@@ -88,6 +90,7 @@ class TokenProvider(Provider):
         lock_timeout: float | None = None,
         network: NetworkSettings | None = None,
         transport: Transport | None = None,
+        background_refresh: bool | None = None,
     ) -> None:
         # Held as an ApiKey and dropped from this frame: traceback formatters print locals.
         key = ApiKey(normalize_api_key(api_key))
@@ -98,6 +101,7 @@ class TokenProvider(Provider):
             network=network,
             policy=check_policy(policy),
             expires_in=check_expires_in(expires_in),
+            background_refresh=background_refresh_enabled(background_refresh),
         )
         self._wire(settings, cache, lock_timeout, transport)
 
@@ -132,6 +136,7 @@ class TokenProvider(Provider):
             lock_timeout=lock_timeout,
             events=plugins.notify,
             load=_loader(cache, settings.base_url, key.fingerprint),
+            background=settings.background_refresh,
         )
 
 
@@ -151,6 +156,7 @@ def provider_for(settings: Resolved) -> TokenProvider:
         settings.policy,
         settings.expires_in,
         network.key(),
+        settings.background_refresh,
     )
     provider = _registry.get(registry_key)
     if provider is None:
@@ -173,6 +179,7 @@ def get_provider(
     cert: Cert | None = None,
     proxy: str | None = None,
     trust_env: bool = True,
+    background_refresh: bool | None = None,
 ) -> TokenProvider:
     """The process-wide provider for this key, base URL and cache, created on first use.
 
@@ -181,7 +188,8 @@ def get_provider(
     Arguments are as for :class:`TokenProvider`; ``cache_dir`` and ``cache_backend`` choose
     the cache (``memoram_auth.plugins._backends.default_cache``); ``verify``, ``cert``,
     ``proxy`` and ``trust_env`` are the network settings of :meth:`TokenProvider.get_token`'s
-    default transport, with the meaning requests gives them.
+    default transport, with the meaning requests gives them; ``background_refresh`` as for
+    :class:`TokenProvider` (a provider that refreshes inline is a different one).
     """
     from .transport import NetworkSettings
 
@@ -196,6 +204,7 @@ def get_provider(
         # Checked before they go into the registry key, where a list would be unhashable.
         policy=check_policy(policy),
         expires_in=check_expires_in(expires_in),
+        background_refresh=background_refresh_enabled(background_refresh),
     )
     return provider_for(settings)
 

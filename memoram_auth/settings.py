@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from ._env import API_KEY_ENV, BASE_URL_ENV
+from ._env import API_KEY_ENV, BACKGROUND_REFRESH_ENV, BASE_URL_ENV, OFF_VALUES
 from ._urls import DEFAULT_BASE_URL, validate_base_url
 from .exceptions import ConfigurationError
 from .keys import ApiKey, normalize_api_key
@@ -31,6 +31,7 @@ default_cache_directory = default_directory
 __all__ = [
     "KEY_OPTIONS",
     "Resolved",
+    "background_refresh_enabled",
     "default_cache_directory",
     "resolve",
     "resolve_api_key",
@@ -151,6 +152,7 @@ class Resolved:
 
     __slots__ = (
         "api_key",
+        "background_refresh",
         "base_url",
         "cache_backend",
         "cache_dir",
@@ -169,6 +171,7 @@ class Resolved:
         cache_backend: str | None = None,
         policy: RetryPolicy | None = None,
         expires_in: int | None = None,
+        background_refresh: bool = True,
     ) -> None:
         self.api_key = api_key  # an ApiKey: shows only its fingerprint
         self.base_url = base_url
@@ -177,6 +180,9 @@ class Resolved:
         self.cache_backend = cache_backend
         self.policy = policy
         self.expires_in = expires_in
+        #: Whether the advisory-window refresh runs in the refresher thread (see
+        #: :func:`background_refresh_enabled`).
+        self.background_refresh = background_refresh
 
     def with_network(self, network: NetworkSettings) -> Resolved:
         """These settings with *network* (the command line reads it only when it must send)."""
@@ -188,6 +194,7 @@ class Resolved:
             cache_backend=self.cache_backend,
             policy=self.policy,
             expires_in=self.expires_in,
+            background_refresh=self.background_refresh,
         )
 
     def __repr__(self) -> str:
@@ -210,6 +217,7 @@ def resolve(
     cache_backend: str | None = None,
     policy: RetryPolicy | None = None,
     expires_in: int | None = None,
+    background_refresh: bool | None = None,
 ) -> Resolved:
     """Base URL (:func:`resolve_base_url`), then key (:func:`resolve_api_key`), the policy and
     the asked lifetime, each checked once.
@@ -236,4 +244,19 @@ def resolve(
         cache_backend=cache_backend,
         policy=policy,
         expires_in=expires_in,
+        background_refresh=background_refresh_enabled(background_refresh),
     )
+
+
+def background_refresh_enabled(given: bool | None = None) -> bool:
+    """Whether tokens are refreshed ahead of expiry in a background thread: *given*, else
+    ``MEMORAM_AUTH_BACKGROUND_REFRESH`` (``0``, ``false``, ``no``, ``off`` turn it off), else on.
+
+    Raises:
+        ConfigurationError: *given* is not a bool or ``None``.
+    """
+    if given is None:
+        return os.environ.get(BACKGROUND_REFRESH_ENV, "").strip().lower() not in OFF_VALUES
+    if not isinstance(given, bool):
+        raise ConfigurationError(f"background_refresh= must be True or False, not {given!r}")
+    return given

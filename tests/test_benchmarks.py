@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from benchmarks._common import verdict
@@ -40,3 +42,20 @@ def test_every_timed_target_says_whether_the_run_is_quick() -> None:
         assert calls, script
         for call in calls:
             assert "quick" in {keyword.arg for keyword in call.keywords}, script
+
+
+def test_the_latency_plot_is_a_png(tmp_path: Path) -> None:
+    import zlib
+
+    from benchmarks.bench_background import write_png
+
+    path = tmp_path / "plot.png"
+    write_png(str(path), {"off": [[1.0, 1.0]], "on": [[1.0, 0.002]]}, 10.0)
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    length = int.from_bytes(data[33:37], "big")
+    assert data[37:41] == b"IDAT"
+    pixels = zlib.decompress(data[41 : 41 + length])
+    assert len(pixels) == 360 * (1 + 900 * 3)
+    assert bytes([214, 39, 40]) in pixels  # the red point
+    assert bytes([31, 119, 180]) in pixels  # the blue one

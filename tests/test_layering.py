@@ -196,7 +196,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         },
     ),
     ("storage", {"cache"}),
-    ("core", {"core", "core.steps", "core.exchange", "core.provider"}),
+    ("core", {"core", "core.steps", "core.exchange", "core.provider", "core.refresher"}),
     ("transports", {"transport", "transports", "transports.*"}),
     (
         "configuration and plugins",

@@ -74,6 +74,9 @@ class MemoramMiddleware(AuthCore):
         proxy: an ``http://`` or ``https://`` proxy URL for the token request.
         trust_env: whether *verify* and *cert* read ``REQUESTS_CA_BUNDLE`` when no CA bundle
             is given (default ``True``); the session's own ``trust_env`` decides its proxies.
+        background_refresh: as :class:`memoram_auth.MemoramAuth`: the refresh ahead of expiry
+            runs in a thread, through the stdlib with *verify*, *cert*, *proxy* and the
+            environment; if it fails, the next request refreshes through its session.
 
     Raises:
         ConfigurationError: no key, a malformed key, or a bad or insecure base URL.

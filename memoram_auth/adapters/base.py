@@ -49,6 +49,7 @@ class AuthCore:
         cert: Cert | None = None,
         proxy: str | None = None,
         trust_env: bool = True,
+        background_refresh: bool | None = None,
     ) -> None:
         #: The token request's own TLS trust, client certificate and proxy, if given.
         self.network = NetworkSettings(verify=verify, cert=cert, proxy=proxy, trust_env=trust_env)
@@ -65,6 +66,7 @@ class AuthCore:
             cache_backend=cache_backend,
             policy=policy,
             expires_in=expires_in,
+            background_refresh=background_refresh,
         )
         self.provider: TokenProvider = provider_for(self.settings)
         #: Which requests get the token.

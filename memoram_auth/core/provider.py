@@ -12,6 +12,14 @@ When is a token refreshed? With ``L`` its lifetime:
   usable life, or a 401 rejected it meanwhile: then its caller gets the refresh's error);
 - **mandatory** window, the last ``min(60 s, L/10)``: callers wait for the new token.
 
+With background refresh (``background=True``), the advisory-window refresh is handed to the
+process's refresher thread (:mod:`memoram_auth.core.refresher`) and no caller waits for it; a
+failed one is tried again after a growing, jittered pause, and the attempt after a failure is
+made inline by a caller, as without background refresh, through that caller's own client. A
+background refresh begins early enough to end before the mandatory window if it is as slow as
+the last token request (only short tokens from a slow endpoint notice: a one-hour token's
+advisory window is 10 minutes), never in the first half of the token's life.
+
 So a one-hour token is refreshed from 10 minutes before expiry and never used in its last
 minute; a 4 s token from 1 s before and never in its last 0.4 s.
 
@@ -54,6 +62,9 @@ if TYPE_CHECKING:
 __all__ = ["ADVISORY_RETRY_INTERVAL", "BEARER", "Provider"]
 
 ADVISORY_RETRY_INTERVAL = 5.0
+#: With background refresh, the refresh ahead begins at least this many times the last token
+#: request's duration before the mandatory window (see Provider._fresh_until).
+LEAD_FACTOR = 1.5
 
 
 #: What comes before the token in the ``Authorization`` header (see ``authorization()``).
@@ -67,9 +78,9 @@ class _Entry:
     # faster than tuple fields, and the adapters read two of them for every request.
     __slots__ = ("authorization", "fresh_until", "token", "usable_until")
 
-    def __init__(self, token: Token) -> None:
+    def __init__(self, token: Token, fresh_until: float) -> None:
         self.token = token
-        self.fresh_until = token.fresh_until
+        self.fresh_until = fresh_until
         self.usable_until = token.usable_until
         self.authorization = BEARER + token.value
 
@@ -96,6 +107,8 @@ class Provider:
         events: called as ``events(name, base_url=..., key_fingerprint=..., **details)`` for
             a token obtained or a refresh that failed, from a step that may block.
         load: reads this provider's slot from the cache (default: ``cache.load``).
+        background: refresh in the advisory window from the refresher thread, with
+            *transport*, while callers keep the current token (default: inline, by a caller).
     """
 
     def __init__(
@@ -110,6 +123,7 @@ class Provider:
         lock_timeout: float | None = None,
         events: Events | None = None,
         load: Callable[[str], Token | None] | None = None,
+        background: bool = False,
     ) -> None:
         self._key = key
         self.base_url = base_url
@@ -143,6 +157,16 @@ class Provider:
         # another.
         self._rejection: tuple[float, str] | None = None
         self._next_advisory_try = 0.0
+        #: Whether advisory-window refreshes go to the refresher thread.
+        self.background = background
+        self._ahead_failures = 0  # background refreshes failed in a row
+        # With background refresh: how long before the mandatory window to begin, from the
+        # duration of the last token request (see _fresh_until).
+        self._lead = 0.0
+        # After a failed background refresh the next attempt is a caller's, through its own
+        # client: the settings that reach the endpoint may live only there (an httpx client's
+        # verify=, an aiohttp session's connector).
+        self._inline_next = False
         self._reset_locks()
         _live_providers.add(self)
 
@@ -151,6 +175,8 @@ class Provider:
         self._entry_lock = threading.Lock()  # compare-and-set of _entry
         # The refresh under way on each event loop (see single_flight); keyed by the loop.
         self._flights: dict[object, _Flight] = {}
+        # A background refresh is queued or running: later callers need not hand it over again.
+        self._ahead_queued = False
 
     def __repr__(self) -> str:
         return (
@@ -290,8 +316,11 @@ class Provider:
             if entry is not None and state == ADVISORY:
                 # Advisory window: whoever gets the lock without waiting refreshes; the rest go
                 # on with the current token, still good for at least mandatory_window().
-                if _now() < self._next_advisory_try or not held.try_thread_lock():
+                if _now() < self._next_advisory_try or self._hand_over():
                     return entry.token
+                if not held.try_thread_lock():
+                    return entry.token
+                self._inline_next = False
                 current = self._entry
                 if (
                     current is not None
@@ -330,11 +359,84 @@ class Provider:
         finally:
             held.release()
 
+    def _hand_over(self) -> bool:
+        """Give this advisory-window refresh to the refresher thread, if it takes it; the
+        caller then goes on with the current token."""
+        if not self.background or self._inline_next:
+            return False
+        if self._ahead_queued:
+            return True
+        self._ahead_queued = True
+        from .refresher import submit
+
+        if submit(self):
+            return True
+        self._ahead_queued = False
+        return False
+
+    def refresh_ahead(self) -> None:
+        """Refresh the token ahead of expiry, as the refresher thread does: a caller in the
+        advisory window handed it over.
+
+        The same single flight as a caller's refresh (this process's thread lock, taken
+        without waiting; the cache's slot lock, then the cache again), through this
+        provider's transport. A failure is logged and counted; the current token serves on.
+        """
+        try:
+            entry = self._entry
+            if entry is None or freshness(entry, _now()) == FRESH:
+                return  # refreshed meanwhile, or dropped after a 401: a caller's business now
+            held = _Held(self)
+            held.background = True
+            if not held.try_thread_lock():
+                return  # a caller is refreshing
+            try:
+                current = self._entry
+                if current is not None and freshness(current, _now()) == FRESH:
+                    return
+                drive(self._obtain_steps(held, advisory=True), self._transport)
+            except Exception as exc:  # noqa: BLE001 - the requests still have their token
+                # The endpoint failing, or anything else (a cache plugin that raises): back off
+                # all the same, and let a caller's inline refresh try (and show its error).
+                self._ahead_failures += 1
+                from .refresher import retry_delay
+
+                delay = retry_delay(self._ahead_failures)
+                self._next_advisory_try = _now() + delay
+                self._inline_next = True
+                _log.warning(
+                    "refreshing the token for key %s in the background failed (%s); using the "
+                    "current one, valid %.0f s more; next attempt in %.0f s",
+                    self.fingerprint,
+                    # Only our own errors' messages: another's could hold anything.
+                    exc if isinstance(exc, MemoramAuthError) else type(exc).__name__,
+                    entry.token.remaining(),
+                    delay,
+                )
+            else:
+                self._ahead_failures = 0
+            finally:
+                held.release()
+        finally:
+            self._ahead_queued = False
+
     def _usable(self, token: Token | None, *, advisory: bool) -> bool:
         if token is None or token.value in self._rejected or not self._postdates_rejection(token):
             return False
-        state = freshness(token, _now())
-        return state == FRESH if advisory else state != MANDATORY
+        if advisory:
+            return _now() < self._fresh_until(token)
+        return freshness(token, _now()) != MANDATORY
+
+    def _fresh_until(self, token: Token) -> float:
+        """When this provider begins to refresh ahead of *token*'s expiry: at its advisory
+        window, or, with background refresh, early enough that a token request as slow as
+        the last one ends before the mandatory window (tokens of a few seconds from a slow
+        endpoint), but never in the first half of its life."""
+        lead = self._lead
+        if not lead:
+            return token.fresh_until
+        earliest = token.obtained_at + token.lifetime / 2
+        return max(earliest, min(token.fresh_until, token.usable_until - lead))
 
     def _postdates_rejection(self, token: Token) -> bool:
         """Whether *token* cannot have died with the pending rejection: none is pending, or it
@@ -375,14 +477,19 @@ class Provider:
         # Read before the request leaves: a rejection seen while it is in flight may have come
         # from a revocation that hit the token it brings back too (see invalidate).
         pending_rejection = self._rejection
+        if held.background:
+            yield Blocking(self._notify, "memoram_auth_background_refresh_started")
+        started = _now()
         try:
             token = yield from exchange_steps(
                 self.base_url, self._key, expires_in=self.expires_in, policy=self.policy
             )
         except MemoramAuthError as exc:
             forget = isinstance(exc, KeyRejectedError) and exc.status != 400
-            yield Blocking(self._failed, str(exc), forget_key=forget)
+            yield Blocking(self._failed, str(exc), held, forget_key=forget)
             raise
+        if self.background:
+            self._lead = LEAD_FACTOR * (_now() - started)
         # Tells other processes which rejected token this one replaces: only a rejection seen
         # before it was requested. Set from the state at the end of the request instead, a
         # token issued just before a revocation, whose answer was read after another thread's
@@ -408,14 +515,16 @@ class Provider:
             self._slot, token, base_url=self.base_url, key_fingerprint=self.fingerprint
         )
         held.release_slot_lock()
-        self._notify("memoram_auth_token_acquired", expires_at=token.expires_at)
+        self._notify(
+            "memoram_auth_token_acquired", expires_at=token.expires_at, background=held.background
+        )
 
-    def _failed(self, error: str, *, forget_key: bool) -> None:
+    def _failed(self, error: str, held: _Held, *, forget_key: bool) -> None:
         """A refresh failed: forget a rejected key's token (with the slot's lock held), and
         say so to the events."""
         if forget_key:
             self._forget_rejected_key()
-        self._notify("memoram_auth_refresh_failed", error=error)
+        self._notify("memoram_auth_refresh_failed", error=error, background=held.background)
 
     def _notify(self, event: str, **details: object) -> None:
         if self._events is not None:
@@ -432,7 +541,7 @@ class Provider:
 
     def _adopt(self, token: Token, source: str) -> Token:
         with self._entry_lock:
-            self._entry = _Entry(token)
+            self._entry = _Entry(token, self._fresh_until(token))
             if self._postdates_rejection(token):
                 self._rejection = None
         _log.debug(
@@ -565,10 +674,11 @@ class _Held:
     may release; the cache's slot lock is created without thread affinity for the same reason.
     """
 
-    __slots__ = ("_provider", "_slot_lock", "_thread")
+    __slots__ = ("_provider", "_slot_lock", "_thread", "background")
 
     def __init__(self, provider: Provider) -> None:
         self._provider = provider
+        self.background = False  # the refresher thread's refresh, not a caller's
         self._thread = False
         self._slot_lock: contextlib.AbstractContextManager[bool] | None = None
 
