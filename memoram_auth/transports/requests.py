@@ -84,6 +84,10 @@ class _Adapter(requests.adapters.HTTPAdapter):
         return manager
 
 
+#: Per-request proxies that override the session's and the environment's with none.
+_NO_PROXY = {"http": None, "https": None, "all": None}
+
+
 def _wrapped(error: BaseException) -> list[object]:
     # requests and urllib3 nest errors in args and in urllib3's ``reason``.
     return [getattr(error, "reason", None), *error.args]
@@ -121,6 +125,11 @@ class RequestsTransport:
             raise TransportError("no time left for another attempt")
         timeout = max(0.001, min(request.timeout, remaining))
         host = request.url.split("/", 3)[2]
+        options = self._options
+        if request.url.startswith("http:"):
+            # Plain http (loopback only) never goes through a proxy, which would read the key:
+            # a None here overrides the session's and the environment's proxies.
+            options = {**options, "proxies": _NO_PROXY}
         with self._lock:
             try:
                 response = self._session.post(
@@ -131,7 +140,7 @@ class RequestsTransport:
                     # A redirect of the token POST would resend the key wherever it points.
                     allow_redirects=False,
                     stream=True,
-                    **self._options,
+                    **options,
                 )
             except requests.exceptions.InvalidSchema as exc:
                 # "Missing dependencies for SOCKS support": a SOCKS proxy without PySocks.
