@@ -17,7 +17,13 @@ import httpx
 import pytest
 import requests
 
-from memoram_auth import MemoramAuth, MemoramAuthError, RetryPolicy
+from memoram_auth import (
+    EndpointUnavailableError,
+    KeyRejectedError,
+    MemoramAuth,
+    MemoramAuthError,
+    RetryPolicy,
+)
 from memoram_auth.emulator import Emulator
 from memoram_auth.provider import TokenProvider, get_provider
 from tests._hostile import FLOOD_BOUND, Flood, Recorder, Redirector
@@ -263,3 +269,69 @@ def test_aiohttp_session_credentials_never_reach_the_token_endpoint(
         token_requests = [r for r in emu.requests if r.path.endswith("/auth/token")]
     assert len(token_requests) == 1
     assert "authorization" not in {name.lower() for name in token_requests[0].headers}
+
+
+@pytest.mark.parametrize("library", ["requests", "aiohttp"])
+@pytest.mark.parametrize("failure", ["rejected", "unreachable"])
+def test_a_failed_token_request_is_also_the_librarys_own_error(
+    library: str, failure: str, tmp_path: Path
+) -> None:
+    with Emulator() as emu:
+        base_url = emu.base_url
+        key = emu.api_key if failure == "unreachable" else "mem_not_a_key_it_knows"
+        if failure == "unreachable":
+            emu.stop()
+        if library == "requests":
+            base: type[Exception] = requests.RequestException
+            auth = MemoramAuth(key, base_url=base_url, cache_dir=tmp_path, policy=ONCE)
+            with pytest.raises(base) as caught:
+                requests.get(f"{base_url}/tags", auth=auth, timeout=10)
+        else:
+            aiohttp = pytest.importorskip("aiohttp")
+            from memoram_auth import MemoramMiddleware
+
+            base = aiohttp.ClientError
+            middleware = MemoramMiddleware(key, base_url=base_url, cache_dir=tmp_path, policy=ONCE)
+
+            async def main() -> None:
+                async with (
+                    aiohttp.ClientSession(middlewares=(middleware,)) as session,
+                    session.get(f"{base_url}/tags"),
+                ):
+                    pass
+
+            with pytest.raises(base) as caught:
+                asyncio.run(main())
+    expected = KeyRejectedError if failure == "rejected" else EndpointUnavailableError
+    assert isinstance(caught.value, expected)
+    assert isinstance(caught.value, MemoramAuthError)
+
+
+@pytest.mark.parametrize("flow", ["sync", "async"])
+def test_the_httpx_clients_timeout_caps_the_token_requests(flow: str, tmp_path: Path) -> None:
+    base_url = "https://api.memoram.example/api/v1"
+    timeouts: list[dict[str, float]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/auth/token"):
+            timeouts.append(request.extensions["timeout"])
+            return httpx.Response(200, json={"token": "test.token"})
+        return httpx.Response(200, json={})
+
+    # The policy allows 10 s an attempt; the caller's client allows 2 s a read.
+    auth = MemoramAuth(KEY, base_url=base_url, cache_dir=tmp_path, policy=ONCE)
+    if flow == "sync":
+        with httpx.Client(transport=httpx.MockTransport(handler), timeout=2, auth=auth) as client:
+            client.get(f"{base_url}/tags")
+    else:
+
+        async def main() -> None:
+            async with httpx.AsyncClient(
+                transport=httpx.MockTransport(handler), timeout=2, auth=auth
+            ) as client:
+                await client.get(f"{base_url}/tags")
+
+        asyncio.run(main())
+    assert len(timeouts) == 1
+    assert set(timeouts[0]) == {"connect", "read", "write", "pool"}
+    assert all(value is not None and value <= 2 for value in timeouts[0].values())

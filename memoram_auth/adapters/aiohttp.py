@@ -20,8 +20,9 @@ import aiohttp.payload
 
 from ..core.provider import BEARER
 from ..core.steps import drive_async
+from ..exceptions import TokenRequestError
 from ..transports.aiohttp import AiohttpSender
-from .base import AuthCore
+from .base import AuthCore, in_library_terms
 
 if TYPE_CHECKING:
     from yarl import URL
@@ -102,13 +103,17 @@ class MemoramMiddleware(AuthCore):
         header = self.provider.fresh_authorization()
         if header is not None:
             return header
-        async with self.provider.single_flight() as flight:
-            if flight.done:
-                token: Token = flight.outcome()
-            else:
-                send = functools.partial(self._sender.send, session)
-                token = await drive_async(self.provider.refresh_steps(), send)
-                flight.succeed(token)
+        try:
+            async with self.provider.single_flight() as flight:
+                if flight.done:
+                    token: Token = flight.outcome()
+                else:
+                    send = functools.partial(self._sender.send, session)
+                    token = await drive_async(self.provider.refresh_steps(), send)
+                    flight.succeed(token)
+        except TokenRequestError as exc:
+            # Also an aiohttp.ClientError, which the user's retry code catches.
+            raise in_library_terms(exc, aiohttp.ClientError) from exc
         return self.provider.authorization_for(token)
 
     async def __call__(

@@ -16,7 +16,8 @@ from requests.exceptions import UnrewindableBodyError
 from requests.utils import rewind_body
 
 from ..core.provider import BEARER
-from .base import AuthCore
+from ..exceptions import TokenRequestError
+from .base import AuthCore, in_library_terms
 
 __all__ = ["RequestsAuth"]
 
@@ -55,6 +56,13 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
             self.note_unauthenticated_401(response.url)
         return response
 
+    def _authorization(self) -> str:
+        """A header from a new token; a failure is also a ``requests.RequestException``."""
+        try:
+            return self.provider.authorization(self._transport)
+        except TokenRequestError as exc:
+            raise in_library_terms(exc, requests.RequestException) from exc
+
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         """Set ``Authorization`` on requests to the API's origin and hook the 401 replay."""
         url = r.url
@@ -69,9 +77,7 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
                 return r
             self._last_target = url
         provider = self.provider
-        r.headers["Authorization"] = provider.fresh_authorization() or provider.authorization(
-            self._transport
-        )
+        r.headers["Authorization"] = provider.fresh_authorization() or self._authorization()
         hooks = r.hooks["response"]
         if self._response_hook not in hooks:
             hooks.append(self._response_hook)
@@ -99,7 +105,7 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
                 rewind_body(replay)  # a file rewound to where it started; a generator cannot be
             except UnrewindableBodyError:
                 return response
-        new_header = self.provider.authorization(self._transport)
+        new_header = self._authorization()
 
         response.content  # noqa: B018 - drain the 401 so its connection can be reused
         response.close()
