@@ -45,6 +45,9 @@ class MemoramAuth(RequestsAuth, HttpxAuth):
         proxy: a proxy URL for the token request (``http://``, ``https://``, ``socks5://``).
         trust_env: whether the token request reads ``REQUESTS_CA_BUNDLE``, ``HTTPS_PROXY``
             and the like from the environment (default ``True``).
+        session: requests only: a ``requests.Session`` the token request goes through, with
+            its verify, cert, proxies, trust_env and mounted adapters (not its auth nor its
+            response hooks). Without it, a session of memoram-auth's with the settings above.
 
     Where the token request goes: with requests (and httpie), through a requests session
     with these settings and the environment; with httpx, through the user's own client (its
@@ -53,5 +56,6 @@ class MemoramAuth(RequestsAuth, HttpxAuth):
 
     Raises:
         ConfigurationError: no key, a malformed key, or a bad or insecure base URL.
-        TypeError, ValueError: a network setting of the wrong type or shape.
+        TypeError, ValueError: a network setting of the wrong type or shape, or a
+            *session* that is not a ``requests.Session``.
     """

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import requests
+import requests.adapters
 
 from memoram_auth import (
     EndpointUnavailableError,
@@ -335,3 +336,74 @@ def test_the_httpx_clients_timeout_caps_the_token_requests(flow: str, tmp_path: 
     assert len(timeouts) == 1
     assert set(timeouts[0]) == {"connect", "read", "write", "pool"}
     assert all(value is not None and value <= 2 for value in timeouts[0].values())
+
+
+class _Recording(requests.adapters.HTTPAdapter):
+    """An adapter a user mounts (a source address, retries): records what it sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[str] = []
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
+        self.sent.append(f"{request.method} {request.url}")
+        return super().send(request, *args, **kwargs)
+
+
+def test_the_sessions_adapters_auth_and_hooks_with_session_given(tmp_path: Path) -> None:
+    hooked: list[str] = []
+    with Emulator() as emu:
+        session = requests.Session()
+        adapter = _Recording()
+        session.mount("http://", adapter)
+        session.hooks["response"].append(lambda r, **kwargs: hooked.append(r.request.method))
+        # The one extra word: the token request goes through this session too.
+        session.auth = MemoramAuth(
+            emu.api_key, base_url=emu.base_url, cache_dir=tmp_path, session=session
+        )
+        assert session.get(f"{emu.base_url}/tags", timeout=10).status_code == 200
+        token_requests = [r for r in emu.requests if r.path.endswith("/auth/token")]
+        base_url = emu.base_url
+    assert adapter.sent == [f"POST {base_url}/auth/token", f"GET {base_url}/tags"]
+    # Not the session's auth (MemoramAuth itself) nor its hooks, which are for the API.
+    assert "authorization" not in {name.lower() for name in token_requests[0].headers}
+    assert hooked == ["GET"]
+
+
+def test_a_requests_mock_adapter_on_the_session_sees_the_token_request(tmp_path: Path) -> None:
+    requests_mock = pytest.importorskip("requests_mock")
+    api = "https://api.memoram.example/api/v1"
+    session = requests.Session()
+    mock = requests_mock.Adapter()
+    session.mount("https://", mock)
+    mock.register_uri("POST", f"{api}/auth/token", json={"token": "mocked.token"})
+    mock.register_uri("GET", f"{api}/tags", json={"tags": []})
+    auth = MemoramAuth(KEY, base_url=api, cache_dir=tmp_path, session=session)
+    assert session.get(f"{api}/tags", auth=auth).json() == {"tags": []}
+    assert mock.last_request.headers["Authorization"] == "Bearer mocked.token"
+
+
+@pytest.mark.parametrize("setting", ["proxies", "trust_env=False"])
+def test_the_sessions_network_settings_reach_the_token_request(
+    setting: str,
+    tls_emulator: Emulator,
+    ca_bundle: str,
+    connect_proxy: ConnectProxy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    emu = tls_emulator
+    session = requests.Session()
+    session.verify = ca_bundle  # Session.verify: the token request trusts the private CA
+    if setting == "proxies":
+        session.proxies = {"https": connect_proxy.url}
+    else:
+        # The environment names a proxy that is not there; the session ignores it.
+        monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+        session.trust_env = False
+    auth = MemoramAuth(emu.api_key, base_url=emu.base_url, cache_dir=tmp_path, session=session)
+    assert session.get(f"{emu.base_url}/tags", auth=auth, timeout=10).status_code == 200
+    assert emu.counters.token_requests == 1
+    if setting == "proxies":
+        # The token request, first, opened the tunnel (the API call reused it).
+        assert connect_proxy.tunnels == [f"127.0.0.1:{emu.port}"]

@@ -88,6 +88,11 @@ class MemoramMiddleware(AuthCore):
     def _setup(self) -> None:
         # Called at the end of AuthCore.__init__ (an __init__ here would hold the key in its
         # *args, where traceback formatters that print locals would show it).
+        if self.session is not None:
+            raise TypeError(
+                "session= is for requests (MemoramAuth): the middleware sends the token "
+                "request through the session of the request that needs it"
+            )
         self._sender = AiohttpSender(self.network)
         # URL objects found to need the token, the last one and up to _SEEN more by id. yarl
         # hands out one URL object per URL string (URL(str) is lru-cached), so a client that

@@ -71,7 +71,10 @@ class AuthCore:
         cert: Cert | None = None,
         proxy: str | None = None,
         trust_env: bool = True,
+        session: object = None,
     ) -> None:
+        #: The user's requests.Session for the token request (requests only), if given.
+        self.session = session
         #: The token request's own TLS trust, client certificate and proxy, if given.
         self.network = NetworkSettings(verify=verify, cert=cert, proxy=proxy, trust_env=trust_env)
         # The key is held as an ApiKey from here on, and the argument dropped from this frame:

@@ -41,10 +41,19 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
         # Called at the end of AuthCore.__init__ (an __init__ here would hold the key in its
         # *args, where traceback formatters that print locals would show it).
         self._last_target = "\x00"  # no URL: see __call__
-        from ..transports.requests import requests_transport
+        from ..transports.requests import RequestsTransport, requests_transport
 
-        # The token request goes through requests too (see transports/requests.py).
-        self._transport = requests_transport(self.network)
+        # The token request goes through requests too (see transports/requests.py): through
+        # the user's session when given one, as there is no public route from a request to
+        # the session that sends it.
+        if self.session is None:
+            self._transport = requests_transport(self.network)
+        elif isinstance(self.session, requests.Session):
+            self._transport = RequestsTransport(self.network, self.session)
+        else:
+            raise TypeError(
+                f"session= must be a requests.Session, not {type(self.session).__name__}"
+            )
         # One bound method, kept: the hook is added once per request by identity, and no
         # closure per request needs building.
         self._response_hook: Callable[..., requests.Response] = self.handle_401

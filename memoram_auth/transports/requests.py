@@ -93,20 +93,45 @@ def _wrapped(error: BaseException) -> list[object]:
     return [getattr(error, "reason", None), *error.args]
 
 
-class RequestsTransport:
-    """A :class:`~memoram_auth.transport.Transport` on a ``requests.Session``."""
+def _unauthenticated(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    # The token endpoint takes the key in the body and nothing else: no Authorization from
+    # the session's auth (MemoramAuth itself, or Basic credentials) nor from ~/.netrc.
+    request.headers.pop("Authorization", None)
+    return request
 
-    def __init__(self, settings: NetworkSettings) -> None:
+
+def _as_is(response: requests.Response, **kwargs: Any) -> requests.Response:  # noqa: ANN401 - requests passes the send() arguments
+    return response
+
+
+class RequestsTransport:
+    """A :class:`~memoram_auth.transport.Transport` on a ``requests.Session``: one of its own,
+    or the user's *session* (``MemoramAuth(session=…)``), whose ``verify``, ``cert``,
+    ``proxies``, ``trust_env`` and mounted adapters (mocks, retries, a source address) then
+    apply; not its ``auth`` nor its response hooks, which are for the API's requests.
+    """
+
+    def __init__(self, settings: NetworkSettings, session: requests.Session | None = None) -> None:
         self.settings = settings
-        session = requests.Session()
-        session.trust_env = settings.trust_env
         # Given per request, where requests ranks them above the environment (on the session,
         # REQUESTS_CA_BUNDLE and HTTPS_PROXY would win over them).
         self._options: dict[str, Any] = {}
         verify = settings.verify
         context = verify if verify is not None and not isinstance(verify, (bool, str)) else None
-        session.mount("https://", _Adapter(context))
-        session.mount("http://", _Adapter())
+        if session is None:
+            session = requests.Session()
+            session.trust_env = settings.trust_env
+            session.mount("https://", _Adapter(context))
+            session.mount("http://", _Adapter())
+        else:
+            # Per request: the session's auth and response hooks are replaced, not merged.
+            self._options["auth"] = _unauthenticated
+            self._options["hooks"] = {"response": [_as_is]}
+            if context is not None:
+                raise TypeError(
+                    "verify= as an ssl.SSLContext cannot go with session=: mount an adapter "
+                    "with that context on the session instead"
+                )
         if verify is not None and context is None:
             self._options["verify"] = verify
         if settings.cert is not None:
