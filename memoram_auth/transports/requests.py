@@ -10,6 +10,7 @@ itself, SOCKS proxies when ``requests[socks]`` is installed, and the mocks of ``
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import threading
 import time
@@ -18,8 +19,6 @@ from typing import Any, cast
 
 import requests
 import requests.adapters
-import urllib3.connection
-import urllib3.connectionpool
 
 from ..transport import (
     CA_HINT,
@@ -35,25 +34,17 @@ from ..transport import (
 __all__ = ["RequestsTransport", "requests_transport"]
 
 
-class _QuietHTTPConnection(urllib3.connection.HTTPConnection):
-    # http.client prints every request body, API key included, while the class-wide
-    # HTTPConnection.debuglevel is set (a common debugging step): never for the token request.
-    debuglevel = 0
+@functools.lru_cache(maxsize=16)
+def _quiet(connection_class: type[Any]) -> type[Any]:
+    """*connection_class* with ``debuglevel`` 0: http.client prints every request body, API
+    key included, while the class-wide ``HTTPConnection.debuglevel`` is set (a common
+    debugging step), never for the token request.
 
-
-class _QuietHTTPSConnection(urllib3.connection.HTTPSConnection):
-    debuglevel = 0
-
-
-class _QuietHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
-    ConnectionCls = _QuietHTTPConnection
-
-
-class _QuietHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
-    ConnectionCls = _QuietHTTPSConnection
-
-
-_QUIET_POOLS = {"http": _QuietHTTPPool, "https": _QuietHTTPSPool}
+    Made when a pool is first used, from the connection class the pool's class has then:
+    urllib3's own, or the stand-in a recorder such as vcrpy puts there while a cassette plays,
+    whichever was imported first.
+    """
+    return type(f"Quiet{connection_class.__name__}", (connection_class,), {"debuglevel": 0})
 
 
 class _Adapter(requests.adapters.HTTPAdapter):
@@ -70,18 +61,18 @@ class _Adapter(requests.adapters.HTTPAdapter):
         # Through a cast: the stubs type this method only from types-requests 2.33, which
         # needs Python 3.10; mypy on 3.9 sees an untyped call.
         cast("Callable[..., None]", super().init_poolmanager)(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _QUIET_POOLS
 
     def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - urllib3's
         if self._context is not None:
             kwargs["ssl_context"] = self._context
-        manager = cast("Callable[..., Any]", super().proxy_manager_for)(*args, **kwargs)
-        proxy = str(args[0] if args else kwargs.get("proxy", ""))
-        if not proxy.lower().startswith(
-            "socks"
-        ):  # SOCKS pools have connection classes of their own
-            manager.pool_classes_by_scheme = _QUIET_POOLS
-        return manager
+        return cast("Callable[..., Any]", super().proxy_manager_for)(*args, **kwargs)
+
+    def get_connection_with_tls_context(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - requests' (2.32.2+)
+        pool = cast("Callable[..., Any]", super().get_connection_with_tls_context)(*args, **kwargs)
+        # On the pool, from its class's connection class as it is now (see _quiet); SOCKS
+        # pools included.
+        pool.ConnectionCls = _quiet(type(pool).ConnectionCls)
+        return pool
 
 
 #: Per-request proxies that override the session's and the environment's with none.
