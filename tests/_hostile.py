@@ -5,8 +5,11 @@ it received, and stops by itself when its ``with`` block ends:
 
 - :class:`Recorder`: an "attacker" origin that answers a valid-looking token to anything and
   records every request (method, path, body);
-- :class:`Redirector`: answers every request with a redirect to a given URL;
-- :class:`Flood`: a 200 whose chunked body never ends (up to a bound), counting bytes sent.
+- :class:`Redirector`: answers the token request with a redirect to a given URL;
+- :class:`Flood`: answers the token request with a 200 whose chunked body never ends (up to a
+  bound), counting bytes sent.
+
+Both answer 401 to anything else, as the API does to a request without a token.
 """
 
 from __future__ import annotations
@@ -18,6 +21,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
 __all__ = ["FLOOD_BOUND", "Flood", "Recorder", "Redirector"]
+
+
+def _unauthorized(handler: BaseHTTPRequestHandler) -> None:
+    # The API's answer to a request without a token (httpie sends one first).
+    handler.send_response(401)
+    handler.send_header("Content-Length", "0")
+    handler.end_headers()
 
 
 class _Server:
@@ -79,7 +89,7 @@ class Recorder(_Server):
 
 
 class Redirector(_Server):
-    """Answers every request with *status* and ``Location: {target}{path}``."""
+    """Answers the token request with *status* and ``Location: {target}{path}``."""
 
     def __init__(self, status: int, target: str) -> None:
         self.status = status
@@ -95,6 +105,9 @@ class Redirector(_Server):
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
                     self.rfile.read(length)
+                if not self.path.endswith("/auth/token"):
+                    _unauthorized(self)
+                    return
                 redirector.requests += 1
                 self.send_response(redirector.status)
                 self.send_header("Location", redirector.target + self.path)
@@ -126,6 +139,9 @@ class Flood(_Server):
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                _unauthorized(self)
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

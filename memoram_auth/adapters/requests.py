@@ -72,6 +72,11 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
         except TokenRequestError as exc:
             raise in_library_terms(exc, requests.RequestException) from exc
 
+    def _authorization_for(self, response: requests.Response, send_kwargs: dict[str, Any]) -> str:
+        """The header for replaying the request of *response* (a 401), which went out with
+        *send_kwargs*; here as for any request (see httpie_plugin for the other way)."""
+        return self._authorization()
+
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         """Set ``Authorization`` on requests to the API's origin and hook the 401 replay."""
         url = r.url
@@ -114,7 +119,7 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
                 rewind_body(replay)  # a file rewound to where it started; a generator cannot be
             except UnrewindableBodyError:
                 return response
-        new_header = self._authorization()
+        new_header = self._authorization_for(response, kwargs)
 
         response.content  # noqa: B018 - drain the 401 so its connection can be reused
         response.close()

@@ -31,7 +31,7 @@ from ..transport import (
     tls_failure_in,
 )
 
-__all__ = ["RequestsTransport", "requests_transport"]
+__all__ = ["AdapterTransport", "RequestsTransport", "requests_transport"]
 
 
 @functools.lru_cache(maxsize=16)
@@ -136,45 +136,84 @@ class RequestsTransport:
         return f"RequestsTransport({self.settings!r})"
 
     def __call__(self, request: TokenRequest) -> RawResponse:
-        remaining = request.deadline - time.monotonic()
-        if remaining <= 0:
-            raise TransportError("no time left for another attempt")
-        timeout = max(0.001, min(request.timeout, remaining))
-        host = request.url.split("/", 3)[2]
         options = self._options
         if request.url.startswith("http:"):
             # Plain http (loopback only) never goes through a proxy, which would read the key:
             # a None here overrides the session's and the environment's proxies.
             options = {**options, "proxies": _NO_PROXY}
+
+        def post(timeout: float) -> requests.Response:
+            return self._session.post(
+                request.url,
+                data=request.body,
+                headers=request.headers,
+                timeout=timeout,
+                # A redirect of the token POST would resend the key wherever it points.
+                allow_redirects=False,
+                stream=True,
+                **options,
+            )
+
         with self._lock:
-            try:
-                response = self._session.post(
-                    request.url,
-                    data=request.body,
-                    headers=request.headers,
-                    timeout=timeout,
-                    # A redirect of the token POST would resend the key wherever it points.
-                    allow_redirects=False,
-                    stream=True,
-                    **options,
-                )
-            except requests.exceptions.InvalidSchema as exc:
-                # "Missing dependencies for SOCKS support": a SOCKS proxy without PySocks.
-                raise TransportError(
-                    f"{exc}; install requests[socks] for SOCKS proxies", retry=False
-                ) from exc
-            except requests.exceptions.Timeout as exc:
-                raise TransportError(f"no answer within {timeout:g} s") from exc
-            except requests.exceptions.RequestException as exc:
-                raise _transport_error(exc, host) from exc
-            try:
-                return RawResponse(
-                    response.status_code,
-                    response.headers.items(),
-                    _read(response, request.deadline),
-                )
-            finally:
-                response.close()
+            return _exchange(request, post)
+
+
+class AdapterTransport:
+    """A :class:`~memoram_auth.transport.Transport` that sends through one requests adapter
+    with the arguments a ``Session.send`` gave it (``verify``, ``cert``, ``proxies``,
+    ``timeout``): how httpie's token request gets ``--verify``, ``--cert``, ``--proxy`` and
+    ``--timeout``, which httpie hands its plugins nowhere else. An adapter follows no
+    redirect; the timeout given caps the attempt's.
+    """
+
+    def __init__(self, adapter: requests.adapters.BaseAdapter, send_kwargs: dict[str, Any]) -> None:
+        self._adapter = adapter
+        self._kwargs = {
+            name: send_kwargs[name] for name in ("verify", "cert", "proxies") if name in send_kwargs
+        }
+        given = send_kwargs.get("timeout")
+        self._cap = given if isinstance(given, (int, float)) else None
+
+    def __call__(self, request: TokenRequest) -> RawResponse:
+        kwargs = dict(self._kwargs)
+        if request.url.startswith("http:"):
+            kwargs["proxies"] = {}  # plain http (loopback only) never goes through a proxy
+        prepared = requests.Request(
+            "POST", request.url, headers=request.headers, data=request.body
+        ).prepare()
+
+        def send(timeout: float) -> requests.Response:
+            if self._cap is not None:
+                timeout = min(timeout, self._cap)
+            return self._adapter.send(prepared, stream=True, timeout=timeout, **kwargs)
+
+        return _exchange(request, send)
+
+
+def _exchange(request: TokenRequest, send: Callable[[float], requests.Response]) -> RawResponse:
+    """Send with ``send(timeout)`` and read the answer within the deadline, 64 KiB at most."""
+    remaining = request.deadline - time.monotonic()
+    if remaining <= 0:
+        raise TransportError("no time left for another attempt")
+    timeout = max(0.001, min(request.timeout, remaining))
+    host = request.url.split("/", 3)[2]
+    try:
+        response = send(timeout)
+    except requests.exceptions.InvalidSchema as exc:
+        # "Missing dependencies for SOCKS support": a SOCKS proxy without PySocks.
+        raise TransportError(
+            f"{exc}; install requests[socks] for SOCKS proxies", retry=False
+        ) from exc
+    except requests.exceptions.Timeout as exc:
+        raise TransportError(f"no answer within {timeout:g} s") from exc
+    except requests.exceptions.RequestException as exc:
+        raise _transport_error(exc, host) from exc
+    try:
+        return RawResponse(
+            response.status_code, response.headers.items(), _read(response, request.deadline)
+        )
+    finally:
+        response.close()
 
 
 def _read(response: requests.Response, deadline: float) -> bytes:
