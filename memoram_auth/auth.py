@@ -50,6 +50,9 @@ class MemoramAuth(RequestsAuth, HttpxAuth):
             (default ``MEMORAM_AUTH_BACKGROUND_REFRESH``, else on). That refresh goes through
             the stdlib with *verify*, *cert*, *proxy* and the environment; if it fails, the
             next request refreshes through its own session or client, as with ``False``.
+        session: requests only: a ``requests.Session`` the token request goes through, with
+            its verify, cert, proxies, trust_env and mounted adapters (not its auth nor its
+            response hooks). Without it, a session of memoram-auth's with the settings above.
 
     Where the token request goes: with requests (and httpie), through a requests session
     with these settings and the environment; with httpx, through the user's own client (its
@@ -58,5 +61,6 @@ class MemoramAuth(RequestsAuth, HttpxAuth):
 
     Raises:
         ConfigurationError: no key, a malformed key, or a bad or insecure base URL.
-        TypeError, ValueError: a network setting of the wrong type or shape.
+        TypeError, ValueError: a network setting of the wrong type or shape, or a
+            *session* that is not a ``requests.Session``.
     """

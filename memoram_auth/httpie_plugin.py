@@ -24,15 +24,44 @@ import requests.auth
 from httpie.plugins import AuthPlugin
 
 from . import plugins
+from .adapters.base import in_library_terms
 from .adapters.requests import RequestsAuth
-from .exceptions import MemoramAuthError, MemoramAuthWarning
+from .exceptions import MemoramAuthError, MemoramAuthWarning, TokenRequestError
 from .settings import KEY_OPTIONS, resolve_api_key, resolve_base_url
+from .transports.requests import AdapterTransport
 
 __all__ = ["MemoramAuthPlugin"]
 
 
 class HttpieMemoramAuth(RequestsAuth):
-    """MemoramAuth for httpie: the requests half only, so httpie does not load httpx."""
+    """MemoramAuth for httpie: the requests half only, so httpie does not load httpx.
+
+    httpie hands its auth plugins neither ``--verify``, ``--cert``/``--cert-key``,
+    ``--proxy``, ``--timeout`` nor ``--offline``; it passes them to ``Session.send`` only, and
+    so to the response hooks. So the token is set here only when a fresh one is at hand (the
+    cache); otherwise the request goes out without one, and the API's 401 comes back to the
+    replay hook, which gets the token through the same adapter with the arguments httpie sent
+    with (``AdapterTransport``), and sends the request again. ``http --offline`` sends
+    nothing, so it makes no token request.
+    """
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        if r.url is None or not self.scope.targets(r.url):
+            return super().__call__(r)  # left alone, as MemoramAuth leaves it
+        header = self.provider.fresh_authorization()
+        if header is not None:
+            r.headers["Authorization"] = header
+        hooks = r.hooks["response"]
+        if self._response_hook not in hooks:
+            hooks.append(self._response_hook)
+        return r
+
+    def _authorization_for(self, response: requests.Response, send_kwargs: dict[str, Any]) -> str:
+        transport = AdapterTransport(response.connection, send_kwargs)
+        try:
+            return self.provider.authorization(transport)
+        except TokenRequestError as exc:
+            raise in_library_terms(exc, requests.RequestException) from exc
 
 
 class _Failed(requests.auth.AuthBase):

@@ -300,9 +300,10 @@ class UrllibTransport:
     """The stdlib transport: ``http.client`` with the given settings, an enforced deadline,
     no redirects (a redirect would carry the key elsewhere) and no debug printing.
 
-    Proxies: ``http://`` proxies (a CONNECT tunnel for https), from the settings or, with
-    ``trust_env``, ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` and ``NO_PROXY`` matched as
-    requests matches them. SOCKS and https:// proxies fail at once with a clear message.
+    Proxies, for https token URLs only (plain http, loopback, always goes direct): ``http://``
+    proxies (a CONNECT tunnel), from the settings or, with ``trust_env``,
+    ``HTTPS_PROXY``/``ALL_PROXY`` and ``NO_PROXY`` matched as requests matches them. SOCKS and
+    https:// proxies fail at once with a clear message.
     """
 
     def __init__(self, settings: NetworkSettings | None = None) -> None:
@@ -321,8 +322,11 @@ class UrllibTransport:
         from urllib.parse import urlsplit
 
         target = urlsplit(url)
+        # Plain http (loopback only) never goes through a proxy, which would read the key; a
+        # proxy given that this transport cannot use is still refused at once.
+        plain = target.scheme.lower() == "http"
         proxy = self.settings.proxy
-        if proxy is None and self.settings.trust_env:
+        if proxy is None and self.settings.trust_env and not plain:
             proxy = _environment_proxy(target.scheme, target.hostname or "", target.port)
         if not proxy:
             return None
@@ -337,6 +341,8 @@ class UrllibTransport:
                 "requests or httpx, whose SOCKS extras support it",
                 retry=False,
             )
+        if plain:
+            return None
         credentials = None
         if parts.username is not None:
             import base64

@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from memoram_auth.core.steps import TransportError
 from memoram_auth.emulator import Emulator
+from tests._proxy import ConnectProxy
 
 pytest.importorskip("httpie", reason="the httpie extra is not installed")
 
@@ -121,7 +125,10 @@ def test_an_unreachable_endpoint_is_one_clear_line(http: Http, tmp_path: Path) -
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
-    assert "EndpointUnavailableError" in lines[0]
+    # The API and its token endpoint share an origin: without a cached token, the request
+    # itself goes first (the token then follows its 401, with httpie's settings), so httpie
+    # reports its own connection error.
+    assert "ConnectionError" in lines[0] or "EndpointUnavailableError" in lines[0]
     assert "Traceback" not in result.stderr
 
 
@@ -228,3 +235,66 @@ def test_a_cache_warning_is_one_line_without_source(emu: Emulator, http: Http) -
     assert lines[0].startswith("http: warning: memoram-auth: the cached token file ")
     assert ".py" not in result.stderr
     assert "garbage" not in result.stderr
+
+
+# -- httpie's own network options reach the token request ---------------------------------------
+
+
+def test_offline_sends_nothing(emu: Emulator, http: Http) -> None:
+    result = http("--offline", "-A", "memoram", f"{emu.base_url}/tags", key=emu.api_key)
+    assert result.returncode == 0, result.stderr
+    assert "GET /api/v1/tags" in result.stdout
+    assert emu.counters.token_requests == 0
+    assert emu.counters.api_requests == 0
+
+
+@pytest.mark.parametrize("option", ["--verify", "--cert", "--proxy"])
+def test_httpies_network_options_apply_to_the_token_request(
+    option: str,
+    tls_emulator: Emulator,
+    ca_bundle: str,
+    tls_client_cert: tuple[str, str],
+    connect_proxy: ConnectProxy,
+    tmp_path: Path,
+) -> None:
+    emu = tls_emulator
+    http = Http(emu, tmp_path)
+    args = ["--verify", ca_bundle]  # no REQUESTS_CA_BUNDLE: only httpie's option names the CA
+    if option == "--cert":
+        context = emu.ssl_context
+        assert context is not None
+        context.verify_mode = ssl.CERT_REQUIRED  # mutual TLS, on the token endpoint too
+        context.load_verify_locations(ca_bundle)
+        args += ["--cert", tls_client_cert[0], "--cert-key", tls_client_cert[1]]
+    if option == "--proxy":
+        # The environment's proxy is not there: only --proxy reaches the emulator.
+        http.env["HTTPS_PROXY"] = "http://127.0.0.1:9"
+        args += ["--proxy", f"https:{connect_proxy.url}"]
+    result = http(*args, "-A", "memoram", f"{emu.base_url}/tags", key=emu.api_key)
+    assert result.returncode == 0, result.stderr
+    assert emu.counters.token_requests == 1
+    if option == "--proxy":
+        assert connect_proxy.tunnels
+
+
+def test_httpies_timeout_caps_the_token_requests() -> None:
+    import requests
+
+    from memoram_auth.core.steps import TokenRequest
+    from memoram_auth.transports.requests import AdapterTransport
+
+    given: list[object] = []
+
+    class Adapter(requests.adapters.BaseAdapter):
+        def send(self, request: requests.PreparedRequest, **kwargs: object) -> requests.Response:
+            given.append(kwargs["timeout"])
+            raise requests.exceptions.ConnectTimeout("stalled")
+
+        def close(self) -> None:
+            pass
+
+    transport = AdapterTransport(Adapter(), {"timeout": 2, "verify": True})
+    step = TokenRequest("https://api.example/auth/token", {}, b"{}", 10.0, time.monotonic() + 30)
+    with pytest.raises(TransportError):
+        transport(step)
+    assert given == [2]

@@ -438,32 +438,36 @@ def test_https_to_a_plain_http_server_says_so(tmp_path: Path, adapter: str) -> N
         assert time.monotonic() - start < 2.5
 
 
-def test_a_socks_proxy_fails_at_once_or_works(tmp_path: Path) -> None:
-    with Emulator() as emu:
-        # The stdlib transport (the command line) has no SOCKS: it says so at once.
-        provider = TokenProvider(
-            emu.api_key,
-            emu.base_url,
-            cache=None,
-            policy=SLOW_RETRY,
-            network=NetworkSettings(proxy="socks5h://127.0.0.1:9"),
-        )
-        start = time.monotonic()
-        with pytest.raises(MemoramAuthError, match="socks5h:// proxy"):
-            provider.get_token()
-        assert time.monotonic() - start < 2.5
-        # requests with PySocks: a refused SOCKS connection is an ordinary quick failure.
-        auth = MemoramAuth(
-            emu.api_key,
-            base_url=emu.base_url,
-            cache_dir=tmp_path,
-            policy=BRIEF_BACKOFF,
-            proxy="socks5h://127.0.0.1:9",
-        )
-        start = time.monotonic()
-        with pytest.raises(MemoramAuthError):
-            auth.provider.authorization(requests_transport(auth.network))
-        assert time.monotonic() - start < 10
+def test_a_socks_proxy_fails_at_once_or_works(
+    tls_emulator: Emulator, ca_bundle: str, tmp_path: Path
+) -> None:
+    # https: a plain-http (loopback) token request never goes through a proxy.
+    emu = tls_emulator
+    # The stdlib transport (the command line) has no SOCKS: it says so at once.
+    provider = TokenProvider(
+        emu.api_key,
+        emu.base_url,
+        cache=None,
+        policy=SLOW_RETRY,
+        network=NetworkSettings(proxy="socks5h://127.0.0.1:9", verify=ca_bundle),
+    )
+    start = time.monotonic()
+    with pytest.raises(MemoramAuthError, match="socks5h:// proxy"):
+        provider.get_token()
+    assert time.monotonic() - start < 2.5
+    # requests with PySocks: a refused SOCKS connection is an ordinary quick failure.
+    auth = MemoramAuth(
+        emu.api_key,
+        base_url=emu.base_url,
+        cache_dir=tmp_path,
+        policy=BRIEF_BACKOFF,
+        proxy="socks5h://127.0.0.1:9",
+        verify=ca_bundle,
+    )
+    start = time.monotonic()
+    with pytest.raises(MemoramAuthError):
+        auth.provider.authorization(requests_transport(auth.network))
+    assert time.monotonic() - start < 10
 
 
 # -- 4. httpie: the environment route, with the real program ------------------------------------

@@ -20,8 +20,9 @@ import aiohttp.payload
 
 from ..core.provider import BEARER
 from ..core.steps import drive_async
+from ..exceptions import TokenRequestError
 from ..transports.aiohttp import AiohttpSender
-from .base import AuthCore
+from .base import AuthCore, in_library_terms
 
 if TYPE_CHECKING:
     from yarl import URL
@@ -90,6 +91,11 @@ class MemoramMiddleware(AuthCore):
     def _setup(self) -> None:
         # Called at the end of AuthCore.__init__ (an __init__ here would hold the key in its
         # *args, where traceback formatters that print locals would show it).
+        if self.session is not None:
+            raise TypeError(
+                "session= is for requests (MemoramAuth): the middleware sends the token "
+                "request through the session of the request that needs it"
+            )
         self._sender = AiohttpSender(self.network)
         # URL objects found to need the token, the last one and up to _SEEN more by id. yarl
         # hands out one URL object per URL string (URL(str) is lru-cached), so a client that
@@ -105,13 +111,17 @@ class MemoramMiddleware(AuthCore):
         header = self.provider.fresh_authorization()
         if header is not None:
             return header
-        async with self.provider.single_flight() as flight:
-            if flight.done:
-                token: Token = flight.outcome()
-            else:
-                send = functools.partial(self._sender.send, session)
-                token = await drive_async(self.provider.refresh_steps(), send)
-                flight.succeed(token)
+        try:
+            async with self.provider.single_flight() as flight:
+                if flight.done:
+                    token: Token = flight.outcome()
+                else:
+                    send = functools.partial(self._sender.send, session)
+                    token = await drive_async(self.provider.refresh_steps(), send)
+                    flight.succeed(token)
+        except TokenRequestError as exc:
+            # Also an aiohttp.ClientError, which the user's retry code catches.
+            raise in_library_terms(exc, aiohttp.ClientError) from exc
         return self.provider.authorization_for(token)
 
     async def __call__(

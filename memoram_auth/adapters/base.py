@@ -10,6 +10,7 @@ from .._env import BASE_URL_ENV
 from .._origin import ApiOrigin
 from .._policy import RetryPolicy
 from .._urls import DEFAULT_PORTS, origin_of
+from ..exceptions import TokenRequestError
 from ..keys import ApiKey, refusal
 from ..provider import TokenProvider, provider_for
 from ..settings import resolve
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from ..plugins._backends import CacheDir
     from ..transport import Cert, Verify
 
-__all__ = ["AuthCore"]
+__all__ = ["AuthCore", "in_library_terms"]
 
 #: Origins already warned about by note_unauthenticated_401(), process-wide: auth objects are
 #: cheap to create per request, and the warning is about configuration, which they share.
@@ -28,6 +29,27 @@ _noted_lock = threading.Lock()
 #: Past this many origins, no more warnings: a shared session that talks to many other
 #: services must not grow this set without end.
 MAX_NOTED_ORIGINS = 64
+
+
+#: (our error class, the library's base error) -> a class that is both, made once per pair.
+_both: dict[tuple[type[TokenRequestError], type[Exception]], type[TokenRequestError]] = {}
+
+
+def in_library_terms(error: TokenRequestError, base: type[Exception]) -> TokenRequestError:
+    """*error* again, as an instance of a class that is both its own and the HTTP library's
+    *base* error (``requests.RequestException``, ``aiohttp.ClientError``).
+
+    A token request that failed fails the user's call: retry code written for the library
+    (``except requests.RequestException``, urllib3's or tenacity's retry on it) then handles
+    it unchanged, and ``except KeyRejectedError`` still works. The class is made on the first
+    failure, not at import.
+    """
+    kind = type(error)
+    both = _both.get((kind, base))
+    if both is None:
+        made = type(kind.__name__, (kind, base), {"__module__": kind.__module__})
+        both = _both.setdefault((kind, base), made)
+    return both(str(error), status=error.status)
 
 
 class AuthCore:
@@ -50,7 +72,10 @@ class AuthCore:
         proxy: str | None = None,
         trust_env: bool = True,
         background_refresh: bool | None = None,
+        session: object = None,
     ) -> None:
+        #: The user's requests.Session for the token request (requests only), if given.
+        self.session = session
         #: The token request's own TLS trust, client certificate and proxy, if given.
         self.network = NetworkSettings(verify=verify, cert=cert, proxy=proxy, trust_env=trust_env)
         # The key is held as an ApiKey from here on, and the argument dropped from this frame:

@@ -8,13 +8,21 @@ be sent again) are helpers both call.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
 from typing import TYPE_CHECKING
 
 import httpx
 
 from ..core.provider import BEARER
-from ..core.steps import Done, RawResponse, TokenRequest, drive_async, run, run_async
+from ..core.steps import (
+    Done,
+    RawResponse,
+    TokenRequest,
+    TransportError,
+    drive_async,
+    run,
+    run_async,
+)
 from ..transports.httpx import aread_answer, as_httpx_request, read_answer
 from .base import AuthCore
 
@@ -25,9 +33,17 @@ if TYPE_CHECKING:
 __all__ = ["HttpxAuth"]
 
 
-def _through_client(step: TokenRequest) -> Generator[httpx.Request, httpx.Response, RawResponse]:
-    """Send a token request through the user's client: the auth flow yields it."""
-    return read_answer((yield as_httpx_request(step)))
+def _through_client(
+    caller: httpx.Request,
+) -> Callable[[TokenRequest], Generator[httpx.Request, httpx.Response, RawResponse]]:
+    """Sends a token request through the user's client (the auth flow yields it), within the
+    timeout the user gave *caller*, the request it serves."""
+    timeout = caller.extensions.get("timeout")
+
+    def send(step: TokenRequest) -> Generator[httpx.Request, httpx.Response, RawResponse]:
+        return read_answer((yield as_httpx_request(step, caller_timeout=timeout)), step)
+
+    return send
 
 
 def _body_fits(request: httpx.Request, content: bytes) -> bool:
@@ -117,7 +133,7 @@ class HttpxAuth(AuthCore, httpx.Auth):
 
     # -- sync ---------------------------------------------------------------------------------
 
-    def _token(self) -> Generator[httpx.Request, httpx.Response, str]:
+    def _token(self, caller: httpx.Request) -> Generator[httpx.Request, httpx.Response, str]:
         """The header value, refreshing through the client when needed (``yield from``)."""
         header = self.provider.fresh_authorization()
         if header is not None:
@@ -125,7 +141,7 @@ class HttpxAuth(AuthCore, httpx.Auth):
         own = self._own_transport()
         if own is not None:
             return self.provider.authorization(own)
-        token: Token = yield from run(self.provider.refresh_steps(), _through_client)
+        token: Token = yield from run(self.provider.refresh_steps(), _through_client(caller))
         return self.provider.authorization_for(token)
 
     def sync_auth_flow(
@@ -140,7 +156,7 @@ class HttpxAuth(AuthCore, httpx.Auth):
             return
         header = self.provider.fresh_authorization()
         if header is None:  # the common case needs no sub-generator
-            header = yield from self._token()
+            header = yield from self._token(request)
         request.headers["Authorization"] = header
         response = yield request
         self._scrub(response)
@@ -151,12 +167,14 @@ class HttpxAuth(AuthCore, httpx.Auth):
         response.read()  # free the connection before the replay (or hand the 401 back whole)
         if not _reread(request):
             return
-        request.headers["Authorization"] = yield from self._token()
+        request.headers["Authorization"] = yield from self._token(request)
         self._scrub((yield request))
 
     # -- async --------------------------------------------------------------------------------
 
-    async def _atoken(self) -> AsyncGenerator[httpx.Request | str, httpx.Response | None]:
+    async def _atoken(
+        self, caller: httpx.Request
+    ) -> AsyncGenerator[httpx.Request | str, httpx.Response | None]:
         """The header value, last, after any token requests for the client to send.
 
         An async generator cannot ``yield from``, so the flow pumps this one.
@@ -175,13 +193,21 @@ class HttpxAuth(AuthCore, httpx.Auth):
                     token = await drive_async(steps, own.send_async)
                 else:
                     # Each token request goes out through the flow to the user's client.
+                    timeout = caller.extensions.get("timeout")
                     flow = run_async(steps)
                     try:
                         item = await flow.__anext__()
                         while isinstance(item, TokenRequest):
-                            response = yield as_httpx_request(item)
+                            response = yield as_httpx_request(
+                                item, asynchronous=True, caller_timeout=timeout
+                            )
                             assert response is not None  # noqa: S101 - the flow sends it
-                            item = await flow.asend(await aread_answer(response))
+                            answer: RawResponse | TransportError
+                            try:
+                                answer = await aread_answer(response, item)
+                            except TransportError as exc:
+                                answer = exc
+                            item = await flow.asend(answer)
                     finally:
                         await flow.aclose()
                     assert isinstance(item, Done)  # noqa: S101 - what run_async yields last
@@ -203,7 +229,7 @@ class HttpxAuth(AuthCore, httpx.Auth):
                 self.note_unauthenticated_401(str(request.url))
             return
         for replay in (False, True):
-            token_flow = self._atoken()
+            token_flow = self._atoken(request)
             try:
                 item = await token_flow.__anext__()
                 while isinstance(item, httpx.Request):

@@ -16,7 +16,8 @@ from requests.exceptions import UnrewindableBodyError
 from requests.utils import rewind_body
 
 from ..core.provider import BEARER
-from .base import AuthCore
+from ..exceptions import TokenRequestError
+from .base import AuthCore, in_library_terms
 
 __all__ = ["RequestsAuth"]
 
@@ -40,10 +41,19 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
         # Called at the end of AuthCore.__init__ (an __init__ here would hold the key in its
         # *args, where traceback formatters that print locals would show it).
         self._last_target = "\x00"  # no URL: see __call__
-        from ..transports.requests import requests_transport
+        from ..transports.requests import RequestsTransport, requests_transport
 
-        # The token request goes through requests too (see transports/requests.py).
-        self._transport = requests_transport(self.network)
+        # The token request goes through requests too (see transports/requests.py): through
+        # the user's session when given one, as there is no public route from a request to
+        # the session that sends it.
+        if self.session is None:
+            self._transport = requests_transport(self.network)
+        elif isinstance(self.session, requests.Session):
+            self._transport = RequestsTransport(self.network, self.session)
+        else:
+            raise TypeError(
+                f"session= must be a requests.Session, not {type(self.session).__name__}"
+            )
         # One bound method, kept: the hook is added once per request by identity, and no
         # closure per request needs building.
         self._response_hook: Callable[..., requests.Response] = self.handle_401
@@ -54,6 +64,18 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
         if response.status_code == 401 and response.url:
             self.note_unauthenticated_401(response.url)
         return response
+
+    def _authorization(self) -> str:
+        """A header from a new token; a failure is also a ``requests.RequestException``."""
+        try:
+            return self.provider.authorization(self._transport)
+        except TokenRequestError as exc:
+            raise in_library_terms(exc, requests.RequestException) from exc
+
+    def _authorization_for(self, response: requests.Response, send_kwargs: dict[str, Any]) -> str:
+        """The header for replaying the request of *response* (a 401), which went out with
+        *send_kwargs*; here as for any request (see httpie_plugin for the other way)."""
+        return self._authorization()
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         """Set ``Authorization`` on requests to the API's origin and hook the 401 replay."""
@@ -69,9 +91,7 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
                 return r
             self._last_target = url
         provider = self.provider
-        r.headers["Authorization"] = provider.fresh_authorization() or provider.authorization(
-            self._transport
-        )
+        r.headers["Authorization"] = provider.fresh_authorization() or self._authorization()
         hooks = r.hooks["response"]
         if self._response_hook not in hooks:
             hooks.append(self._response_hook)
@@ -99,7 +119,7 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
                 rewind_body(replay)  # a file rewound to where it started; a generator cannot be
             except UnrewindableBodyError:
                 return response
-        new_header = self.provider.authorization(self._transport)
+        new_header = self._authorization_for(response, kwargs)
 
         response.content  # noqa: B018 - drain the 401 so its connection can be reused
         response.close()

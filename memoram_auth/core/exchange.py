@@ -26,11 +26,13 @@ from ..token import Token, is_header_safe, parse_http_date, token_lifetime
 from .steps import Answer, RawResponse, Step, TokenRequest, TransportError, Wait
 
 __all__ = [
+    "REDIRECT_STATUSES",
     "RETRY_STATUSES",
     "USER_AGENT",
     "build_request",
     "exchange_steps",
     "parse_response",
+    "redirect_refused",
     "retry_after",
     "token_url",
 ]
@@ -40,6 +42,10 @@ USER_AGENT = f"memoram-auth/{__version__} python/{sys.version_info[0]}.{sys.vers
 #: Answers that say "not now" rather than "no".
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _REJECT_STATUSES = frozenset({400, 401, 403})
+#: Answers an HTTP library would follow. The token request never does, in any library: a
+#: 307/308 would send the key to the Location, and any answer from there would be adopted as
+#: the token (session fixation).
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 def token_url(base_url: str) -> str:
@@ -81,6 +87,35 @@ def _describe(response: RawResponse) -> str:
     content_type = response.header("Content-Type") or "no content type"
     shown = _shown(content_type.split(";")[0])
     return f"{response.status} with a {len(response.body)}-byte {shown} body"
+
+
+def redirect_refused(url: str, status: int, location: str | None) -> MalformedResponseError:
+    """The error for a token endpoint that answered with a redirect: its status and where to.
+
+    Only the Location's origin is named (rebuilt from its parts: no credentials, no path that
+    might carry a secret), as printable ASCII.
+    """
+    from urllib.parse import urljoin
+
+    from .._urls import origin_of
+
+    where = "no Location"
+    if location:
+        try:
+            origin = origin_of(urljoin(url, location.strip()))
+        except ValueError:
+            origin = None
+        if origin is None:
+            where = "a Location that is not an http(s) URL"
+        else:
+            scheme, host, port = origin
+            where = _shown(f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}", 120)
+    return MalformedResponseError(
+        f"the token endpoint {url} answered {status}, a redirect to {where}; the token request "
+        "never follows a redirect (it would carry the API key there): check that "
+        "MEMORAM_BASE_URL is the API's own URL (it ends in /api/v1)",
+        status=status,
+    )
 
 
 def parse_response(response: RawResponse, *, sent_at: float, url: str) -> Token:
@@ -185,7 +220,8 @@ def exchange_steps(
     Raises:
         KeyRejectedError: 400, 401 or 403.
         EndpointUnavailableError: no usable answer within the attempts or the time allowed.
-        MalformedResponseError: any other status, or a 2xx that is not a Bearer token.
+        MalformedResponseError: a redirect (never followed), any other status, or a 2xx that
+            is not a Bearer token.
         ConfigurationError: *expires_in* is not a positive integer.
     """
     # The key and the body that holds it stay out of this frame's locals (traceback
@@ -229,6 +265,8 @@ def exchange_steps(
                 return token
             if status in _REJECT_STATUSES:
                 raise _rejected(response, key)
+            if status in REDIRECT_STATUSES:
+                raise redirect_refused(url, status, response.header("Location"))
             if status not in RETRY_STATUSES:
                 raise MalformedResponseError(
                     f"the token endpoint {url} answered {_describe(response)}; check that "

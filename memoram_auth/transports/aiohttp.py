@@ -75,6 +75,19 @@ def transport_error(exc: BaseException, url: str) -> TransportError:
     return TransportError(f"the token request failed: {type(exc).__name__}: {exc}", retry=False)
 
 
+async def _as_token_request(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """The token request's one middleware, which sees it as the session made it: without the
+    ``Authorization`` that the session's ``auth=`` or a ``.netrc`` entry (``trust_env``) put
+    there (the endpoint is unauthenticated: the key goes in the body only), and, for plain
+    http (loopback only), without the environment's proxy, which would read the key."""
+    request.headers.popall("Authorization", None)
+    if request.url.scheme == "http":
+        request.update_proxy(None, None, None)
+    return await handler(request)
+
+
 class AiohttpSender:
     """Sends token requests through a ``ClientSession``, with explicit *settings* if any."""
 
@@ -82,7 +95,7 @@ class AiohttpSender:
         self.settings = settings
         self._context: ssl.SSLContext | None = None
 
-    def _options(self) -> dict[str, Any]:
+    def _options(self, plain: bool) -> dict[str, Any]:
         settings = self.settings
         options: dict[str, Any] = {}
         if settings.verify is not None or settings.cert is not None:
@@ -104,7 +117,8 @@ class AiohttpSender:
                     "and no proxy= on MemoramMiddleware",
                     retry=False,
                 )
-            options["proxy"] = settings.proxy
+            if not plain:  # plain http (loopback only) never goes through a proxy
+                options["proxy"] = settings.proxy
         return options
 
     async def send(self, session: aiohttp.ClientSession, step: TokenRequest) -> RawResponse:
@@ -119,7 +133,7 @@ class AiohttpSender:
         timeout = aiohttp.ClientTimeout(
             total=remaining, sock_connect=step.timeout, sock_read=step.timeout
         )
-        options = self._options()
+        options = self._options(step.url.startswith("http:"))
         try:
             async with session.post(
                 step.url,
@@ -127,9 +141,10 @@ class AiohttpSender:
                 headers=step.headers,
                 timeout=timeout,
                 # The middleware's own request: not through the session's middlewares (no
-                # recursion), no redirect (it would carry the key elsewhere), and the answer
-                # as it came, whatever the session's raise_for_status says.
-                middlewares=(),
+                # recursion) but _as_token_request, no redirect (it would carry the key
+                # elsewhere), and the answer as it came, whatever the session's
+                # raise_for_status says.
+                middlewares=(_as_token_request,),
                 allow_redirects=False,
                 raise_for_status=False,
                 **options,

@@ -10,6 +10,7 @@ itself, SOCKS proxies when ``requests[socks]`` is installed, and the mocks of ``
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import threading
 import time
@@ -18,8 +19,6 @@ from typing import Any, cast
 
 import requests
 import requests.adapters
-import urllib3.connection
-import urllib3.connectionpool
 
 from ..transport import (
     CA_HINT,
@@ -32,28 +31,20 @@ from ..transport import (
     tls_failure_in,
 )
 
-__all__ = ["RequestsTransport", "requests_transport"]
+__all__ = ["AdapterTransport", "RequestsTransport", "requests_transport"]
 
 
-class _QuietHTTPConnection(urllib3.connection.HTTPConnection):
-    # http.client prints every request body, API key included, while the class-wide
-    # HTTPConnection.debuglevel is set (a common debugging step): never for the token request.
-    debuglevel = 0
+@functools.lru_cache(maxsize=16)
+def _quiet(connection_class: type[Any]) -> type[Any]:
+    """*connection_class* with ``debuglevel`` 0: http.client prints every request body, API
+    key included, while the class-wide ``HTTPConnection.debuglevel`` is set (a common
+    debugging step), never for the token request.
 
-
-class _QuietHTTPSConnection(urllib3.connection.HTTPSConnection):
-    debuglevel = 0
-
-
-class _QuietHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
-    ConnectionCls = _QuietHTTPConnection
-
-
-class _QuietHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
-    ConnectionCls = _QuietHTTPSConnection
-
-
-_QUIET_POOLS = {"http": _QuietHTTPPool, "https": _QuietHTTPSPool}
+    Made when a pool is first used, from the connection class the pool's class has then:
+    urllib3's own, or the stand-in a recorder such as vcrpy puts there while a cassette plays,
+    whichever was imported first.
+    """
+    return type(f"Quiet{connection_class.__name__}", (connection_class,), {"debuglevel": 0})
 
 
 class _Adapter(requests.adapters.HTTPAdapter):
@@ -70,18 +61,22 @@ class _Adapter(requests.adapters.HTTPAdapter):
         # Through a cast: the stubs type this method only from types-requests 2.33, which
         # needs Python 3.10; mypy on 3.9 sees an untyped call.
         cast("Callable[..., None]", super().init_poolmanager)(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _QUIET_POOLS
 
     def proxy_manager_for(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - urllib3's
         if self._context is not None:
             kwargs["ssl_context"] = self._context
-        manager = cast("Callable[..., Any]", super().proxy_manager_for)(*args, **kwargs)
-        proxy = str(args[0] if args else kwargs.get("proxy", ""))
-        if not proxy.lower().startswith(
-            "socks"
-        ):  # SOCKS pools have connection classes of their own
-            manager.pool_classes_by_scheme = _QUIET_POOLS
-        return manager
+        return cast("Callable[..., Any]", super().proxy_manager_for)(*args, **kwargs)
+
+    def get_connection_with_tls_context(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - requests' (2.32.2+)
+        pool = cast("Callable[..., Any]", super().get_connection_with_tls_context)(*args, **kwargs)
+        # On the pool, from its class's connection class as it is now (see _quiet); SOCKS
+        # pools included.
+        pool.ConnectionCls = _quiet(type(pool).ConnectionCls)
+        return pool
+
+
+#: Per-request proxies that override the session's and the environment's with none.
+_NO_PROXY = {"http": None, "https": None, "all": None}
 
 
 def _wrapped(error: BaseException) -> list[object]:
@@ -89,20 +84,45 @@ def _wrapped(error: BaseException) -> list[object]:
     return [getattr(error, "reason", None), *error.args]
 
 
-class RequestsTransport:
-    """A :class:`~memoram_auth.transport.Transport` on a ``requests.Session``."""
+def _unauthenticated(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    # The token endpoint takes the key in the body and nothing else: no Authorization from
+    # the session's auth (MemoramAuth itself, or Basic credentials) nor from ~/.netrc.
+    request.headers.pop("Authorization", None)
+    return request
 
-    def __init__(self, settings: NetworkSettings) -> None:
+
+def _as_is(response: requests.Response, **kwargs: Any) -> requests.Response:  # noqa: ANN401 - requests passes the send() arguments
+    return response
+
+
+class RequestsTransport:
+    """A :class:`~memoram_auth.transport.Transport` on a ``requests.Session``: one of its own,
+    or the user's *session* (``MemoramAuth(session=…)``), whose ``verify``, ``cert``,
+    ``proxies``, ``trust_env`` and mounted adapters (mocks, retries, a source address) then
+    apply; not its ``auth`` nor its response hooks, which are for the API's requests.
+    """
+
+    def __init__(self, settings: NetworkSettings, session: requests.Session | None = None) -> None:
         self.settings = settings
-        session = requests.Session()
-        session.trust_env = settings.trust_env
         # Given per request, where requests ranks them above the environment (on the session,
         # REQUESTS_CA_BUNDLE and HTTPS_PROXY would win over them).
         self._options: dict[str, Any] = {}
         verify = settings.verify
         context = verify if verify is not None and not isinstance(verify, (bool, str)) else None
-        session.mount("https://", _Adapter(context))
-        session.mount("http://", _Adapter())
+        if session is None:
+            session = requests.Session()
+            session.trust_env = settings.trust_env
+            session.mount("https://", _Adapter(context))
+            session.mount("http://", _Adapter())
+        else:
+            # Per request: the session's auth and response hooks are replaced, not merged.
+            self._options["auth"] = _unauthenticated
+            self._options["hooks"] = {"response": [_as_is]}
+            if context is not None:
+                raise TypeError(
+                    "verify= as an ssl.SSLContext cannot go with session=: mount an adapter "
+                    "with that context on the session instead"
+                )
         if verify is not None and context is None:
             self._options["verify"] = verify
         if settings.cert is not None:
@@ -116,40 +136,84 @@ class RequestsTransport:
         return f"RequestsTransport({self.settings!r})"
 
     def __call__(self, request: TokenRequest) -> RawResponse:
-        remaining = request.deadline - time.monotonic()
-        if remaining <= 0:
-            raise TransportError("no time left for another attempt")
-        timeout = max(0.001, min(request.timeout, remaining))
-        host = request.url.split("/", 3)[2]
+        options = self._options
+        if request.url.startswith("http:"):
+            # Plain http (loopback only) never goes through a proxy, which would read the key:
+            # a None here overrides the session's and the environment's proxies.
+            options = {**options, "proxies": _NO_PROXY}
+
+        def post(timeout: float) -> requests.Response:
+            return self._session.post(
+                request.url,
+                data=request.body,
+                headers=request.headers,
+                timeout=timeout,
+                # A redirect of the token POST would resend the key wherever it points.
+                allow_redirects=False,
+                stream=True,
+                **options,
+            )
+
         with self._lock:
-            try:
-                response = self._session.post(
-                    request.url,
-                    data=request.body,
-                    headers=request.headers,
-                    timeout=timeout,
-                    # A redirect of the token POST would resend the key wherever it points.
-                    allow_redirects=False,
-                    stream=True,
-                    **self._options,
-                )
-            except requests.exceptions.InvalidSchema as exc:
-                # "Missing dependencies for SOCKS support": a SOCKS proxy without PySocks.
-                raise TransportError(
-                    f"{exc}; install requests[socks] for SOCKS proxies", retry=False
-                ) from exc
-            except requests.exceptions.Timeout as exc:
-                raise TransportError(f"no answer within {timeout:g} s") from exc
-            except requests.exceptions.RequestException as exc:
-                raise _transport_error(exc, host) from exc
-            try:
-                return RawResponse(
-                    response.status_code,
-                    response.headers.items(),
-                    _read(response, request.deadline),
-                )
-            finally:
-                response.close()
+            return _exchange(request, post)
+
+
+class AdapterTransport:
+    """A :class:`~memoram_auth.transport.Transport` that sends through one requests adapter
+    with the arguments a ``Session.send`` gave it (``verify``, ``cert``, ``proxies``,
+    ``timeout``): how httpie's token request gets ``--verify``, ``--cert``, ``--proxy`` and
+    ``--timeout``, which httpie hands its plugins nowhere else. An adapter follows no
+    redirect; the timeout given caps the attempt's.
+    """
+
+    def __init__(self, adapter: requests.adapters.BaseAdapter, send_kwargs: dict[str, Any]) -> None:
+        self._adapter = adapter
+        self._kwargs = {
+            name: send_kwargs[name] for name in ("verify", "cert", "proxies") if name in send_kwargs
+        }
+        given = send_kwargs.get("timeout")
+        self._cap = given if isinstance(given, (int, float)) else None
+
+    def __call__(self, request: TokenRequest) -> RawResponse:
+        kwargs = dict(self._kwargs)
+        if request.url.startswith("http:"):
+            kwargs["proxies"] = {}  # plain http (loopback only) never goes through a proxy
+        prepared = requests.Request(
+            "POST", request.url, headers=request.headers, data=request.body
+        ).prepare()
+
+        def send(timeout: float) -> requests.Response:
+            if self._cap is not None:
+                timeout = min(timeout, self._cap)
+            return self._adapter.send(prepared, stream=True, timeout=timeout, **kwargs)
+
+        return _exchange(request, send)
+
+
+def _exchange(request: TokenRequest, send: Callable[[float], requests.Response]) -> RawResponse:
+    """Send with ``send(timeout)`` and read the answer within the deadline, 64 KiB at most."""
+    remaining = request.deadline - time.monotonic()
+    if remaining <= 0:
+        raise TransportError("no time left for another attempt")
+    timeout = max(0.001, min(request.timeout, remaining))
+    host = request.url.split("/", 3)[2]
+    try:
+        response = send(timeout)
+    except requests.exceptions.InvalidSchema as exc:
+        # "Missing dependencies for SOCKS support": a SOCKS proxy without PySocks.
+        raise TransportError(
+            f"{exc}; install requests[socks] for SOCKS proxies", retry=False
+        ) from exc
+    except requests.exceptions.Timeout as exc:
+        raise TransportError(f"no answer within {timeout:g} s") from exc
+    except requests.exceptions.RequestException as exc:
+        raise _transport_error(exc, host) from exc
+    try:
+        return RawResponse(
+            response.status_code, response.headers.items(), _read(response, request.deadline)
+        )
+    finally:
+        response.close()
 
 
 def _read(response: requests.Response, deadline: float) -> bytes:

@@ -1,0 +1,270 @@
+"""The README's parity table, executed: every cell names what one route does, and a check per
+cell does it for real, over loopback (httpie and the command line as real programs).
+
+The table is parsed from README.md; a row or column added there without a check here fails,
+and so does a cell whose text differs from what its check proves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import requests
+
+from memoram_auth import MemoramAuth, MemoramAuthError, RetryPolicy
+from memoram_auth.emulator import Emulator
+from tests._hostile import FLOOD_BOUND, Flood, Recorder, Redirector
+from tests._proxy import ConnectProxy
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+HEADING = "### The token request in each library"
+COLUMNS = ["requests", "requests, `session=`", "httpx", "aiohttp", "httpie", "CLI"]
+ONCE = RetryPolicy(attempts=1, timeout=10.0, total_timeout=20.0)
+HTTP = (
+    str(Path(sys.executable).with_name("http"))
+    if Path(sys.executable).with_name("http").exists()
+    else shutil.which("http")
+)
+
+
+def parity_table() -> dict[str, dict[str, str]]:
+    """The table under HEADING: {row's first cell: {column: cell}}."""
+    text = README.read_text(encoding="utf-8")
+    lines = text[text.index(HEADING) :].splitlines()
+    start = next(index for index, line in enumerate(lines) if line.startswith("|"))
+    rows: list[str] = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break  # the table ends at the first line that is not a row
+        rows.append(line)
+    cells = [[cell.strip() for cell in row.strip().strip("|").split("|")] for row in rows]
+    header, body = cells[0], cells[2:]
+    assert header[1:] == COLUMNS
+    return {row[0]: dict(zip(header[1:], row[1:])) for row in body}
+
+
+@dataclass
+class Outcome:
+    """What one call through a route came to: an exception, or a program's exit status."""
+
+    error: BaseException | None = None
+    status: int = 0
+    stderr: str = ""
+
+
+def _program(args: list[str], env: dict[str, str]) -> Outcome:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("MEMORAM_", "HTTPIE_"))}
+    done = subprocess.run(
+        args, capture_output=True, text=True, env={**base, **env}, timeout=60, check=False
+    )
+    return Outcome(status=done.returncode, stderr=done.stderr)
+
+
+def call(
+    column: str,
+    base_url: str,
+    key: str,
+    tmp_path: Path,
+    *,
+    env: dict[str, str] | None = None,
+    ca_bundle: str | None = None,
+) -> Outcome:
+    """One API call (or, for the CLI, one token) through *column*'s route."""
+    env = env or {}
+    program_env = {
+        "MEMORAM_BASE_URL": base_url,
+        "MEMORAM_API_KEY": key,
+        "MEMORAM_AUTH_CACHE_DIR": str(tmp_path / "cache"),
+        "HTTPIE_CONFIG_DIR": str(tmp_path / "httpie"),
+        **env,
+    }
+    if column == "httpie":
+        if ca_bundle:
+            program_env["REQUESTS_CA_BUNDLE"] = ca_bundle
+        assert HTTP, "the http program is not installed"
+        return _program([HTTP, "--ignore-stdin", "-A", "memoram", f"{base_url}/tags"], program_env)
+    if column == "CLI":
+        args = [sys.executable, "-m", "memoram_auth", "token"]
+        if ca_bundle:
+            args += ["--ca-bundle", ca_bundle]
+        return _program(args, program_env)
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        _in_process(column, base_url, key, tmp_path, ca_bundle)
+    except Exception as exc:  # noqa: BLE001 - the outcome is judged by the check
+        return Outcome(error=exc)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return Outcome()
+
+
+def _in_process(column: str, base_url: str, key: str, tmp_path: Path, ca: str | None) -> None:
+    options: dict[str, Any] = {"base_url": base_url, "cache_dir": tmp_path, "policy": ONCE}
+    url = f"{base_url}/tags"
+    if column == "requests":
+        auth = MemoramAuth(key, verify=ca, **options)
+        requests.get(url, auth=auth, timeout=10, verify=ca or True).raise_for_status()
+    elif column == "requests, `session=`":
+        session = requests.Session()
+        session.verify = ca or True
+        session.auth = MemoramAuth(key, session=session, **options)
+        session.get(url, timeout=10).raise_for_status()
+    elif column == "httpx":
+        import ssl
+
+        verify = ssl.create_default_context(cafile=ca) if ca else True
+        auth = MemoramAuth(key, **options)
+        with httpx.Client(auth=auth, verify=verify, follow_redirects=True) as client:
+            client.get(url).raise_for_status()
+    else:
+        aiohttp = pytest.importorskip("aiohttp")
+        import ssl
+
+        from memoram_auth import MemoramMiddleware
+
+        middleware = MemoramMiddleware(key, **options)
+        context = ssl.create_default_context(cafile=ca) if ca else None
+
+        async def main() -> None:
+            connector = aiohttp.TCPConnector(ssl=context) if context else None
+            async with (
+                aiohttp.ClientSession(
+                    middlewares=(middleware,), connector=connector, trust_env=True
+                ) as session,
+                session.get(url) as response,
+            ):
+                response.raise_for_status()
+
+        asyncio.run(main())
+
+
+# -- the checks, one per row: each takes the column and proves the cell's text ----------------
+
+
+def redirects(column: str, tmp_path: Path, **_: Any) -> str:
+    with Recorder() as attacker, Redirector(307, attacker.origin) as endpoint:
+        outcome = call(column, f"{endpoint.origin}/api/v1", "mem_parity_key", tmp_path)
+        assert endpoint.requests == 1
+        assert attacker.received == []
+    if column == "CLI":
+        assert outcome.status == 5, outcome.stderr
+        return "never: exit 5"
+    if column == "httpie":
+        assert outcome.status == 1
+        assert f"a redirect to {attacker.origin}" in outcome.stderr
+        return "never: exit 1"
+    assert isinstance(outcome.error, MemoramAuthError), outcome.error
+    assert f"307, a redirect to {attacker.origin}" in str(outcome.error)
+    return "never: an error naming it"
+
+
+def answer_size(column: str, tmp_path: Path, **_: Any) -> str:
+    with Flood() as flood:
+        outcome = call(column, f"{flood.origin}/api/v1", "mem_parity_key", tmp_path)
+    assert outcome.error is not None or outcome.status != 0
+    assert 0 < flood.sent < FLOOD_BOUND
+    return "64 KiB at most"
+
+
+def plain_http_proxy(column: str, tmp_path: Path, connect_proxy: ConnectProxy, **_: Any) -> str:
+    proxy = {"HTTP_PROXY": connect_proxy.url, "http_proxy": connect_proxy.url}
+    with Emulator() as emu:
+        outcome = call(column, emu.base_url, emu.api_key, tmp_path, env=proxy)
+        token_requests = emu.counters.token_requests
+    assert [url for _, url in connect_proxy.requests if url.endswith("/auth/token")] == []
+    if column == "httpx":
+        # The user's client would proxy it: refused, with what to do.
+        assert isinstance(outcome.error, MemoramAuthError)
+        assert "NO_PROXY" in str(outcome.error)
+        return "never: refused, names `NO_PROXY`"
+    assert (outcome.error, outcome.status) == (None, 0), (outcome.error, outcome.stderr)
+    assert token_requests == 1
+    return "never: sent direct"
+
+
+def failure_type(column: str, tmp_path: Path, **_: Any) -> str:
+    with Emulator() as emu:
+        outcome = call(column, emu.base_url, "mem_not_a_key_it_knows", tmp_path)
+    if column == "CLI":
+        assert outcome.status == 3, outcome.stderr
+        return "exit 3"
+    if column == "httpie":
+        assert outcome.status == 1
+        assert len(outcome.stderr.strip().splitlines()) == 1
+        return "exit 1, one line"
+    assert isinstance(outcome.error, MemoramAuthError), outcome.error
+    if column.startswith("requests"):
+        assert isinstance(outcome.error, requests.RequestException)
+        return "`MemoramAuthError`, `requests.RequestException`"
+    if column == "aiohttp":
+        aiohttp = pytest.importorskip("aiohttp")
+        assert isinstance(outcome.error, aiohttp.ClientError)
+        return "`MemoramAuthError`, `aiohttp.ClientError`"
+    return "`MemoramAuthError`"
+
+
+def private_ca(
+    column: str, tmp_path: Path, tls_emulator: Emulator, ca_bundle: str, **_: Any
+) -> str:
+    outcome = call(
+        column, tls_emulator.base_url, tls_emulator.api_key, tmp_path, ca_bundle=ca_bundle
+    )
+    assert (outcome.error, outcome.status) == (None, 0), (outcome.error, outcome.stderr)
+    assert tls_emulator.counters.token_requests == 1
+    return {
+        "requests": "`verify=`",
+        "requests, `session=`": "`Session.verify`",
+        "httpx": "the client's `verify`",
+        "aiohttp": "the session's connector",
+        "httpie": "`REQUESTS_CA_BUNDLE`",
+        "CLI": "`--ca-bundle`",
+    }[column]
+
+
+CHECKS: dict[str, Callable[..., str]] = {
+    "a redirect of the token request is followed": redirects,
+    "the token answer is read": answer_size,
+    "a plain-http (loopback) base URL through `HTTP_PROXY`": plain_http_proxy,
+    "a failed token request raises": failure_type,
+    "a private CA for the token request": private_ca,
+}
+
+
+FIXTURES = {"connect_proxy", "tls_emulator", "ca_bundle"}
+
+
+def test_the_table_has_a_check_for_every_row() -> None:
+    assert set(parity_table()) == set(CHECKS)
+
+
+@pytest.mark.parametrize("column", COLUMNS)
+@pytest.mark.parametrize("row", list(CHECKS))
+def test_each_cell_is_true(
+    row: str, column: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if column == "httpie":
+        pytest.importorskip("httpie")
+    if column == "aiohttp":
+        pytest.importorskip("aiohttp")
+    check = CHECKS[row]
+    # The fixtures a check names after the column and tmp_path (a proxy, the TLS emulator).
+    wanted = [name for name in inspect.signature(check).parameters if name in FIXTURES]
+    fixtures = {name: request.getfixturevalue(name) for name in wanted}
+    proved = check(column, tmp_path, **fixtures)
+    assert parity_table()[row][column] == proved
