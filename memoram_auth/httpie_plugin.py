@@ -41,14 +41,20 @@ class HttpieMemoramAuth(RequestsAuth):
     so to the response hooks. So the token is set here only when a fresh one is at hand (the
     cache); otherwise the request goes out without one, and the API's 401 comes back to the
     replay hook, which gets the token through the same adapter with the arguments httpie sent
-    with (``AdapterTransport``), and sends the request again. ``http --offline`` sends
-    nothing, so it makes no token request.
+    with (``AdapterTransport``), and sends the request again. A streamed body cannot be sent
+    twice, so for one the token is fetched before the request, as before. ``http --offline``
+    sends nothing, so it makes no token request.
     """
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         if r.url is None or not self.scope.targets(r.url):
             return super().__call__(r)  # left alone, as MemoramAuth leaves it
         header = self.provider.fresh_authorization()
+        if header is None and not isinstance(r.body, (bytes, str, type(None))):
+            # A streamed body (--chunked, stdin, a file) may not go out twice, and the replay
+            # after a 401 needs it to: the token is fetched first, as MemoramAuth does (with
+            # the environment's TLS and proxy settings, not httpie's options).
+            return super().__call__(r)
         if header is not None:
             r.headers["Authorization"] = header
         hooks = r.hooks["response"]

@@ -298,3 +298,35 @@ def test_httpies_timeout_caps_the_token_requests() -> None:
     with pytest.raises(TransportError):
         transport(step)
     assert given == [2]
+
+
+def test_a_streamed_body_on_a_cold_cache_goes_out_once_with_a_token(
+    emu: Emulator, http: Http
+) -> None:
+    # Without a cached token the request usually goes out first without one (so that the
+    # token request can use httpie's --verify/--proxy from the 401's hook); a body read from
+    # stdin with --chunked cannot be replayed, so the token must come first.
+    env = {**http.env, "MEMORAM_API_KEY": emu.api_key}
+    result = subprocess.run(
+        [
+            HTTP,
+            "--check-status",
+            "-b",
+            "--chunked",
+            "-A",
+            "memoram",
+            "POST",
+            f"{emu.base_url}/memory-blobs",
+        ],
+        input='{"user_id": "u1", "content": "streamed"}',
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["content"] == "streamed"
+    assert emu.counters.token_requests == 1
+    api_requests = [r for r in emu.requests if "/memory-blobs" in r.path]
+    assert len(api_requests) == 1
+    assert api_requests[0].headers.get("Authorization", "").startswith("Bearer ")
