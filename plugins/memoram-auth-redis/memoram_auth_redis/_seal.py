@@ -69,6 +69,9 @@ class SlotKeys:
         self.generation = f"{base}:gen"
         #: Generations at or below this were handed out before a rejection: refused on store.
         self.floor = f"{base}:floor"
+        #: ``FLOOR:RP``: the floor, and the ``rp`` of replacements of the token whose rejection
+        #: raised it (such a replacement is stored below the floor).
+        self.floor_by = f"{base}:floor-by"
         #: ``SET NX PX`` with an owner value: the fleet's single flight.
         self.lock = f"{base}:lock"
 

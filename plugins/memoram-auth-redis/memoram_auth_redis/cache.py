@@ -189,7 +189,7 @@ class RedisTokenCache:
         tag, replaces_tag = keys.rejected_tags(token)
         result = self._call(
             "REJECT",
-            [keys.token, keys.floor, keys.generation],
+            [keys.token, keys.floor, keys.generation, keys.floor_by],
             [tag, replaces_tag, _META_TTL_MS],
         )
         if result is not _FAILED and int(result[1]) >= bound.floor:
@@ -253,7 +253,7 @@ class RedisTokenCache:
         )
         self._call(
             "STORE",
-            [keys.token, keys.floor],
+            [keys.token, keys.floor, keys.floor_by],
             [fields["gen"], fields["rp"], fields["tag"], fields["blob"], ttl_ms],
         )
 

@@ -220,6 +220,37 @@ def test_a_fetch_that_started_before_a_rejection_is_not_shared(
     assert fresh.load(slot) is not None
 
 
+def test_a_late_401_for_the_same_token_does_not_refuse_its_replacement(
+    server: Server, tmp_path: Path
+) -> None:
+    # A revocation reaches the fleet's machines over a second: the first 401 starts the fetch
+    # of a replacement, and each late 401 for the same token used to raise the floor above
+    # the replacement in flight, so STORE refused it and the fleet fetched again (4 or 5 token
+    # requests for one revocation of 16 machines).
+    first, late = make_cache(server, tmp_path, "a"), make_cache(server, tmp_path, "b")
+    slot = bound(first)
+    bound(late)
+    store_fenced(late, slot, token("x"))
+    first.reject(slot, "x", time.time())
+    with first.lock(slot, 5):  # takes its generation, then fetches the replacement...
+        late.reject(slot, "x", time.time())  # ...while another machine's 401 for x comes in
+        first.store(slot, token("y", replaces="x"), base_url=BASE, key_fingerprint="x")
+    fresh = make_cache(server, tmp_path, "c")
+    bound(fresh)
+    for reader in (fresh, late, first):
+        loaded = reader.load(slot)
+        assert loaded is not None
+        assert loaded.value == "y"
+    # A rejection of another token (here the replacement) raises the floor again: a fetch in
+    # flight then, even one marked as replacing x, is not shared.
+    with first.lock(slot, 5):
+        late.reject(slot, "y", time.time())
+        first.store(slot, token("z", replaces="x"), base_url=BASE, key_fingerprint="x")
+    newcomer = make_cache(server, tmp_path, "d")
+    bound(newcomer)
+    assert newcomer.load(slot) is None
+
+
 def reconnect(*caches: RedisTokenCache) -> None:
     """After a restart: each client's next call reconnects, not fails (which opens the breaker)."""
     for cache in caches:

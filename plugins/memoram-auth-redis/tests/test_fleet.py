@@ -11,6 +11,7 @@ import time
 import warnings
 from pathlib import Path
 
+import pytest
 from _servers import Cluster, Server
 from memoram_auth_redis import RedisTokenCache, Settings
 
@@ -115,27 +116,43 @@ class Machine:
                 pipe.close()
 
 
+@pytest.mark.parametrize(
+    ("machines", "spread"),
+    [(6, 0.0), (16, 0.8)],
+    ids=["6-machines-at-once", "16-machines-over-0.8s"],
+)
 def test_a_warm_fleet_recovers_from_a_revocation_with_one_or_two_requests(
-    server: Server, emu: Emulator, tmp_path: Path
+    server: Server, emu: Emulator, tmp_path: Path, machines: int, spread: float
 ) -> None:
+    # Spread out, the 401s of late machines come while the first one's replacement is being
+    # fetched: each used to raise the rejection floor above it, and the fleet fetched again.
+    emu.token_delay = 0.1
     env = fleet_env(server.url)
-    machines = [Machine(emu, tmp_path / f"m{i}", env) for i in range(6)]
+    fleet = [Machine(emu, tmp_path / f"m{i}", env) for i in range(machines)]
     try:
-        for machine in machines:
+        for machine in fleet:
             assert machine.call() == {"status": 200, "replayed": False}
         assert emu.counters.token_requests == 1
         emu.revoke_all()
         results: list[dict[str, object]] = []
-        threads = [threading.Thread(target=lambda m=m: results.append(m.call())) for m in machines]
+
+        def call(machine: Machine, delay: float) -> None:
+            time.sleep(delay)
+            results.append(machine.call())
+
+        threads = [
+            threading.Thread(target=call, args=(m, spread * i / machines))
+            for i, m in enumerate(fleet)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        assert [r["status"] for r in results] == [200] * 6  # no failed call
+        assert [r["status"] for r in results] == [200] * machines  # no failed call
         assert all(r["replayed"] for r in results)
         assert 2 <= emu.counters.token_requests <= 3  # the first, then at most 2 new ones
     finally:
-        for machine in machines:
+        for machine in fleet:
             machine.quit()
 
 
