@@ -28,16 +28,26 @@ redis.call('PEXPIRE', KEYS[2], ARGV[3])
 
 #: KEYS: lock, generation, token. ARGV: owner, lease ms, generation TTL ms.
 #: The generation (> 0) if the lock was taken; else minus the stored token's generation (0
-#: if none), so that a waiter sees when the token it waits for has been stored.
+#: if none), so that a waiter sees when the token it waits for has been stored. A lock with
+#: more than two leases left, or no expiry, is no holder's of this fleet (holders set one lease
+#: and renew it to one lease): someone with write access parked it. It is taken over at once,
+#: and the answer is {generation}, so that the caller can say so; the fleet then converges on
+#: this caller as on any holder.
 LOCK = (
     _EFFECTS
     + """
+local foreign = false
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return -tonumber(redis.call('HGET', KEYS[3], 'gen') or '0')
+  local left = redis.call('PTTL', KEYS[1])
+  if left >= 0 and left <= 2 * tonumber(ARGV[2]) then
+    return -tonumber(redis.call('HGET', KEYS[3], 'gen') or '0')
+  end
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  foreign = true
 end
 """
     + _NEXT
-    + "return g\n"
+    + "if foreign then return {g} end\nreturn g\n"
 )
 
 #: KEYS: lock (unused), generation. ARGV: -, -, generation TTL ms. A generation without the

@@ -20,6 +20,7 @@ because of Redis.
 
 from __future__ import annotations
 
+import logging
 import random
 import secrets
 import threading
@@ -37,6 +38,7 @@ from memoram_auth.token import Token, token_digest
 from . import _scripts
 from ._breaker import Breaker
 from ._config import Settings, make_client, redact
+from ._guard import Deadline, check_reply, cut
 from ._seal import DEFAULT_PREFIX, SlotKeys
 
 __all__ = ["LEASE", "RedisTokenCache"]
@@ -46,7 +48,10 @@ __all__ = ["LEASE", "RedisTokenCache"]
 LEASE = 3.0
 #: Generations and rejection floors outlive any token (MAX_LIFETIME is one day).
 _META_TTL_MS = 2 * 86_400 * 1000
+#: A call's deadline, in seconds, unless three socket timeouts are longer (deadline_for).
+DEFAULT_DEADLINE = 2.0
 _FAILED = object()
+_log = logging.getLogger("memoram_auth.redis")
 
 
 class _Slot:
@@ -79,6 +84,8 @@ class RedisTokenCache:
         prefix: the start of every Redis key name (``memoram-auth:``), for ACL key patterns.
         where: how to name the server in messages (never with a password).
         breaker: the circuit breaker (tests pass one with short periods).
+        deadline: seconds a Redis call may take in all, connecting included, however the
+            server trickles its answer; past it the call fails into the breaker.
     """
 
     def __init__(
@@ -91,6 +98,7 @@ class RedisTokenCache:
         prefix: str = DEFAULT_PREFIX,
         where: str = "the configured address",
         breaker: Breaker | None = None,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> None:
         if (client is None) == (client_factory is None):
             raise TypeError("give a client or a client_factory")
@@ -102,6 +110,7 @@ class RedisTokenCache:
         self.prefix = prefix
         self.where = where
         self.breaker = breaker if breaker is not None else Breaker(where)
+        self.deadline = deadline
         self._slots: dict[str, _Slot] = {}
         # The generation of the fleet lock this thread holds, per slot, for store().
         self._held = threading.local()
@@ -114,6 +123,7 @@ class RedisTokenCache:
             cache_dir=cache_dir,
             prefix=settings.prefix,
             where=redact(settings.url),
+            deadline=deadline_for(settings.timeout),
         )
 
     def __repr__(self) -> str:
@@ -141,10 +151,20 @@ class RedisTokenCache:
 
     def _call(self, name: str, keys: list[str], args: list[object]) -> Any:  # noqa: ANN401 - whatever the Lua script answers
         """Run script *name*, or give ``_FAILED`` when Redis is skipped or fails."""
+        return self._guarded(lambda: self._script(name)(keys=keys, args=args))
+
+    def _guarded(self, call: Callable[[], Any]) -> Any:  # noqa: ANN401 - whatever Redis answers
+        """*call*'s answer, within the deadline and the bound, or ``_FAILED`` (breaker)."""
         if not self.breaker.allows():
             return _FAILED
+        deadline = Deadline(self.deadline, lambda: cut(self._client))
         try:
-            result = self._script(name)(keys=keys, args=args)
+            # Made before the clock starts: the first call of a process imports redis-py
+            # (0.1 s or more), which says nothing about the server.
+            self._ensure_client()
+            with deadline:
+                result = call()
+            check_reply(result)
         # Every exception, not just redis-py's errors and OSError: redis-py raises others for a
         # connection it cannot make (a TypeError for an option its connection class does not
         # take, in a client given to configure()), and the cache is an optimisation that must
@@ -154,7 +174,7 @@ class RedisTokenCache:
         except ConfigurationError:
             raise
         except Exception as exc:  # noqa: BLE001
-            self.breaker.failed(exc)
+            self.breaker.failed(deadline.error() if deadline.expired else exc)
             return _FAILED
         self.breaker.succeeded()
         return result
@@ -260,17 +280,20 @@ class RedisTokenCache:
     def delete(self, slot: str) -> None:
         self.local.delete(slot)
         bound = self._slots.get(slot)
-        if bound is not None and self.breaker.allows():
-            # Through the breaker, like the scripts; a plain DEL needs no script.
-            try:
-                self._ensure_client().delete(bound.keys.token)
-            except ConfigurationError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - as in _call
-                self.breaker.failed(exc)
+        if bound is not None:
+            # Through the breaker and the deadline, like the scripts; a plain DEL needs no script.
+            name = bound.keys.token
+            self._guarded(lambda: self._ensure_client().delete(name))
 
     def lock(self, slot: str, timeout: float) -> _FleetLock:
         return _FleetLock(self, slot, timeout)
+
+
+def deadline_for(timeout: float) -> float:
+    """A call's deadline for a socket *timeout*: room for a new connection's round trips (TCP,
+    TLS, HELLO, CLIENT SETINFO) and the script's, on a machine busy enough that the process
+    waits for a core between them (a fleet of workers starting at once on two cores did)."""
+    return max(DEFAULT_DEADLINE, 3 * timeout)
 
 
 def _text(value: object) -> str:
@@ -325,6 +348,14 @@ class _FleetLock:
             )
             if result is _FAILED:
                 return had_local
+            if isinstance(result, list):
+                (result,) = result
+                _log.warning(
+                    "memoram-auth: took over a lock in Redis (%s) that no machine of this fleet "
+                    "set: its expiry was beyond any lease; someone with write access to Redis "
+                    "may be interfering",
+                    self._cache.where,
+                )
             if int(result) > 0:
                 self._hold(int(result), keys.lock, lease_ms)
                 return had_local
