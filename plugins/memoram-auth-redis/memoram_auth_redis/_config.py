@@ -214,9 +214,12 @@ def make_client(settings: Settings) -> Any:  # noqa: ANN401 - Redis, RedisCluste
         from redis.cluster import RedisCluster
 
         options.pop("retry_on_timeout")
-        return _untyped(RedisCluster.from_url)(
-            settings.url, cluster_error_retry_attempts=0, **options
-        )
+        # redis-py 6 and later take the cluster's own retries from `retry` (none, as above)
+        # and deprecate cluster_error_retry_attempts, with a warning in every process; 5.x
+        # knows only the latter, and retries 3 times without it.
+        if int(str(redis.VERSION[0])) < 6:
+            options["cluster_error_retry_attempts"] = 0
+        return _untyped(RedisCluster.from_url)(settings.url, **options)
     if settings.sentinel:
         from redis.connection import parse_url
         from redis.sentinel import Sentinel

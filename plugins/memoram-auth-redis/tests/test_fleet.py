@@ -14,9 +14,17 @@ from pathlib import Path
 import pytest
 from _servers import Cluster, Server
 from memoram_auth_redis import RedisTokenCache, Settings
+from memoram_auth_redis._config import make_client
 
+from memoram_auth._derive import cache_secret
+from memoram_auth.cache import slot_for
 from memoram_auth.emulator import Emulator
+from memoram_auth.keys import fingerprint
 from memoram_auth.provider import TokenProvider
+from memoram_auth.token import Token
+
+BASE = "http://127.0.0.1:9/api/v1"
+KEY = "mem_" + "5e" * 24
 
 WORKER = str(Path(__file__).with_name("_fleet_worker.py"))
 
@@ -78,6 +86,29 @@ def test_a_cold_fleet_on_a_three_master_cluster(
     assert len(names) >= 2  # token, generation (the lock is gone)
     slots = {cluster.servers[0].client().cluster("keyslot", n) for n in names}
     assert len(slots) == 1
+
+
+def test_a_cluster_client_uses_no_deprecated_option(cluster: Cluster, tmp_path: Path) -> None:
+    # redis-py 6 deprecates cluster_error_retry_attempts: every worker of a fleet printed a
+    # DeprecationWarning. The client takes what the installed redis-py recommends.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        client = make_client(Settings(cluster.url, cluster=True))
+        cache = RedisTokenCache(client, cache_dir=str(tmp_path / "a"))
+        slot = slot_for(BASE, KEY)
+        cache.bind_secret(slot, cache_secret(KEY, BASE))
+        now = time.time()
+        with cache.lock(slot, 5):
+            token = Token("tok.en.one", obtained_at=now, expires_at=now + 600)
+            cache.store(slot, token, base_url=BASE, key_fingerprint=fingerprint(KEY))
+    assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
+    reader = RedisTokenCache(
+        make_client(Settings(cluster.url, cluster=True)), cache_dir=str(tmp_path / "b")
+    )
+    reader.bind_secret(slot, cache_secret(KEY, BASE))
+    loaded = reader.load(slot)
+    assert loaded is not None
+    assert loaded.value == "tok.en.one"
 
 
 class Machine:
