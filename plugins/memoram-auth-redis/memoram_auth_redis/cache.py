@@ -88,6 +88,12 @@ class RedisTokenCache:
             server trickles its answer; past it the call fails into the breaker.
     """
 
+    #: Where in the refresh-ahead window each process starts refreshing: at a random point in
+    #: its first half (see TokenCache). Machines share the token's expiry through Redis; with
+    #: Redis down when the window opens, each fetches its own, and without this all in the
+    #: same second. With Redis up, the first to start refreshes for the fleet, as before.
+    refresh_spread = 0.5
+
     def __init__(
         self,
         client: Any = None,  # noqa: ANN401 - any of redis-py's sync clients

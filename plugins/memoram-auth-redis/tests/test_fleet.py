@@ -187,6 +187,31 @@ def test_a_warm_fleet_recovers_from_a_revocation_with_one_or_two_requests(
             machine.quit()
 
 
+def test_machines_sharing_a_token_start_refreshing_at_different_moments(
+    server: Server, emu: Emulator, tmp_path: Path
+) -> None:
+    # One token, one expiry: with Redis down when the refresh-ahead window opened, 16
+    # machines fetched within 0.25 s. Each now starts at its own point in the window's first
+    # half (the fleet benchmark measures the burst with 64).
+    providers = [
+        TokenProvider(
+            emu.api_key,
+            emu.base_url,
+            cache=RedisTokenCache.from_settings(Settings(server.url), cache_dir=str(tmp_path / n)),
+        )
+        for n in map(str, range(16))
+    ]
+    tokens = [p.get_token() for p in providers]
+    assert len({t.value for t in tokens}) == 1
+    assert emu.counters.token_requests == 1
+    starts = [p._entry.fresh_until for p in providers if p._entry is not None]
+    window = tokens[0].usable_until - tokens[0].fresh_until  # 540 s of a one-hour token
+    for token, start in zip(tokens, starts):
+        assert token.fresh_until <= start <= token.fresh_until + window / 2
+    # Uniform over 270 s: 16 starts within 54 s of each other has odds below 1e-9.
+    assert max(starts) - min(starts) > window / 10
+
+
 def test_redis_killed_and_restarted_under_traffic_fails_no_call(
     server: Server, emu: Emulator, tmp_path: Path
 ) -> None:
