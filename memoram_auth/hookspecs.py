@@ -30,7 +30,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 class TokenCache(Protocol):
     """What a cache backend provides (see :class:`memoram_auth.cache.FileCache`).
 
-    Two optional methods and an attribute, which the provider uses only when a backend has
+    Three optional methods and an attribute, which the provider uses only when a backend has
     them (the file cache has none, and works as before), serve caches that a fleet shares:
 
     ``bind_secret(slot: str, secret: bytes) -> None``
@@ -51,6 +51,11 @@ class TokenCache(Protocol):
         then, each would fetch a token of its own in the same second. The provider starts its
         refreshes ahead of expiry at a random point in this first fraction of the window
         between the advisory and the mandatory one, drawn per token (the file cache: 0).
+    ``health() -> dict``
+        For ``memoram-auth status``: asks the service behind the cache now and answers at
+        least ``backend``, ``where``, ``ok`` and, if not ok, ``kind`` (``"outage"`` for one
+        that may pass; anything else is a setting or right to fix) and ``problem``. The
+        command exits 4 for an outage, 2 otherwise.
     """
 
     def load(self, slot: str) -> Token | None:

@@ -31,17 +31,18 @@ from collections.abc import Callable
 from typing import Any
 
 from memoram_auth.cache import FileCache
-from memoram_auth.exceptions import ConfigurationError, MemoramAuthWarning
+from memoram_auth.exceptions import ConfigurationError, MemoramAuthError, MemoramAuthWarning
 from memoram_auth.settings import default_cache_directory as default_directory
 from memoram_auth.token import Token, token_digest
 
 from . import _scripts
 from ._breaker import Breaker
-from ._config import Settings, make_client, redact
+from ._config import STRICT_ENV, Settings, make_client, redact
+from ._diagnose import OUTAGE, diagnose
 from ._guard import Deadline, check_reply, cut
 from ._seal import DEFAULT_PREFIX, SlotKeys
 
-__all__ = ["LEASE", "RedisTokenCache"]
+__all__ = ["LEASE", "RedisTokenCache", "RedisUnavailableError"]
 
 #: How long the fleet's lock outlives a holder that died (SIGKILL, a lost machine). The
 #: holder renews it every third of this while it fetches, so a slow fetch keeps it.
@@ -52,6 +53,10 @@ _META_TTL_MS = 2 * 86_400 * 1000
 DEFAULT_DEADLINE = 2.0
 _FAILED = object()
 _log = logging.getLogger("memoram_auth.redis")
+
+
+class RedisUnavailableError(MemoramAuthError):
+    """Strict mode: Redis is not usable, and the cache fails instead of degrading."""
 
 
 class _Slot:
@@ -86,6 +91,8 @@ class RedisTokenCache:
         breaker: the circuit breaker (tests pass one with short periods).
         deadline: seconds a Redis call may take in all, connecting included, however the
             server trickles its answer; past it the call fails into the breaker.
+        strict: raise :class:`RedisUnavailableError` instead of degrading to the local cache
+            (the breaker still spares Redis in between).
     """
 
     #: Where in the refresh-ahead window each process starts refreshing: at a random point in
@@ -105,6 +112,7 @@ class RedisTokenCache:
         where: str = "the configured address",
         breaker: Breaker | None = None,
         deadline: float = DEFAULT_DEADLINE,
+        strict: bool = False,
     ) -> None:
         if (client is None) == (client_factory is None):
             raise TypeError("give a client or a client_factory")
@@ -117,6 +125,7 @@ class RedisTokenCache:
         self.where = where
         self.breaker = breaker if breaker is not None else Breaker(where)
         self.deadline = deadline
+        self.strict = strict
         self._slots: dict[str, _Slot] = {}
         # The generation of the fleet lock this thread holds, per slot, for store().
         self._held = threading.local()
@@ -130,6 +139,7 @@ class RedisTokenCache:
             prefix=settings.prefix,
             where=redact(settings.url),
             deadline=deadline_for(settings.timeout),
+            strict=settings.strict,
         )
 
     def __repr__(self) -> str:
@@ -162,6 +172,8 @@ class RedisTokenCache:
     def _guarded(self, call: Callable[[], Any]) -> Any:  # noqa: ANN401 - whatever Redis answers
         """*call*'s answer, within the deadline and the bound, or ``_FAILED`` (breaker)."""
         if not self.breaker.allows():
+            if self.strict:
+                raise self._strict_error()
             return _FAILED
         deadline = Deadline(self.deadline, lambda: cut(self._client))
         try:
@@ -180,10 +192,64 @@ class RedisTokenCache:
         except ConfigurationError:
             raise
         except Exception as exc:  # noqa: BLE001
-            self.breaker.failed(deadline.error() if deadline.expired else exc)
+            failure = deadline.error() if deadline.expired else exc
+            self.breaker.failed(failure)
+            if self.strict:
+                raise self._strict_error() from failure
             return _FAILED
         self.breaker.succeeded()
         return result
+
+    def _strict_error(self) -> RedisUnavailableError:
+        last = self.breaker.last
+        why = f"{last[0].kind}: {last[1]}" if last is not None else "unavailable"
+        return RedisUnavailableError(
+            f"the Redis token cache at {self.where} is not usable ({why}), and {STRICT_ENV} "
+            "says to fail rather than use the local cache alone"
+        )
+
+    def health(self) -> dict[str, object]:
+        """For ``memoram-auth status``: whether Redis is reachable, lets the plugin's user in
+        and run its scripts, and takes writes. Asks Redis now, breaker or not.
+
+        ``ok`` is true only if all three hold; otherwise ``kind`` says what failed (outage,
+        configuration, permission, full) and ``problem`` what to do.
+        """
+        report: dict[str, object] = {
+            "backend": "redis",
+            "where": self.where,
+            "reachable": False,
+            "authorised": False,
+            "writable": False,
+            "ok": False,
+            "kind": None,
+            "problem": None,
+        }
+        probe = f"{self.prefix}{{status}}:token"
+        step = "authorised"
+        deadline = Deadline(self.deadline, lambda: cut(self._client))
+        try:
+            client = self._ensure_client()
+            with deadline:
+                self._script("LOAD")(keys=[probe], args=[])
+                report["reachable"] = report["authorised"] = True
+                step = "writable"
+                client.set(probe, "1", px=1000)  # a full Redis reads, and refuses writes
+                report["writable"] = True
+        except ConfigurationError as exc:
+            report.update(kind="configuration", problem=str(exc))
+            return report
+        except Exception as exc:  # noqa: BLE001 - as in _guarded: whatever it is, say it
+            failure = deadline.error() if deadline.expired else exc
+            found = diagnose(failure, tls=self.where.startswith("rediss:"))
+            if found.kind != OUTAGE and step == "authorised":
+                report["reachable"] = True  # it answered, with a refusal
+            error = f"{type(failure).__name__}: {failure}"
+            advice = f"; {found.advice}" if found.advice else ""
+            report.update(kind=found.kind, problem=f"{error}{advice}")
+            return report
+        report["ok"] = True
+        return report
 
     # -- the optional TokenCache methods ------------------------------------------------------
 
@@ -399,7 +465,11 @@ class _FleetLock:
 
         def renew() -> None:
             while not release.wait(LEASE / 3):
-                if cache._call("RENEW", [lock_key], [owner, lease_ms]) in (_FAILED, 0):
+                try:
+                    renewed = cache._call("RENEW", [lock_key], [owner, lease_ms])
+                except RedisUnavailableError:
+                    return  # strict mode: the fetch's own calls say so to its caller
+                if renewed in (_FAILED, 0):
                     return  # lost: the generation still fences our store
 
         self._renewer = threading.Thread(target=renew, name="memoram-auth-lease", daemon=True)
