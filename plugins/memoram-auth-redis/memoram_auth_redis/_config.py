@@ -13,6 +13,7 @@ from memoram_auth.exceptions import ConfigurationError, MemoramAuthWarning
 
 __all__ = [
     "CLUSTER_ENV",
+    "DEFAULT_PREFIX",
     "PREFIX_ENV",
     "SENTINEL_ENV",
     "STRICT_ENV",
@@ -31,6 +32,7 @@ SENTINEL_ENV = "MEMORAM_AUTH_REDIS_SENTINEL"
 PREFIX_ENV = "MEMORAM_AUTH_REDIS_PREFIX"
 TIMEOUT_ENV = "MEMORAM_AUTH_REDIS_TIMEOUT"
 STRICT_ENV = "MEMORAM_AUTH_REDIS_STRICT"
+DEFAULT_PREFIX = "memoram-auth:"
 
 #: Connect and read timeout, seconds: a Redis that does not answer costs this, once.
 DEFAULT_TIMEOUT = 0.3
@@ -211,7 +213,7 @@ class Settings:
     @staticmethod
     def default_prefix() -> str:
         """``MEMORAM_AUTH_REDIS_PREFIX``, else ``memoram-auth:``."""
-        return os.environ.get(PREFIX_ENV, "").strip() or "memoram-auth:"
+        return os.environ.get(PREFIX_ENV, "").strip() or DEFAULT_PREFIX
 
     @property
     def identity(self) -> tuple[str, bool, str | None, str, float, bool]:

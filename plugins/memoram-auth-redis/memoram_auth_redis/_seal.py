@@ -30,9 +30,10 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from memoram_auth.token import Token, is_header_safe, token_digest
 
+from ._config import DEFAULT_PREFIX
+
 __all__ = ["DEFAULT_PREFIX", "Sealed", "SlotKeys"]
 
-DEFAULT_PREFIX = "memoram-auth:"
 _NONCE = 12
 
 

@@ -28,7 +28,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memoram_auth.cache import FileCache
 from memoram_auth.exceptions import ConfigurationError, MemoramAuthError, MemoramAuthWarning
@@ -37,10 +37,12 @@ from memoram_auth.token import Token, token_digest
 
 from . import _scripts
 from ._breaker import Breaker
-from ._config import STRICT_ENV, Settings, make_client, redact
+from ._config import DEFAULT_PREFIX, STRICT_ENV, Settings, make_client, redact
 from ._diagnose import OUTAGE, diagnose
 from ._guard import Deadline, check_reply, cut
-from ._seal import DEFAULT_PREFIX, SlotKeys
+
+if TYPE_CHECKING:
+    from ._seal import SlotKeys
 
 __all__ = ["LEASE", "RedisTokenCache", "RedisUnavailableError"]
 
@@ -62,10 +64,12 @@ class RedisUnavailableError(MemoramAuthError):
 class _Slot:
     """What the cache knows about one slot: its keys, and the tokens rejected in it."""
 
-    __slots__ = ("floor", "floor_replaces", "keys", "rejected")
+    __slots__ = ("_keys", "_prefix", "_secret", "floor", "floor_replaces", "rejected")
 
-    def __init__(self, keys: SlotKeys) -> None:
-        self.keys = keys
+    def __init__(self, secret: bytes, prefix: str) -> None:
+        self._secret = secret
+        self._prefix = prefix
+        self._keys: SlotKeys | None = None
         self.rejected: deque[str] = deque(maxlen=8)
         # The highest floor our rejections raised in Redis: a token stored under a generation
         # at or below it was fetched before one of them. Kept here because a restart of Redis
@@ -75,6 +79,16 @@ class _Slot:
         # only a replacement of that token is taken (it may have been stored before our
         # rejection reached Redis, by a machine that saw the same 401 first).
         self.floor_replaces: str | None = None
+
+    @property
+    def keys(self) -> SlotKeys:
+        """Names and seals, made on the first Redis call: a process that finds a fresh token
+        on its local file (the warm command line) loads no cryptography."""
+        if self._keys is None:
+            from ._seal import SlotKeys
+
+            self._keys = SlotKeys(self._secret, self._prefix)
+        return self._keys
 
 
 class RedisTokenCache:
@@ -256,7 +270,9 @@ class RedisTokenCache:
     def bind_secret(self, slot: str, secret: bytes) -> None:
         """Name and seal *slot*'s entries with *secret* (the core derives it from the key)."""
         if slot not in self._slots:
-            self._slots[slot] = _Slot(SlotKeys(secret, self.prefix))
+            if len(secret) < 32:  # as SlotKeys checks, but now rather than on first use
+                raise ValueError("the slot secret must be at least 32 bytes")
+            self._slots[slot] = _Slot(secret, self.prefix)
 
     def reject(self, slot: str, token: str, rejected_at: float) -> None:
         """Forget *token*, and any token that is not its replacement, here and in Redis.

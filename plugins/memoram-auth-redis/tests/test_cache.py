@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import re
 import socket
 import subprocess
@@ -413,6 +414,34 @@ def test_a_warm_restart_needs_no_redis(server: Server, tmp_path: Path, emu: Emul
     # Redis is gone: a warning would be an error here (filterwarnings = error).
     again = TokenProvider(emu.api_key, emu.base_url, cache=make_cache(server, tmp_path))
     assert again.get_token().value == value
+    assert emu.counters.token_requests == 1
+
+
+def test_a_warm_start_loads_neither_redis_nor_cryptography(
+    server: Server, tmp_path: Path, emu: Emulator
+) -> None:
+    # A fresh token on the local file answers: the names and seals (cryptography) and the
+    # client (redis-py) wait for the first Redis call.
+    first = TokenProvider(
+        emu.api_key,
+        emu.base_url,
+        cache=RedisTokenCache.from_settings(Settings(server.url), cache_dir=str(tmp_path / "a")),
+    )
+    value = first.get_token().value
+    code = (
+        "import sys, json; from memoram_auth.provider import TokenProvider;"
+        "from memoram_auth_redis import RedisTokenCache, Settings;"
+        "url, base, key, directory = sys.argv[1:];"
+        "cache = RedisTokenCache.from_settings(Settings(url), cache_dir=directory);"
+        "token = TokenProvider(key, base, cache=cache).get_token().value;"
+        "print(json.dumps([token, sorted({m.split('.')[0] for m in sys.modules}"
+        " & {'redis', 'cryptography'})]))"
+    )
+    out = subprocess.check_output(
+        [sys.executable, "-c", code, server.url, emu.base_url, emu.api_key, str(tmp_path / "a")],
+        text=True,
+    )
+    assert json.loads(out) == [value, []]
     assert emu.counters.token_requests == 1
 
 
