@@ -45,7 +45,8 @@ _SIGNS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ),
     (
         CONFIGURATION,
-        ("cluster support disabled",),
+        # Redis's answer; redis-py 5's own words for it.
+        ("cluster support disabled", "Cluster mode is not enabled on this node"),
         f"the server is not a Redis Cluster node: unset {CLUSTER_ENV}",
     ),
     (
