@@ -394,11 +394,27 @@ def _status(args: argparse.Namespace | SimpleNamespace) -> int:
             expires_in=round(remaining, 1),
             state=_state(cached),
         )
+    # A cache shared by a fleet (a plugin's) may report on the service behind it: whether it
+    # is reachable and lets us in. Not usable is not a success, whatever the token's state.
+    health = getattr(cache, "health", None)
+    backend: dict[str, Any] | None = health() if health is not None else None
+    status = EXIT_OK
+    if backend is not None:
+        info["backend"] = backend
+        if not backend.get("ok"):
+            status = EXIT_UNAVAILABLE if backend.get("kind") == "outage" else EXIT_CONFIG
     if args.json:
         print(json.dumps(info, indent=2))
-        return EXIT_OK
+        return status
     print(f"base URL   {info['base_url']}")
     print(f"key        {info['key']}")
+    if backend is not None:
+        state = (
+            "reachable, authorised, takes writes"
+            if backend.get("ok")
+            else f"NOT USABLE ({backend.get('kind')}): {backend.get('problem')}"
+        )
+        print(f"backend    {backend.get('backend')} at {backend.get('where')}: {state}")
     print(f"cache      {info['cache'] or 'memory only'}")
     if cached is None:
         print("token      none cached (the next use will ask for one)")
@@ -409,7 +425,7 @@ def _status(args: argparse.Namespace | SimpleNamespace) -> int:
         print(
             f"token      {due}, expires in {_duration(info['expires_in'])} ({info['expires_at']})"
         )
-    return EXIT_OK
+    return status
 
 
 def _clear(args: argparse.Namespace | SimpleNamespace) -> int:

@@ -30,8 +30,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 class TokenCache(Protocol):
     """What a cache backend provides (see :class:`memoram_auth.cache.FileCache`).
 
-    Two optional methods, which the provider calls only when a backend has them (the file
-    cache has neither, and works as before), serve caches that a fleet shares:
+    Three optional methods and an attribute, which the provider uses only when a backend has
+    them (the file cache has none, and works as before), serve caches that a fleet shares:
 
     ``bind_secret(slot: str, secret: bytes) -> None``
         Called once per provider, before any other call for *slot*, with 32 bytes derived
@@ -45,6 +45,17 @@ class TokenCache(Protocol):
         (another token whose ``replaces`` is ``token_digest(token)``; compare-and-invalidate,
         as :meth:`TokenProvider.invalidate` does in memory), and refuses later writes of
         tokens fetched before the call. Failures degrade, they never raise.
+    ``refresh_spread: float``
+        A fraction in [0, 1). Machines that share a token share its expiry, so they would
+        all start refreshing ahead of it at the same moment; should the cache be unavailable
+        then, each would fetch a token of its own in the same second. The provider starts its
+        refreshes ahead of expiry at a random point in this first fraction of the window
+        between the advisory and the mandatory one, drawn per token (the file cache: 0).
+    ``health() -> dict``
+        For ``memoram-auth status``: asks the service behind the cache now and answers at
+        least ``backend``, ``where``, ``ok`` and, if not ok, ``kind`` (``"outage"`` for one
+        that may pass; anything else is a setting or right to fix) and ``problem``. The
+        command exits 4 for an outage, 2 otherwise.
     """
 
     def load(self, slot: str) -> Token | None:

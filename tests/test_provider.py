@@ -738,3 +738,32 @@ def test_a_late_401_for_the_replaced_token_keeps_the_replacement_across_processe
     b.invalidate(x.value)
     assert b.get_token().value == y.value
     assert emu.counters.token_requests == 2
+
+
+class _SpreadCache(MemoryOnlyCache):
+    """A cache a fleet shares would ask this (see TokenCache.refresh_spread)."""
+
+    refresh_spread = 0.5
+
+
+@pytest.mark.parametrize("cache_class", [MemoryOnlyCache, _SpreadCache], ids=["none", "half"])
+def test_a_cache_may_spread_when_refreshes_ahead_of_expiry_start(
+    memoram_emulator: Emulator, cache_class: type[MemoryOnlyCache]
+) -> None:
+    starts = []
+    for _ in range(8):
+        provider = TokenProvider(
+            memoram_emulator.api_key, memoram_emulator.base_url, cache=cache_class()
+        )
+        token = provider.get_token()
+        entry = provider._entry
+        assert entry is not None
+        window = token.usable_until - token.fresh_until
+        assert token.fresh_until <= entry.fresh_until <= token.fresh_until + window / 2
+        assert entry.usable_until == token.usable_until  # never handed out for longer
+        starts.append(entry.fresh_until - token.fresh_until)
+    if cache_class is MemoryOnlyCache:
+        assert starts == [0.0] * 8
+    else:
+        # Uniform over half the window: all eight within a tenth of it has odds below 1e-5.
+        assert max(starts) - min(starts) > window / 10

@@ -78,10 +78,16 @@ class _Entry:
     # faster than tuple fields, and the adapters read two of them for every request.
     __slots__ = ("authorization", "fresh_until", "token", "usable_until")
 
-    def __init__(self, token: Token, fresh_until: float) -> None:
+    def __init__(self, token: Token, fresh_until: float, spread: float = 0.0) -> None:
         self.token = token
         self.fresh_until = fresh_until
         self.usable_until = token.usable_until
+        if spread > 0 and self.usable_until > self.fresh_until:
+            import random  # only for a cache that asks (a fleet's: see TokenCache)
+
+            # Later, never earlier: no refresh before the advisory window, as without it.
+            share = random.uniform(0, spread)  # noqa: S311 - jitter, not secrecy
+            self.fresh_until += share * (self.usable_until - self.fresh_until)
         self.authorization = BEARER + token.value
 
 
@@ -142,6 +148,7 @@ class Provider:
         # Optional TokenCache methods (see hookspecs.TokenCache), for caches a fleet shares.
         bind_secret = getattr(self.cache, "bind_secret", None)
         self._reject: Callable[[str, str, float], None] | None = getattr(self.cache, "reject", None)
+        self._spread = min(max(float(getattr(self.cache, "refresh_spread", 0.0)), 0.0), 0.9)
         if bind_secret is not None:
             from .._derive import cache_secret  # hmac and hashlib only for caches that ask
 
@@ -541,7 +548,7 @@ class Provider:
 
     def _adopt(self, token: Token, source: str) -> Token:
         with self._entry_lock:
-            self._entry = _Entry(token, self._fresh_until(token))
+            self._entry = _Entry(token, self._fresh_until(token), self._spread)
             if self._postdates_rejection(token):
                 self._rejection = None
         _log.debug(

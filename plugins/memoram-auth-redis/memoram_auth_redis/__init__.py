@@ -28,22 +28,25 @@ from ._config import (
     CLUSTER_ENV,
     PREFIX_ENV,
     SENTINEL_ENV,
+    STRICT_ENV,
     TIMEOUT_ENV,
     URL_ENV,
     Settings,
     normalize_url,
 )
-from .cache import LEASE, RedisTokenCache
+from .cache import LEASE, RedisTokenCache, RedisUnavailableError
 
 __all__ = [
     "CLUSTER_ENV",
     "LEASE",
     "PREFIX_ENV",
     "SENTINEL_ENV",
+    "STRICT_ENV",
     "TIMEOUT_ENV",
     "URL_ENV",
     "Breaker",
     "RedisTokenCache",
+    "RedisUnavailableError",
     "Settings",
     "configure",
     "make_cache",
@@ -92,6 +95,8 @@ def make_cache(cache_dir: str | None) -> TokenCache:
         prefix=settings.prefix,
         where=shared.where,
         breaker=shared.breaker,
+        deadline=shared.deadline,
+        strict=shared.strict,
     )
 
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Callable
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from memoram_auth.exceptions import ConfigurationError
+from memoram_auth.exceptions import ConfigurationError, MemoramAuthWarning
 
 __all__ = [
     "CLUSTER_ENV",
+    "DEFAULT_PREFIX",
     "PREFIX_ENV",
     "SENTINEL_ENV",
+    "STRICT_ENV",
     "TIMEOUT_ENV",
     "URL_ENV",
     "Settings",
@@ -27,6 +31,8 @@ CLUSTER_ENV = "MEMORAM_AUTH_REDIS_CLUSTER"
 SENTINEL_ENV = "MEMORAM_AUTH_REDIS_SENTINEL"
 PREFIX_ENV = "MEMORAM_AUTH_REDIS_PREFIX"
 TIMEOUT_ENV = "MEMORAM_AUTH_REDIS_TIMEOUT"
+STRICT_ENV = "MEMORAM_AUTH_REDIS_STRICT"
+DEFAULT_PREFIX = "memoram-auth:"
 
 #: Connect and read timeout, seconds: a Redis that does not answer costs this, once.
 DEFAULT_TIMEOUT = 0.3
@@ -39,6 +45,10 @@ _SCHEMES = {
     "valkeys": "rediss",
 }
 _ON = frozenset({"1", "true", "yes", "on"})
+# Letters, digits, dots, hyphens and underscores (some internal names have them), or an IPv6
+# address (urlsplit has taken off its brackets).
+_HOST = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+(%[A-Za-z0-9._-]+)?")
+_DB_PATH = re.compile(r"/?|/[0-9]+/?")
 
 
 def _untyped(function: object) -> Callable[..., Any]:
@@ -91,17 +101,38 @@ def normalize_url(url: str) -> str:
         ) from None
     if target != "unix" and not parts.hostname:
         raise ConfigurationError(f"{URL_ENV} names no host ({redact(normalized)})")
+    if target != "unix" and not _HOST.fullmatch(parts.hostname or ""):
+        # redis-py would try to resolve it, and every call would fail as if Redis were down.
+        raise ConfigurationError(
+            f"{URL_ENV} has a host name with characters no host name has "
+            f"({redact(normalized)}); check for a space or a stray character"
+        )
+    if target != "unix" and not _DB_PATH.fullmatch(parts.path):
+        # redis-py ignores a path that is not a number, and uses database 0.
+        raise ConfigurationError(
+            f"{URL_ENV} must end with the database number (/0, /1, ...), not "
+            f"{parts.path!r}: {redact(normalized)}"
+        )
     return normalized
 
 
 def _check_tls_options(url: str) -> None:
-    """Refuse TLS options (``ssl_…``) on a URL without TLS: a string test, no redis import."""
-    query = urlsplit(url).query
-    tls = sorted({name for name, _ in parse_qsl(query) if name.startswith("ssl")})
+    """Refuse TLS options (``ssl_…``) on a URL without TLS, and warn about one that turns off
+    the certificate check: string tests, no redis import."""
+    options = parse_qsl(urlsplit(url).query)
+    tls = sorted({name for name, _ in options if name.startswith("ssl")})
     if tls and not url.startswith("rediss://"):
         raise ConfigurationError(
             f"{URL_ENV} has TLS options ({', '.join(tls)}) on a URL without TLS; "
             "use rediss:// (or valkeys://) to connect with TLS"
+        )
+    if any(name == "ssl_cert_reqs" and value.lower() in ("none", "") for name, value in options):
+        warnings.warn(
+            f"memoram-auth: {URL_ENV} has ssl_cert_reqs=none: the Redis server's certificate "
+            "is not checked, so anyone on the network path can stand in for it and read the "
+            "cache's traffic; name its CA with ssl_ca_certs instead",
+            MemoramAuthWarning,
+            stacklevel=4,
         )
 
 
@@ -143,6 +174,7 @@ class Settings:
         sentinel: str | None = None,
         prefix: str | None = None,
         timeout: float | None = None,
+        strict: bool | None = None,
     ) -> None:
         env = os.environ
         raw = url if url is not None else env.get(URL_ENV, "").strip()
@@ -175,15 +207,17 @@ class Settings:
         if not 0 < timeout <= 30:
             raise ConfigurationError(f"{TIMEOUT_ENV} must be between 0 and 30 seconds")
         self.timeout = timeout
+        #: Fail instead of degrading to the local cache when Redis is not usable.
+        self.strict = env.get(STRICT_ENV, "").strip().lower() in _ON if strict is None else strict
 
     @staticmethod
     def default_prefix() -> str:
         """``MEMORAM_AUTH_REDIS_PREFIX``, else ``memoram-auth:``."""
-        return os.environ.get(PREFIX_ENV, "").strip() or "memoram-auth:"
+        return os.environ.get(PREFIX_ENV, "").strip() or DEFAULT_PREFIX
 
     @property
-    def identity(self) -> tuple[str, bool, str | None, str]:
-        return self.url, self.cluster, self.sentinel, self.prefix
+    def identity(self) -> tuple[str, bool, str | None, str, float, bool]:
+        return self.url, self.cluster, self.sentinel, self.prefix, self.timeout, self.strict
 
     def __repr__(self) -> str:
         mode = " cluster" if self.cluster else f" sentinel={self.sentinel}" if self.sentinel else ""
@@ -214,9 +248,12 @@ def make_client(settings: Settings) -> Any:  # noqa: ANN401 - Redis, RedisCluste
         from redis.cluster import RedisCluster
 
         options.pop("retry_on_timeout")
-        return _untyped(RedisCluster.from_url)(
-            settings.url, cluster_error_retry_attempts=0, **options
-        )
+        # redis-py 6 and later take the cluster's own retries from `retry` (none, as above)
+        # and deprecate cluster_error_retry_attempts, with a warning in every process; 5.x
+        # knows only the latter, and retries 3 times without it.
+        if int(str(redis.VERSION[0])) < 6:
+            options["cluster_error_retry_attempts"] = 0
+        return _untyped(RedisCluster.from_url)(settings.url, **options)
     if settings.sentinel:
         from redis.connection import parse_url
         from redis.sentinel import Sentinel

@@ -30,9 +30,10 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from memoram_auth.token import Token, is_header_safe, token_digest
 
+from ._config import DEFAULT_PREFIX
+
 __all__ = ["DEFAULT_PREFIX", "Sealed", "SlotKeys"]
 
-DEFAULT_PREFIX = "memoram-auth:"
 _NONCE = 12
 
 
@@ -69,6 +70,9 @@ class SlotKeys:
         self.generation = f"{base}:gen"
         #: Generations at or below this were handed out before a rejection: refused on store.
         self.floor = f"{base}:floor"
+        #: ``FLOOR:RP``: the floor, and the ``rp`` of replacements of the token whose rejection
+        #: raised it (such a replacement is stored below the floor).
+        self.floor_by = f"{base}:floor-by"
         #: ``SET NX PX`` with an owner value: the fleet's single flight.
         self.lock = f"{base}:lock"
 

@@ -20,6 +20,7 @@ because of Redis.
 
 from __future__ import annotations
 
+import logging
 import random
 import secrets
 import threading
@@ -27,35 +28,48 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memoram_auth.cache import FileCache
-from memoram_auth.exceptions import ConfigurationError, MemoramAuthWarning
+from memoram_auth.exceptions import ConfigurationError, MemoramAuthError, MemoramAuthWarning
 from memoram_auth.settings import default_cache_directory as default_directory
 from memoram_auth.token import Token, token_digest
 
 from . import _scripts
 from ._breaker import Breaker
-from ._config import Settings, make_client, redact
-from ._seal import DEFAULT_PREFIX, SlotKeys
+from ._config import DEFAULT_PREFIX, STRICT_ENV, Settings, make_client, redact
+from ._diagnose import OUTAGE, diagnose
+from ._guard import Deadline, check_reply, cut
 
-__all__ = ["LEASE", "RedisTokenCache"]
+if TYPE_CHECKING:
+    from ._seal import SlotKeys
+
+__all__ = ["LEASE", "RedisTokenCache", "RedisUnavailableError"]
 
 #: How long the fleet's lock outlives a holder that died (SIGKILL, a lost machine). The
 #: holder renews it every third of this while it fetches, so a slow fetch keeps it.
 LEASE = 3.0
 #: Generations and rejection floors outlive any token (MAX_LIFETIME is one day).
 _META_TTL_MS = 2 * 86_400 * 1000
+#: A call's deadline, in seconds, unless three socket timeouts are longer (deadline_for).
+DEFAULT_DEADLINE = 2.0
 _FAILED = object()
+_log = logging.getLogger("memoram_auth.redis")
+
+
+class RedisUnavailableError(MemoramAuthError):
+    """Strict mode: Redis is not usable, and the cache fails instead of degrading."""
 
 
 class _Slot:
     """What the cache knows about one slot: its keys, and the tokens rejected in it."""
 
-    __slots__ = ("floor", "floor_replaces", "keys", "rejected")
+    __slots__ = ("_keys", "_prefix", "_secret", "floor", "floor_replaces", "rejected")
 
-    def __init__(self, keys: SlotKeys) -> None:
-        self.keys = keys
+    def __init__(self, secret: bytes, prefix: str) -> None:
+        self._secret = secret
+        self._prefix = prefix
+        self._keys: SlotKeys | None = None
         self.rejected: deque[str] = deque(maxlen=8)
         # The highest floor our rejections raised in Redis: a token stored under a generation
         # at or below it was fetched before one of them. Kept here because a restart of Redis
@@ -65,6 +79,16 @@ class _Slot:
         # only a replacement of that token is taken (it may have been stored before our
         # rejection reached Redis, by a machine that saw the same 401 first).
         self.floor_replaces: str | None = None
+
+    @property
+    def keys(self) -> SlotKeys:
+        """Names and seals, made on the first Redis call: a process that finds a fresh token
+        on its local file (the warm command line) loads no cryptography."""
+        if self._keys is None:
+            from ._seal import SlotKeys
+
+            self._keys = SlotKeys(self._secret, self._prefix)
+        return self._keys
 
 
 class RedisTokenCache:
@@ -79,7 +103,17 @@ class RedisTokenCache:
         prefix: the start of every Redis key name (``memoram-auth:``), for ACL key patterns.
         where: how to name the server in messages (never with a password).
         breaker: the circuit breaker (tests pass one with short periods).
+        deadline: seconds a Redis call may take in all, connecting included, however the
+            server trickles its answer; past it the call fails into the breaker.
+        strict: raise :class:`RedisUnavailableError` instead of degrading to the local cache
+            (the breaker still spares Redis in between).
     """
+
+    #: Where in the refresh-ahead window each process starts refreshing: at a random point in
+    #: its first half (see TokenCache). Machines share the token's expiry through Redis; with
+    #: Redis down when the window opens, each fetches its own, and without this all in the
+    #: same second. With Redis up, the first to start refreshes for the fleet, as before.
+    refresh_spread = 0.5
 
     def __init__(
         self,
@@ -91,6 +125,8 @@ class RedisTokenCache:
         prefix: str = DEFAULT_PREFIX,
         where: str = "the configured address",
         breaker: Breaker | None = None,
+        deadline: float = DEFAULT_DEADLINE,
+        strict: bool = False,
     ) -> None:
         if (client is None) == (client_factory is None):
             raise TypeError("give a client or a client_factory")
@@ -102,6 +138,8 @@ class RedisTokenCache:
         self.prefix = prefix
         self.where = where
         self.breaker = breaker if breaker is not None else Breaker(where)
+        self.deadline = deadline
+        self.strict = strict
         self._slots: dict[str, _Slot] = {}
         # The generation of the fleet lock this thread holds, per slot, for store().
         self._held = threading.local()
@@ -114,6 +152,8 @@ class RedisTokenCache:
             cache_dir=cache_dir,
             prefix=settings.prefix,
             where=redact(settings.url),
+            deadline=deadline_for(settings.timeout),
+            strict=settings.strict,
         )
 
     def __repr__(self) -> str:
@@ -141,10 +181,22 @@ class RedisTokenCache:
 
     def _call(self, name: str, keys: list[str], args: list[object]) -> Any:  # noqa: ANN401 - whatever the Lua script answers
         """Run script *name*, or give ``_FAILED`` when Redis is skipped or fails."""
+        return self._guarded(lambda: self._script(name)(keys=keys, args=args))
+
+    def _guarded(self, call: Callable[[], Any]) -> Any:  # noqa: ANN401 - whatever Redis answers
+        """*call*'s answer, within the deadline and the bound, or ``_FAILED`` (breaker)."""
         if not self.breaker.allows():
+            if self.strict:
+                raise self._strict_error()
             return _FAILED
+        deadline = Deadline(self.deadline, lambda: cut(self._client))
         try:
-            result = self._script(name)(keys=keys, args=args)
+            # Made before the clock starts: the first call of a process imports redis-py
+            # (0.1 s or more), which says nothing about the server.
+            self._ensure_client()
+            with deadline:
+                result = call()
+            check_reply(result)
         # Every exception, not just redis-py's errors and OSError: redis-py raises others for a
         # connection it cannot make (a TypeError for an option its connection class does not
         # take, in a client given to configure()), and the cache is an optimisation that must
@@ -154,17 +206,73 @@ class RedisTokenCache:
         except ConfigurationError:
             raise
         except Exception as exc:  # noqa: BLE001
-            self.breaker.failed(exc)
+            failure = deadline.error() if deadline.expired else exc
+            self.breaker.failed(failure)
+            if self.strict:
+                raise self._strict_error() from failure
             return _FAILED
         self.breaker.succeeded()
         return result
+
+    def _strict_error(self) -> RedisUnavailableError:
+        last = self.breaker.last
+        why = f"{last[0].kind}: {last[1]}" if last is not None else "unavailable"
+        return RedisUnavailableError(
+            f"the Redis token cache at {self.where} is not usable ({why}), and {STRICT_ENV} "
+            "says to fail rather than use the local cache alone"
+        )
+
+    def health(self) -> dict[str, object]:
+        """For ``memoram-auth status``: whether Redis is reachable, lets the plugin's user in
+        and run its scripts, and takes writes. Asks Redis now, breaker or not.
+
+        ``ok`` is true only if all three hold; otherwise ``kind`` says what failed (outage,
+        configuration, permission, full) and ``problem`` what to do.
+        """
+        report: dict[str, object] = {
+            "backend": "redis",
+            "where": self.where,
+            "reachable": False,
+            "authorised": False,
+            "writable": False,
+            "ok": False,
+            "kind": None,
+            "problem": None,
+        }
+        probe = f"{self.prefix}{{status}}:token"
+        step = "authorised"
+        deadline = Deadline(self.deadline, lambda: cut(self._client))
+        try:
+            client = self._ensure_client()
+            with deadline:
+                self._script("LOAD")(keys=[probe], args=[])
+                report["reachable"] = report["authorised"] = True
+                step = "writable"
+                client.set(probe, "1", px=1000)  # a full Redis reads, and refuses writes
+                report["writable"] = True
+        except ConfigurationError as exc:
+            report.update(kind="configuration", problem=str(exc))
+            return report
+        except Exception as exc:  # noqa: BLE001 - as in _guarded: whatever it is, say it
+            failure = deadline.error() if deadline.expired else exc
+            found = diagnose(failure, tls=self.where.startswith("rediss:"))
+            if found.kind != OUTAGE and step == "authorised":
+                report["reachable"] = True  # it answered, with a refusal
+            error = f"{type(failure).__name__}: {failure}"
+            advice = f"; {found.advice}" if found.advice else ""
+            report.update(kind=found.kind, problem=f"{error}{advice}")
+            return report
+        report["ok"] = True
+        return report
 
     # -- the optional TokenCache methods ------------------------------------------------------
 
     def bind_secret(self, slot: str, secret: bytes) -> None:
         """Name and seal *slot*'s entries with *secret* (the core derives it from the key)."""
         if slot not in self._slots:
-            self._slots[slot] = _Slot(SlotKeys(secret, self.prefix))
+            if len(secret) < 32:  # as SlotKeys checks, but now rather than on first use
+                raise ValueError("the slot secret must be at least 32 bytes")
+            self._slots[slot] = _Slot(secret, self.prefix)
 
     def reject(self, slot: str, token: str, rejected_at: float) -> None:
         """Forget *token*, and any token that is not its replacement, here and in Redis.
@@ -189,7 +297,7 @@ class RedisTokenCache:
         tag, replaces_tag = keys.rejected_tags(token)
         result = self._call(
             "REJECT",
-            [keys.token, keys.floor, keys.generation],
+            [keys.token, keys.floor, keys.generation, keys.floor_by],
             [tag, replaces_tag, _META_TTL_MS],
         )
         if result is not _FAILED and int(result[1]) >= bound.floor:
@@ -253,24 +361,27 @@ class RedisTokenCache:
         )
         self._call(
             "STORE",
-            [keys.token, keys.floor],
+            [keys.token, keys.floor, keys.floor_by],
             [fields["gen"], fields["rp"], fields["tag"], fields["blob"], ttl_ms],
         )
 
     def delete(self, slot: str) -> None:
         self.local.delete(slot)
         bound = self._slots.get(slot)
-        if bound is not None and self.breaker.allows():
-            # Through the breaker, like the scripts; a plain DEL needs no script.
-            try:
-                self._ensure_client().delete(bound.keys.token)
-            except ConfigurationError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - as in _call
-                self.breaker.failed(exc)
+        if bound is not None:
+            # Through the breaker and the deadline, like the scripts; a plain DEL needs no script.
+            name = bound.keys.token
+            self._guarded(lambda: self._ensure_client().delete(name))
 
     def lock(self, slot: str, timeout: float) -> _FleetLock:
         return _FleetLock(self, slot, timeout)
+
+
+def deadline_for(timeout: float) -> float:
+    """A call's deadline for a socket *timeout*: room for a new connection's round trips (TCP,
+    TLS, HELLO, CLIENT SETINFO) and the script's, on a machine busy enough that the process
+    waits for a core between them (a fleet of workers starting at once on two cores did)."""
+    return max(DEFAULT_DEADLINE, 3 * timeout)
 
 
 def _text(value: object) -> str:
@@ -325,6 +436,14 @@ class _FleetLock:
             )
             if result is _FAILED:
                 return had_local
+            if isinstance(result, list):
+                (result,) = result
+                _log.warning(
+                    "memoram-auth: took over a lock in Redis (%s) that no machine of this fleet "
+                    "set: its expiry was beyond any lease; someone with write access to Redis "
+                    "may be interfering",
+                    self._cache.where,
+                )
             if int(result) > 0:
                 self._hold(int(result), keys.lock, lease_ms)
                 return had_local
@@ -362,7 +481,11 @@ class _FleetLock:
 
         def renew() -> None:
             while not release.wait(LEASE / 3):
-                if cache._call("RENEW", [lock_key], [owner, lease_ms]) in (_FAILED, 0):
+                try:
+                    renewed = cache._call("RENEW", [lock_key], [owner, lease_ms])
+                except RedisUnavailableError:
+                    return  # strict mode: the fetch's own calls say so to its caller
+                if renewed in (_FAILED, 0):
                     return  # lost: the generation still fences our store
 
         self._renewer = threading.Thread(target=renew, name="memoram-auth-lease", daemon=True)

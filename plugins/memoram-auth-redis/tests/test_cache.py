@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import re
 import socket
 import subprocess
@@ -220,6 +221,37 @@ def test_a_fetch_that_started_before_a_rejection_is_not_shared(
     assert fresh.load(slot) is not None
 
 
+def test_a_late_401_for_the_same_token_does_not_refuse_its_replacement(
+    server: Server, tmp_path: Path
+) -> None:
+    # A revocation reaches the fleet's machines over a second: the first 401 starts the fetch
+    # of a replacement, and each late 401 for the same token used to raise the floor above
+    # the replacement in flight, so STORE refused it and the fleet fetched again (4 or 5 token
+    # requests for one revocation of 16 machines).
+    first, late = make_cache(server, tmp_path, "a"), make_cache(server, tmp_path, "b")
+    slot = bound(first)
+    bound(late)
+    store_fenced(late, slot, token("x"))
+    first.reject(slot, "x", time.time())
+    with first.lock(slot, 5):  # takes its generation, then fetches the replacement...
+        late.reject(slot, "x", time.time())  # ...while another machine's 401 for x comes in
+        first.store(slot, token("y", replaces="x"), base_url=BASE, key_fingerprint="x")
+    fresh = make_cache(server, tmp_path, "c")
+    bound(fresh)
+    for reader in (fresh, late, first):
+        loaded = reader.load(slot)
+        assert loaded is not None
+        assert loaded.value == "y"
+    # A rejection of another token (here the replacement) raises the floor again: a fetch in
+    # flight then, even one marked as replacing x, is not shared.
+    with first.lock(slot, 5):
+        late.reject(slot, "y", time.time())
+        first.store(slot, token("z", replaces="x"), base_url=BASE, key_fingerprint="x")
+    newcomer = make_cache(server, tmp_path, "d")
+    bound(newcomer)
+    assert newcomer.load(slot) is None
+
+
 def reconnect(*caches: RedisTokenCache) -> None:
     """After a restart: each client's next call reconnects, not fails (which opens the breaker)."""
     for cache in caches:
@@ -382,6 +414,34 @@ def test_a_warm_restart_needs_no_redis(server: Server, tmp_path: Path, emu: Emul
     # Redis is gone: a warning would be an error here (filterwarnings = error).
     again = TokenProvider(emu.api_key, emu.base_url, cache=make_cache(server, tmp_path))
     assert again.get_token().value == value
+    assert emu.counters.token_requests == 1
+
+
+def test_a_warm_start_loads_neither_redis_nor_cryptography(
+    server: Server, tmp_path: Path, emu: Emulator
+) -> None:
+    # A fresh token on the local file answers: the names and seals (cryptography) and the
+    # client (redis-py) wait for the first Redis call.
+    first = TokenProvider(
+        emu.api_key,
+        emu.base_url,
+        cache=RedisTokenCache.from_settings(Settings(server.url), cache_dir=str(tmp_path / "a")),
+    )
+    value = first.get_token().value
+    code = (
+        "import sys, json; from memoram_auth.provider import TokenProvider;"
+        "from memoram_auth_redis import RedisTokenCache, Settings;"
+        "url, base, key, directory = sys.argv[1:];"
+        "cache = RedisTokenCache.from_settings(Settings(url), cache_dir=directory);"
+        "token = TokenProvider(key, base, cache=cache).get_token().value;"
+        "print(json.dumps([token, sorted({m.split('.')[0] for m in sys.modules}"
+        " & {'redis', 'cryptography'})]))"
+    )
+    out = subprocess.check_output(
+        [sys.executable, "-c", code, server.url, emu.base_url, emu.api_key, str(tmp_path / "a")],
+        text=True,
+    )
+    assert json.loads(out) == [value, []]
     assert emu.counters.token_requests == 1
 
 
