@@ -12,7 +12,7 @@ import platform
 import sys
 import time
 
-from . import bench_aiohttp, bench_apply, bench_contention, bench_e2e, bench_startup
+from . import bench_agent, bench_aiohttp, bench_apply, bench_contention, bench_e2e, bench_startup
 
 SECTIONS = [
     ("1. Cost of applying a cached token, per call", bench_apply.run),
@@ -20,6 +20,7 @@ SECTIONS = [
     ("3. Contention from a cold cache", bench_contention.run),
     ("4. End to end over loopback keep-alive", bench_e2e.run),
     ("6. aiohttp: MemoramMiddleware per request", bench_aiohttp.run),
+    ("7. The agent: warm tokens, a cold start under 200 clients, a revocation", bench_agent.run),
 ]
 
 

@@ -285,12 +285,10 @@ def _current_token(args: argparse.Namespace | SimpleNamespace) -> Token:
 
     socket = agent_socket(args.api_key)
     if socket is not None:
-        from .agent.client import AgentProvider
+        from .agent.client import fetch
         from .settings import resolve_base_url
 
-        return AgentProvider(
-            socket, resolve_base_url(args.base_url, option="--base-url")
-        ).get_token()
+        return fetch(socket, resolve_base_url(args.base_url, option="--base-url"))[0]
     from .cache import FileCache, slot_for
     from .plugins._backends import default_cache
     from .token import FRESH, freshness

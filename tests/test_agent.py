@@ -637,3 +637,11 @@ def test_a_client_in_another_mount_namespace_uses_a_bind_mounted_socket(
     assert result.stdout.split() == ["200", "False"], result.stderr
     assert not (inside / "agent.sock").exists()  # the bind mount stayed in its namespace
     assert emu.counters.token_requests == 1
+
+
+def test_the_client_spells_the_header_as_the_core_does() -> None:
+    # The client keeps its own copy so that the command line's path loads no core.
+    from memoram_auth.agent import client
+    from memoram_auth.core.provider import BEARER
+
+    assert client.BEARER == BEARER

@@ -14,16 +14,11 @@ seconds, never a silent fallback to a key.
 
 from __future__ import annotations
 
-import collections
-import json
 import socket
-import threading
 import time
 
 from .. import _log
 from .._env import AUTH_SOCK_ENV
-from ..core.provider import BEARER
-from ..core.steps import Blocking, drive
 from ..exceptions import ConfigurationError, EndpointUnavailableError, MalformedResponseError
 from ..token import FRESH, MANDATORY, Token, freshness
 from . import protocol
@@ -31,11 +26,14 @@ from . import protocol
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from collections.abc import Generator
-    from typing import Any
 
     from ..core.steps import Answer, AsyncSend, Step, Transport
 
-__all__ = ["CONNECT_TIMEOUT", "RESPONSE_TIMEOUT", "AgentProvider", "request"]
+__all__ = ["CONNECT_TIMEOUT", "RESPONSE_TIMEOUT", "AgentProvider", "fetch", "request"]
+
+#: What comes before the token in the ``Authorization`` header (as the core's ``BEARER``,
+#: which this module does not import: the command line's path loads no core).
+BEARER = "Bearer "
 
 #: Seconds to connect and to read each part of an answer once it has begun.
 CONNECT_TIMEOUT = 2.0
@@ -101,6 +99,25 @@ def request(
     return status, payload
 
 
+def fetch(path: str, base_url: str, rejected: str | None = None) -> tuple[Token, str]:
+    """(token, key fingerprint) from the agent at *path* for *base_url*; with *rejected*, after
+    reporting that token as rejected by the API. The command line's whole path.
+
+    Raises:
+        MemoramAuthError: as :func:`request`; the agent's own errors with their type
+            (``KeyRejectedError``, ...); ``ConfigurationError`` if it serves another base URL.
+    """
+    headers = {protocol.BASE_URL_HEADER: base_url}
+    if rejected is None:
+        status, body = request(path, "GET", protocol.TOKEN_PATH, b"", headers)
+    else:
+        import json
+
+        payload = json.dumps({"token": rejected}).encode()
+        status, body = request(path, "POST", protocol.REJECTED_PATH, payload, headers)
+    return _token_from(path, status, body, base_url)
+
+
 def _token_from(path: str, status: int, body: bytes, base_url: str) -> tuple[Token, str]:
     where = describe(path)
     if status != 200:
@@ -152,6 +169,9 @@ class AgentProvider:
     """
 
     def __init__(self, path: str, base_url: str) -> None:
+        import collections
+        import threading
+
         self.path = path
         self.base_url = base_url
         self._key: str | None = None
@@ -186,8 +206,7 @@ class AgentProvider:
         return header if header is not None else self.authorization_for(self.get_token())
 
     def get_token(self, transport: Transport | None = None) -> Token:
-        token: Token = drive(self.refresh_steps(), _no_transport)
-        return token
+        return self._fetch()
 
     async def authorization_async(self, send: AsyncSend | None = None) -> str:
         header = self.fresh_authorization()
@@ -210,6 +229,8 @@ class AgentProvider:
 
     def refresh_steps(self) -> Generator[Step, Answer, Token]:
         """One blocking step: ask the agent (a thread-locked round trip on the socket)."""
+        from ..core.steps import Blocking
+
         token: Token = yield Blocking(self._fetch)
         return token
 
@@ -219,20 +240,12 @@ class AgentProvider:
             if entry is not None and freshness(entry, time.time()) == FRESH:
                 return entry.token  # another thread asked while this one waited
             rejected, self._unsent = self._unsent, None
-            headers = {protocol.BASE_URL_HEADER: self.base_url}
             try:
-                if rejected is None:
-                    status, body = request(self.path, "GET", protocol.TOKEN_PATH, b"", headers)
-                else:
-                    payload = json.dumps({"token": rejected}).encode()
-                    status, body = request(
-                        self.path, "POST", protocol.REJECTED_PATH, payload, headers
-                    )
+                token, self._key = fetch(self.path, self.base_url, rejected)
             except BaseException:
                 if rejected is not None and self._unsent is None:
                     self._unsent = rejected  # told next time
                 raise
-            token, self._key = _token_from(self.path, status, body, self.base_url)
             if token.value in self._rejected:
                 raise MalformedResponseError(
                     f"{describe(self.path)} handed out a token the API rejected"
@@ -249,7 +262,3 @@ class AgentProvider:
         if entry is not None and entry.token.value == token:
             self._entry = None
         self._unsent = token
-
-
-def _no_transport(request: Any) -> Any:  # noqa: ANN401 - never called: the agent sends
-    raise AssertionError("the agent's client sends no token request")

@@ -20,7 +20,6 @@ A leaf: no I/O, nothing but the token maths and the error tree.
 
 from __future__ import annotations
 
-import json
 import time
 
 from ..exceptions import (
@@ -79,6 +78,8 @@ def _utc(timestamp: float) -> str:
 
 def token_body(token: Token, *, base_url: str, key: str, now: float) -> bytes:
     """The answer to ``GET /v1/token``."""
+    import json  # here and below: not on the command line's path until it parses
+
     return json.dumps(
         {
             "token": token.value,
@@ -101,6 +102,8 @@ def parse_token(body: bytes, *, now: float) -> tuple[Token, str, str]:
     Raises:
         ValueError: not such an answer (the caller names the agent in its error).
     """
+    import json
+
     data = json.loads(body)
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
@@ -128,6 +131,8 @@ def _number(value: object) -> bool:
 
 def error_body(message: str, kind: str = "request", status: int | None = None) -> bytes:
     """An error answer: ``{"error": message, "kind": kind[, "status": upstream status]}``."""
+    import json
+
     data: dict[str, object] = {"error": message, "kind": kind}
     if status is not None:
         data["status"] = status
@@ -141,6 +146,8 @@ def kind_of(error: MemoramAuthError) -> str:
 
 def error_for(body: bytes, prefix: str) -> MemoramAuthError:
     """The exception a client raises for an agent's error answer; *prefix* names the agent."""
+    import json
+
     try:
         data = json.loads(body)
         message, kind = str(data["error"]), str(data.get("kind", "error"))

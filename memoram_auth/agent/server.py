@@ -15,6 +15,7 @@ the plugins' backends, single flight, the hostile-answer limits and deadlines.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -247,9 +248,12 @@ class AgentServer:
             self._stopping = True
             self.close()
             for _ in threads:
-                self._queue.put(None)
+                # A worker still waiting on the token endpoint is a daemon thread: it does
+                # not hold the stop up (it answers 503 to what is left in the queue).
+                with contextlib.suppress(queue.Full):
+                    self._queue.put(None, timeout=self.request_timeout)
             for thread in threads:
-                thread.join(timeout=REQUEST_TIMEOUT)
+                thread.join(timeout=self.request_timeout)
 
     def _install_signals(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
@@ -295,7 +299,19 @@ class AgentServer:
                 self._log(f"refused a connection from uid {uid}")
                 _answer_quietly(conn, 403, protocol.error_body("only the agent's user is served"))
                 continue
-            self._queue.put(conn)
+            self._hand_over(conn)
+
+    def _hand_over(self, conn: socket.socket) -> None:
+        # Waits while every worker is busy (the listen queue holds the next clients), but
+        # looks at the stop flag every second.
+        while True:
+            try:
+                self._queue.put(conn, timeout=1.0)
+                return
+            except queue.Full:
+                if self._stopping:
+                    conn.close()
+                    return
 
     def stop(self) -> None:
         """Stop serving (from any thread); the accept loop ends within a second."""
