@@ -13,6 +13,7 @@ import sys
 import time
 
 from . import (
+    bench_agent,
     bench_aiohttp,
     bench_apply,
     bench_background,
@@ -28,6 +29,7 @@ SECTIONS = [
     ("4. End to end over loopback keep-alive", bench_e2e.run),
     ("6. aiohttp: MemoramMiddleware per request", bench_aiohttp.run),
     ("7. Background refresh: the slowest request", bench_background.run),
+    ("8. The agent: warm tokens, a cold start under 200 clients, a revocation", bench_agent.run),
 ]
 
 

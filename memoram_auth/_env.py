@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __all__ = [
     "API_KEY_ENV",
+    "AUTH_SOCK_ENV",
     "BACKGROUND_REFRESH_ENV",
     "BASE_URL_ENV",
     "CACHE_BACKEND_ENV",
@@ -23,6 +24,8 @@ __all__ = [
 ]
 
 API_KEY_ENV = "MEMORAM_API_KEY"
+#: The agent's socket (memoram-auth agent): tokens come from it instead of a key.
+AUTH_SOCK_ENV = "MEMORAM_AUTH_SOCK"
 BASE_URL_ENV = "MEMORAM_BASE_URL"
 CACHE_DIR_ENV = "MEMORAM_AUTH_CACHE_DIR"
 CACHE_BACKEND_ENV = "MEMORAM_AUTH_CACHE_BACKEND"

@@ -31,7 +31,9 @@ class MemoramAuth(RequestsAuth, HttpxAuth):
     so creating one per request is cheap. Thread-safe and task-safe.
 
     Args:
-        api_key: the developer API key; default ``MEMORAM_API_KEY``, then key plugins.
+        api_key: the developer API key. Without one: the agent at ``MEMORAM_AUTH_SOCK``
+            (``memoram-auth agent``: its own cache and network settings then apply, and
+            these arguments' are not used), else ``MEMORAM_API_KEY``, then key plugins.
         base_url: the API's base URL; default ``MEMORAM_BASE_URL``, then
             ``https://api.memoram.app/api/v1``. ``http://`` only for loopback hosts.
         cache_dir: where tokens are shared between processes; ``False`` for memory only;

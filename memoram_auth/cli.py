@@ -202,6 +202,12 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     clear = command("clear", "remove the cached token of the key, or --all cached tokens")
     clear.add_argument("--all", action="store_true", help="every cached token, for every key")
     commands.add_parser(
+        "agent",
+        help="hold the key in one process and serve tokens on a Unix socket; "
+        "agent exec -- CMD runs CMD with it (see: memoram-auth agent --help)",
+        add_help=False,
+    )
+    commands.add_parser(
         "emulator",
         help="run the local Memoram API emulator (see: memoram-auth emulator --help)",
         add_help=False,
@@ -269,12 +275,21 @@ def _provider(args: argparse.Namespace | SimpleNamespace) -> TokenProvider:
 
 
 def _current_token(args: argparse.Namespace | SimpleNamespace) -> Token:
-    """The token for ``token``/``header``: straight from the cache file when it is fresh.
+    """The token for ``token``/``header``: from the agent when ``MEMORAM_AUTH_SOCK`` says so,
+    else straight from the cache file when it is fresh.
 
     A fresh cached token is all most calls need, and reading the file directly skips the
     provider's locks, threads and the exchange machinery; anything else goes through the
     provider, which refreshes under the cross-process lock as every other user of the key does.
     """
+    from .settings import agent_socket
+
+    socket = agent_socket(args.api_key)
+    if socket is not None:
+        from .agent.client import fetch
+        from .settings import resolve_base_url
+
+        return fetch(socket, resolve_base_url(args.base_url, option="--base-url"))[0]
     from .cache import FileCache, slot_for
     from .plugins._backends import default_cache
     from .token import FRESH, freshness
@@ -448,7 +463,80 @@ def _clear(args: argparse.Namespace | SimpleNamespace) -> int:
     return EXIT_OK
 
 
+def _agent(argv: list[str]) -> int:
+    """``agent [OPTIONS]`` and ``agent exec [OPTIONS] -- CMD [ARGS...]``."""
+    import argparse
+
+    from ._env import API_KEY_ENV
+    from .agent.run import EXEC_IDLE_TIMEOUT, run_agent, run_exec
+    from .agent.server import default_socket_path
+
+    execute = argv[:1] == ["exec"]
+    command: list[str] = []
+    if execute:
+        argv = argv[1:]
+        if "--" in argv:
+            argv, command = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} agent{' exec' if execute else ''}",
+        usage=f"{PROG} agent exec [OPTIONS] -- CMD [ARGS...]" if execute else None,
+        description="Run CMD with MEMORAM_AUTH_SOCK set and without MEMORAM_API_KEY, using the "
+        "agent on the socket or starting one (it outlives CMD and serves later execs)"
+        if execute
+        else "Hold the API key in this process and serve short-lived tokens on a Unix socket "
+        "(0600, this user only), in the foreground; SIGTERM or Ctrl-C stops it. Prints the "
+        "line that exports MEMORAM_AUTH_SOCK. 'agent exec -- CMD' runs a command with it.",
+    )
+    _common(parser, suppress=False)
+    parser.add_argument(
+        "--socket",
+        metavar="PATH",
+        help="the socket (default: "
+        + ("MEMORAM_AUTH_SOCK, then " if execute else "")
+        + "$XDG_RUNTIME_DIR/memoram-auth/agent.sock, else a private directory in the temp dir)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        metavar="SECONDS",
+        default=EXEC_IDLE_TIMEOUT if execute else None,
+        help="stop after this long without a client (default: "
+        + (f"{EXEC_IDLE_TIMEOUT:.0f} for an agent exec starts)" if execute else "never)"),
+    )
+    args = parser.parse_args(argv)
+    if execute and not command:
+        parser.error("no command: memoram-auth agent exec [OPTIONS] -- CMD [ARGS...]")
+    path = args.socket or (execute and os.environ.get("MEMORAM_AUTH_SOCK", "").strip())
+    path = path or default_socket_path()
+    if not execute:
+        return run_agent(_provider(args), path, idle_timeout=args.idle_timeout)
+
+    from .settings import resolve_base_url
+
+    base_url = resolve_base_url(args.base_url, option="--base-url")
+
+    def agent_argv(socket: str) -> list[str]:
+        forwarded = [sys.executable, "-m", "memoram_auth", "agent", "--socket", socket]
+        forwarded += ["--base-url", base_url, "--idle-timeout", str(args.idle_timeout)]
+        for option, name in _VALUE_OPTIONS.items():
+            value = getattr(args, name)
+            if value is not None and name not in ("api_key", "base_url"):
+                forwarded += [option, value]
+        return forwarded + (["--no-disk-cache"] if args.no_disk_cache else [])
+
+    def agent_env() -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("MEMORAM_AUTH_SOCK", None)
+        if args.api_key is not None:
+            env[API_KEY_ENV] = args.api_key  # the agent's environment, never its command line
+        return env
+
+    return run_exec(path, command, base_url=base_url, agent_argv=agent_argv, agent_env=agent_env)
+
+
 def _run(argv: list[str]) -> int:
+    if argv[:1] == ["agent"]:
+        return _agent(argv[1:])
     if argv[:1] == ["emulator"]:
         from .emulator.__main__ import main as emulator_main
 

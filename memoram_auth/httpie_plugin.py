@@ -1,9 +1,10 @@
 """The httpie auth plugin: ``http --auth-type=memoram URL`` (or ``-A memoram``).
 
 The key comes from ``--auth KEY``, else as for :class:`memoram_auth.MemoramAuth` (the
-environment, then key plugins); the base URL from ``MEMORAM_BASE_URL``. httpie never prompts
-and never parses ``user:password``. Tokens are cached on disk like every other use of the key,
-so repeated ``http`` calls make one token request per token lifetime.
+agent at ``MEMORAM_AUTH_SOCK``, the environment, then key plugins); the base URL from
+``MEMORAM_BASE_URL``. httpie never prompts and never parses ``user:password``. Tokens are
+cached on disk like every other use of the key, so repeated ``http`` calls make one token
+request per token lifetime.
 
 httpie puts its own plugin directory (``httpie cli plugins install``) on ``sys.path`` only
 while it loads entry points, so everything a request needs later is imported here, now.
@@ -27,7 +28,7 @@ from . import plugins
 from .adapters.base import in_library_terms
 from .adapters.requests import RequestsAuth
 from .exceptions import MemoramAuthError, MemoramAuthWarning, TokenRequestError
-from .settings import KEY_OPTIONS, resolve_api_key, resolve_base_url
+from .settings import KEY_OPTIONS, agent_socket, resolve_api_key, resolve_base_url
 from .transports.requests import AdapterTransport
 
 __all__ = ["MemoramAuthPlugin"]
@@ -98,7 +99,7 @@ class MemoramAuthPlugin(AuthPlugin):  # type: ignore[misc]  # AuthPlugin is unty
         _one_line_warnings()
         key = self.raw_auth if isinstance(self.raw_auth, str) and self.raw_auth.strip() else None
         try:
-            if key is None:
+            if key is None and agent_socket() is None:
                 # Resolved here rather than in MemoramAuth so that "no key" names httpie's
                 # --auth, not Python's api_key=; the key then goes in as given.
                 key = resolve_api_key(None, resolve_base_url(), option=KEY_OPTIONS["httpie"])

@@ -4,13 +4,19 @@ Precedence for the key: the argument, then ``MEMORAM_API_KEY``, then key plugins
 environment wins over plugins, as AWS and gcloud environment credentials win over their
 configured sources: it is the per-run override, and it lets a process that has its key in the
 environment start without importing pluggy or any plugin.
+
+Where tokens come from (:func:`agent_socket`): a key given explicitly (the argument,
+``--api-key``, httpie's ``--auth``) is used; else, with ``MEMORAM_AUTH_SOCK`` set, the agent;
+else the key as above. The socket comes before ``MEMORAM_API_KEY`` because setting it is the
+decision to keep the key out of this process: a key left in the environment must not quietly
+win over it, and a dead agent must be an error, not a silent fallback to that key.
 """
 
 from __future__ import annotations
 
 import os
 
-from ._env import API_KEY_ENV, BACKGROUND_REFRESH_ENV, BASE_URL_ENV, OFF_VALUES
+from ._env import API_KEY_ENV, AUTH_SOCK_ENV, BACKGROUND_REFRESH_ENV, BASE_URL_ENV, OFF_VALUES
 from ._urls import DEFAULT_BASE_URL, validate_base_url
 from .exceptions import ConfigurationError
 from .keys import ApiKey, normalize_api_key
@@ -31,6 +37,7 @@ default_cache_directory = default_directory
 __all__ = [
     "KEY_OPTIONS",
     "Resolved",
+    "agent_socket",
     "background_refresh_enabled",
     "default_cache_directory",
     "resolve",
@@ -38,6 +45,17 @@ __all__ = [
     "resolve_base_url",
     "shown_url",
 ]
+
+
+def agent_socket(api_key: object = None) -> str | None:
+    """The agent's socket when tokens come from it, else ``None``: ``MEMORAM_AUTH_SOCK`` is set
+    (not blank) and no key was given explicitly (*api_key* is ``None``).
+
+    The one place that decides between the agent and a key; see the module's docstring.
+    """
+    if api_key is not None:
+        return None
+    return os.environ.get(AUTH_SOCK_ENV, "").strip() or None
 
 
 def resolve_base_url(

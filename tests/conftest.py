@@ -42,7 +42,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # A developer's own MEMORAM_* settings must not change what the tests see.
-    for name in ("MEMORAM_API_KEY", "MEMORAM_BASE_URL", "MEMORAM_AUTH_CACHE_DIR"):
+    for name in (
+        "MEMORAM_API_KEY",
+        "MEMORAM_BASE_URL",
+        "MEMORAM_AUTH_CACHE_DIR",
+        "MEMORAM_AUTH_SOCK",
+    ):
         monkeypatch.delenv(name, raising=False)
     # Nor may their proxy or CA settings: requests and httpx read these, and a proxy test must
     # see only the proxy it set up. Tests that need them set them after this fixture ran.

@@ -193,6 +193,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "_urls",
             "_origin",
             "_derive",
+            "agent",
+            "agent.protocol",
         },
     ),
     ("storage", {"cache"}),
@@ -202,7 +204,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "configuration and plugins",
         {"settings", "hookspecs", "plugins", "plugins.*"},
     ),
-    ("composition", {"exchange", "provider"}),
+    ("composition", {"exchange", "provider", "agent.client"}),
     ("adapters", {"adapters", "adapters.*", "auth"}),
     (
         "entry points",
@@ -215,6 +217,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "_demo",
             "emulator",
             "emulator.*",
+            "agent.server",
+            "agent.run",
         },
     ),
 ]

@@ -12,12 +12,15 @@ from .._policy import RetryPolicy
 from .._urls import DEFAULT_PORTS, origin_of
 from ..exceptions import TokenRequestError
 from ..keys import ApiKey, refusal
-from ..provider import TokenProvider, provider_for
-from ..settings import resolve
+from ..provider import provider_for
+from ..settings import agent_socket, resolve, resolve_base_url
 from ..transport import NetworkSettings
 
 if TYPE_CHECKING:
+    from ..agent.client import AgentProvider
     from ..plugins._backends import CacheDir
+    from ..provider import TokenProvider
+    from ..settings import Resolved
     from ..transport import Cert, Verify
 
 __all__ = ["AuthCore", "in_library_terms"]
@@ -82,20 +85,31 @@ class AuthCore:
         # traceback formatters that print locals would show it.
         given = None if api_key is None else ApiKey.of(api_key)
         del api_key
-        #: Key, base URL, network and cache settings, resolved and checked once.
-        self.settings = resolve(
-            given,
-            base_url,
-            network=self.network,
-            cache_dir=cache_dir,
-            cache_backend=cache_backend,
-            policy=policy,
-            expires_in=expires_in,
-            background_refresh=background_refresh,
-        )
-        self.provider: TokenProvider = provider_for(self.settings)
+        socket = agent_socket(given)
+        #: Key, base URL, network and cache settings, resolved and checked once; ``None`` when
+        #: tokens come from the agent (``MEMORAM_AUTH_SOCK``), which holds the key and settings.
+        self.settings: Resolved | None = None
+        self.provider: TokenProvider | AgentProvider
+        if socket is not None:
+            from ..agent.client import AgentProvider
+
+            url = resolve_base_url(base_url)
+            self.provider = AgentProvider(socket, url)
+        else:
+            self.settings = resolve(
+                given,
+                base_url,
+                network=self.network,
+                cache_dir=cache_dir,
+                cache_backend=cache_backend,
+                policy=policy,
+                expires_in=expires_in,
+                background_refresh=background_refresh,
+            )
+            url = self.settings.base_url
+            self.provider = provider_for(self.settings)
         #: Which requests get the token.
-        self.scope = ApiOrigin(self.settings.base_url)
+        self.scope = ApiOrigin(url)
         self._setup()
 
     def _setup(self) -> None:
