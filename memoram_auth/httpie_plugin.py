@@ -51,10 +51,13 @@ class HttpieMemoramAuth(RequestsAuth):
         if r.url is None or not self.scope.targets(r.url):
             return super().__call__(r)  # left alone, as MemoramAuth leaves it
         header = self.provider.fresh_authorization()
-        if header is None and not isinstance(r.body, (bytes, str, type(None))):
+        if header is None and (
+            self.settings is None or not isinstance(r.body, (bytes, str, type(None)))
+        ):
             # A streamed body (--chunked, stdin, a file) may not go out twice, and the replay
             # after a 401 needs it to: the token is fetched first, as MemoramAuth does (with
-            # the environment's TLS and proxy settings, not httpie's options).
+            # the environment's TLS and proxy settings, not httpie's options). So is one from
+            # the agent (no settings here): httpie's options would not reach its request.
             return super().__call__(r)
         if header is not None:
             r.headers["Authorization"] = header
