@@ -243,6 +243,21 @@ def test_the_manager_hands_back_the_plugin_as_registered() -> None:
     assert manager.get_plugin("again") is None
 
 
+@pytest.mark.parametrize("by", ["name", "object"])
+def test_an_unregistered_plugin_is_no_longer_called(by: str) -> None:
+    # Unregistering by name once left the guarded stand-in's hooks registered (pluggy looked
+    # the plugin up through our get_plugin(), which answers the plugin, not the stand-in).
+    plugin = KeyPlugin("mem_gone")
+    manager = plugins.get_plugin_manager()
+    manager.register(plugin, name="throwaway")
+    assert manager.hook.memoram_auth_get_api_key(base_url="u") == "mem_gone"
+    removed = manager.unregister(name="throwaway") if by == "name" else manager.unregister(plugin)
+    assert removed is plugin
+    assert manager.hook.memoram_auth_get_api_key(base_url="u") is None
+    assert plugin.asked == ["u"]
+    assert manager.unregister(name="throwaway") is None  # nothing left under the name
+
+
 def test_hooks_go_through_pluggy_and_a_raising_plugin_does_not_hide_the_others() -> None:
     class Broken:
         @hookimpl(tryfirst=True)

@@ -91,9 +91,19 @@ class PluginManager(pluggy.PluginManager):
         return super().get_name(self._stand_ins.get(id(plugin), plugin))
 
     def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:  # noqa: ANN401 - as pluggy's
-        """Unregister by the object given to :meth:`register`, or by name, as pluggy does."""
+        """Unregister by the object given to :meth:`register`, or by name, as pluggy does.
+
+        Returns:
+            That object, or ``None`` if nothing was registered under *name*.
+        """
+        if plugin is None and name is not None:
+            plugin = self.get_plugin(name)
+        # pluggy removes hook functions by the object registered: the stand-in. Given only a
+        # name, pluggy looks the object up through get_plugin(), which answers the plugin
+        # itself, and would leave the stand-in's hooks in place, still called, in every
+        # pluggy version (a test's throwaway plugin went on holding the refresher thread).
+        stand_in = self._stand_ins.get(id(plugin), plugin) if plugin is not None else None
+        removed = super().unregister(stand_in, name)
         if plugin is not None:
-            plugin = self._stand_ins.pop(id(plugin), plugin)
-        elif name is not None:
-            self._stand_ins.pop(id(self.get_plugin(name)), None)
-        return super().unregister(plugin, name)
+            self._stand_ins.pop(id(plugin), None)
+        return removed.plugin if isinstance(removed, _Guarded) else removed
