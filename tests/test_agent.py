@@ -348,6 +348,7 @@ def test_aiohttp_middleware_uses_the_agent(via_agent: Running, emu: Emulator) ->
     async def main() -> int:
         session = aiohttp.ClientSession(middlewares=(MemoramMiddleware(),))
         async with session, session.get(f"{emu.base_url}/tags") as response:
+            await response.read()  # a body left unread leaves its transport open past the loop
             return int(response.status)
 
     assert asyncio.run(main()) == 200

@@ -144,6 +144,7 @@ def client_call(client: str, emu: Emulator, tmp_path: Path) -> tuple[Any, Callab
         async def aiohttp_get() -> None:
             session = aiohttp.ClientSession(middlewares=(middleware,))
             async with session, session.get(url) as response:
+                await response.read()  # a body left unread leaves its transport open
                 assert response.status == 200
 
         return middleware, lambda: _loop(aiohttp_get, loop)

@@ -149,6 +149,7 @@ def _in_process(column: str, base_url: str, key: str, tmp_path: Path, ca: str | 
                 ) as session,
                 session.get(url) as response,
             ):
+                await response.read()  # a body left unread leaves its transport open
                 response.raise_for_status()
 
         asyncio.run(main())

@@ -78,6 +78,7 @@ def _aiohttp(base_url: str, tmp_path: Path, **kwargs: Any) -> object:
             aiohttp.ClientSession(middlewares=(middleware,)) as session,
             session.get(f"{base_url}/memories") as response,
         ):
+            await response.read()  # a body left unread leaves its transport open
             return response.status
 
     return asyncio.run(main())
@@ -215,6 +216,7 @@ def fetch_header(route: str, auth: Any, base_url: str) -> None:
                 aiohttp.ClientSession(middlewares=(auth,), trust_env=True) as session,
                 session.get(f"{base_url}/tags") as response,
             ):
+                await response.read()  # a body left unread leaves its transport open
                 assert response.status == 200
 
         asyncio.run(main())
@@ -264,6 +266,7 @@ def test_aiohttp_session_credentials_never_reach_the_token_endpoint(
                 aiohttp.ClientSession(middlewares=(middleware,), **options) as session,
                 session.get(f"{emu.base_url}/tags") as response,
             ):
+                await response.read()  # a body left unread leaves its transport open
                 assert response.status == 200
 
         asyncio.run(main())
