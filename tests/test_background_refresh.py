@@ -227,7 +227,9 @@ def test_threads_share_one_background_refresh(emu: Emulator, tmp_path: Path) -> 
             thread.start()
         for thread in threads:
             thread.join()
-        assert gate.started.is_set()
+        # The refresher thread may reach its start event after the workers are done: wait for
+        # it (the bound only ends a hang), then let it finish.
+        assert gate.started.wait(30)
         gate.release.set()
         wait_for(lambda: provider.fresh_authorization() is not None)
     assert got == [old] * 160  # all served while the refresh was held
