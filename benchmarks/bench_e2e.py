@@ -3,7 +3,7 @@
 The emulator serves ``GET /api/v1/tags`` on 127.0.0.1 from its own process (in this one it would
 share the GIL with the client and measure their contention); one client (requests Session, or
 httpx Client) sends sequential requests over one kept-alive connection. Runs alternate between
-the two variants and the medians are compared (target: MemoramAuth at least 0.97x).
+the two variants and the medians are compared (target: MemoramAuth at least 0.98x).
 """
 
 from __future__ import annotations
