@@ -254,3 +254,55 @@ def test_readme_links_work_outside_the_repository() -> None:
     targets = re.findall(r"\]\(([^)]*)\)", text) + re.findall(r'href="([^"]*)"', text)
     assert targets  # the pattern finds links at all
     assert [t for t in targets if not t.startswith("https://")] == []
+
+
+#: The Markdown files at the top of the checkout besides the README (which goes to the package
+#: index, with its own link rule above).
+ROOT_DOCUMENTS = sorted(p.name for p in ROOT.glob("*.md") if p.name != "README.md")
+
+
+def test_the_root_documents_ship_in_the_sdist() -> None:
+    # setuptools adds the README and the licence by itself; every other document needs a line
+    # in MANIFEST.in, or a packager's sdist lacks the changelog its users are pointed to.
+    assert {"ARCHITECTURE.md", "BENCHMARKS.md", "CHANGELOG.md", "CONTRIBUTING.md"} <= set(
+        ROOT_DOCUMENTS
+    )
+    manifest = (ROOT / "MANIFEST.in").read_text().splitlines()
+    assert [name for name in ROOT_DOCUMENTS if f"include {name}" not in manifest] == []
+
+
+def _github_anchor(heading: str) -> str:
+    """The anchor GitHub (and mkdocs' default toc) gives a heading: lower case, punctuation
+    dropped, spaces as hyphens."""
+    kept = "".join(c for c in heading.strip().lower() if c.isalnum() or c in " -_")
+    return kept.replace(" ", "-")
+
+
+@pytest.mark.parametrize("name", ROOT_DOCUMENTS)
+def test_the_root_documents_link_to_what_exists(name: str) -> None:
+    # These are read in the repository and in the unpacked sdist: a relative link must reach a
+    # file of the checkout, an in-page link one of the document's headings.
+    text = (ROOT / name).read_text()
+    anchors = {_github_anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.MULTILINE)}
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if target.startswith("https://"):
+            continue
+        path, _, anchor = target.partition("#")
+        reached = (ROOT / path).exists() if path else anchor in anchors
+        if not reached:
+            broken.append(target)
+    assert broken == []
+
+
+def test_the_changelog_has_a_section_for_this_version() -> None:
+    text = (ROOT / "CHANGELOG.md").read_text()
+    assert re.search(r"^## \[Unreleased\]$", text, re.MULTILINE)
+    assert re.search(rf"^## \[{re.escape(memoram_auth.__version__)}\] - ", text, re.MULTILINE)
+
+
+def test_the_stability_policy_names_every_public_name() -> None:
+    # The policy says which names are public: a name added to __all__ is added there too.
+    text = (ROOT / "CHANGELOG.md").read_text()
+    policy = text.split("## Versioning and stability policy", 1)[1].split("\n## ", 1)[0]
+    assert [name for name in memoram_auth.__all__ if f"`{name}`" not in policy] == []
