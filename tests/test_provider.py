@@ -622,7 +622,7 @@ def test_a_token_requested_before_a_rejection_is_not_taken_for_one_fetched_after
     # read Y's answer. Y was requested before the rejection: thread 2's one replay must not go
     # out with it, and neither may process b's, which saw the revocation too. Before, Y was
     # adopted, and stored as "fetched after a rejection", so b took it as well: a likely cause
-    # of the 401s on replayable bodies in one Redis soak (BENCHMARKS.md).
+    # of the 401s on replayable bodies in one Redis soak (CHANGELOG.md, 0.1.0, "Fixed").
     emu = memoram_emulator
     a, b = provider_for(emu, tmp_path), provider_for(emu, tmp_path)
     x = emu.state.issue(emu.api_key, None)["token"]
