@@ -14,9 +14,10 @@ import io
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mkdocs.structure.files import File, Files
+if TYPE_CHECKING:  # mkdocs is needed to build, not to import this (tests/test_docs_site.py)
+    from mkdocs.structure.files import Files
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,6 +118,8 @@ def _rewrite_links(text: str, source: str, extra: list[str]) -> str:
 
 
 def on_files(files: Files, config: Any) -> Files:  # noqa: ANN401 - mkdocs' config object
+    from mkdocs.structure.files import File
+
     files.append(File.generated(config, "reference/cli.md", content=cli_reference()))
     for source, page in PROJECT_PAGES.items():
         extra: list[str] = []
