@@ -18,7 +18,8 @@ DOCS = ROOT / "docs"
 
 def _hooks() -> ModuleType:
     spec = importlib.util.spec_from_file_location("memoram_docs_hooks", DOCS / "_hooks.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -40,7 +41,7 @@ NAV = nav_pages()
 
 
 def test_the_nav_is_read() -> None:
-    assert "index.md" in NAV and "guides/httpie.md" in NAV and "project/changelog.md" in NAV
+    assert {"index.md", "guides/httpie.md", "project/changelog.md"} <= set(NAV)
     assert len(NAV) == len(set(NAV)), "a page is in the nav twice"
 
 

@@ -1,8 +1,9 @@
-"""The parity table of the corporate-networks guide, executed: every cell names what one route does, and a check per
-cell does it for real, over loopback (httpie and the command line as real programs).
+"""The parity table of the corporate-networks guide, executed: every cell names what one route
+does, and a check per cell does it for real, over loopback (httpie and the command line as
+real programs).
 
-The table is parsed from docs/guides/corporate-networks.md; a row or column added there without a check here fails,
-and so does a cell whose text differs from what its check proves.
+The table is parsed from docs/guides/corporate-networks.md; a row or column added there
+without a check here fails, and so does a cell whose text differs from what its check proves.
 """
 
 from __future__ import annotations

@@ -73,9 +73,7 @@ def _name(path: Path) -> str:
 
 
 ALL = [
-    block
-    for path in DOCUMENTS
-    for block in blocks(path.read_text(encoding="utf-8"), _name(path))
+    block for path in DOCUMENTS for block in blocks(path.read_text(encoding="utf-8"), _name(path))
 ]
 RUNNABLE = [b for b in ALL if b.language in ("python", "sh") and b.mode != "skip"]
 
@@ -110,9 +108,7 @@ def test_enough_examples_run() -> None:
     assert any(b.mode == "pytest" for b in RUNNABLE)
 
 
-@pytest.mark.parametrize(
-    "block", [b for b in ALL if b.language == "python"], ids=_id
-)
+@pytest.mark.parametrize("block", [b for b in ALL if b.language == "python"], ids=_id)
 def test_python_examples_run_on_python_3_9(block: Block) -> None:
     # "X | None" in an annotation fails on 3.9 at run time unless annotations are postponed.
     tree = ast.parse(block.code)
