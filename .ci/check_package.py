@@ -159,7 +159,7 @@ def packages(src: Path) -> list[Package]:
             "memoram_auth",
             ".",
             literal_version(src / "memoram_auth" / "_version.py"),
-            ("benchmarks",),
+            ("benchmarks", "docs"),
         ),
         Package(
             "memoram-auth-keyring",

@@ -1,8 +1,9 @@
-"""The README's parity table, executed: every cell names what one route does, and a check per
-cell does it for real, over loopback (httpie and the command line as real programs).
+"""The parity table of the corporate-networks guide, executed: every cell names what one route
+does, and a check per cell does it for real, over loopback (httpie and the command line as
+real programs).
 
-The table is parsed from README.md; a row or column added there without a check here fails,
-and so does a cell whose text differs from what its check proves.
+The table is parsed from docs/guides/corporate-networks.md; a row or column added there
+without a check here fails, and so does a cell whose text differs from what its check proves.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from memoram_auth.emulator import Emulator
 from tests._hostile import FLOOD_BOUND, Flood, Recorder, Redirector
 from tests._proxy import ConnectProxy
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-HEADING = "### The token request in each library"
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "guides" / "corporate-networks.md"
+HEADING = "## The token request in each library"
 COLUMNS = ["requests", "requests, `session=`", "httpx", "aiohttp", "httpie", "CLI"]
 ONCE = RetryPolicy(attempts=1, timeout=10.0, total_timeout=20.0)
 HTTP = (
@@ -40,7 +41,7 @@ HTTP = (
 
 def parity_table() -> dict[str, dict[str, str]]:
     """The table under HEADING: {row's first cell: {column: cell}}."""
-    text = README.read_text(encoding="utf-8")
+    text = PAGE.read_text(encoding="utf-8")
     lines = text[text.index(HEADING) :].splitlines()
     start = next(index for index, line in enumerate(lines) if line.startswith("|"))
     rows: list[str] = []

@@ -1,4 +1,5 @@
-"""The README's examples, run as written against the emulator (issue 16, point 1).
+"""The examples of the README and of every page under ``docs/``, run as written against the
+emulator.
 
 Every fenced ``python`` and ``sh`` block runs, in order, in its own process, with
 ``MEMORAM_BASE_URL`` and ``MEMORAM_API_KEY`` naming an emulator this module starts, and with
@@ -25,15 +26,19 @@ import pytest
 
 from memoram_auth.emulator import Emulator
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+#: The documents whose blocks run: the README and the docs site's pages.
+DOCUMENTS = [README, *sorted((ROOT / "docs").rglob("*.md"))]
 #: At least this many blocks run: a parser that silently finds nothing must fail.
-MIN_RUN = 10
+MIN_RUN = 20
 
 _FENCE = re.compile(r"^```(\w*)\s*$")
 _MARKER = re.compile(r"^<!--\s*readme-test:\s*(\w+)\s*(?:\((.+)\))?\s*-->\s*$")
 
 
 class Block(NamedTuple):
+    document: str  # relative to the checkout, e.g. "docs/guides/httpie.md"
     line: int  # of the opening fence, 1-based
     language: str
     code: str
@@ -41,8 +46,8 @@ class Block(NamedTuple):
     reason: str
 
 
-def blocks(text: str) -> list[Block]:
-    """The README's fenced blocks, with the marker on the line before each, if any."""
+def blocks(text: str, document: str = "README.md") -> list[Block]:
+    """A document's fenced blocks, with the marker on the line before each, if any."""
     found: list[Block] = []
     lines = text.splitlines()
     index = 0
@@ -58,19 +63,35 @@ def blocks(text: str) -> list[Block]:
         code = "\n".join(lines[start + 1 : index]) + "\n"
         marker = _MARKER.match(lines[start - 1]) if start else None
         mode, reason = (marker.group(1), marker.group(2) or "") if marker else ("run", "")
-        found.append(Block(start + 1, opening.group(1), code, mode, reason))
+        found.append(Block(document, start + 1, opening.group(1), code, mode, reason))
         index += 1
     return found
 
 
-ALL = blocks(README.read_text(encoding="utf-8"))
+def _name(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+ALL = [
+    block for path in DOCUMENTS for block in blocks(path.read_text(encoding="utf-8"), _name(path))
+]
 RUNNABLE = [b for b in ALL if b.language in ("python", "sh") and b.mode != "skip"]
 
 
-def test_the_markers_are_well_formed() -> None:
-    text = README.read_text(encoding="utf-8")
+def _id(block: Block) -> str:
+    return f"{block.document}:{block.line}"
+
+
+def test_the_docs_pages_are_found() -> None:
+    # A moved docs directory must not leave this test running the README alone.
+    assert len(DOCUMENTS) > 20
+    assert {b.document for b in RUNNABLE} >= {"README.md", "docs/getting-started.md"}
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=_name)
+def test_the_markers_are_well_formed(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
     markers = [line for line in text.splitlines() if "readme-test" in line]
-    assert markers  # the README has some
     for line in markers:
         match = _MARKER.match(line)
         assert match, f"not a marker this test understands: {line!r}"
@@ -78,17 +99,16 @@ def test_the_markers_are_well_formed() -> None:
         assert mode in ("skip", "pytest"), line
         assert mode != "skip" or reason, f"a skip needs a reason in parentheses: {line!r}"
     # Each marker sits right before a block.
-    assert len([b for b in ALL if b.mode != "run"]) == len(markers)
+    document = _name(path)
+    assert len([b for b in ALL if b.document == document and b.mode != "run"]) == len(markers)
 
 
 def test_enough_examples_run() -> None:
-    assert len(RUNNABLE) >= MIN_RUN, [(b.line, b.language) for b in RUNNABLE]
+    assert len(RUNNABLE) >= MIN_RUN, [(b.document, b.line, b.language) for b in RUNNABLE]
     assert any(b.mode == "pytest" for b in RUNNABLE)
 
 
-@pytest.mark.parametrize(
-    "block", [b for b in ALL if b.language == "python"], ids=lambda b: f"line-{b.line}"
-)
+@pytest.mark.parametrize("block", [b for b in ALL if b.language == "python"], ids=_id)
 def test_python_examples_run_on_python_3_9(block: Block) -> None:
     # "X | None" in an annotation fails on 3.9 at run time unless annotations are postponed.
     tree = ast.parse(block.code)
@@ -138,7 +158,7 @@ def readme_env(emulator: Emulator, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("block", RUNNABLE, ids=lambda b: f"line-{b.line}-{b.language}-{b.mode}")
+@pytest.mark.parametrize("block", RUNNABLE, ids=lambda b: f"{_id(b)}-{b.language}-{b.mode}")
 def test_readme_example_runs(block: Block, readme_env: dict[str, str], tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
@@ -162,7 +182,7 @@ def test_readme_example_runs(block: Block, readme_env: dict[str, str], tmp_path:
         stdin=subprocess.DEVNULL,  # as in CI: what --ignore-stdin is in the README for
     )
     assert result.returncode == 0, (
-        f"README line {block.line}:\n{block.code}\n--- stdout\n{result.stdout}\n"
+        f"{block.document} line {block.line}:\n{block.code}\n--- stdout\n{result.stdout}\n"
         f"--- stderr\n{result.stderr}"
     )
     assert "Traceback" not in result.stderr

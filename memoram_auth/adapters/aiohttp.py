@@ -67,8 +67,14 @@ class MemoramMiddleware(AuthCore):
     it carries ``ssl=`` and ``proxy=`` built from them instead.
 
     Args:
-        api_key, base_url, cache_dir, cache_backend, expires_in, policy: as
-            :class:`memoram_auth.MemoramAuth`, with the same environment fallbacks.
+        api_key: as :class:`memoram_auth.MemoramAuth` (default ``MEMORAM_API_KEY``, then key
+            plugins).
+        base_url: as :class:`memoram_auth.MemoramAuth` (default ``MEMORAM_BASE_URL``, then
+            production).
+        cache_dir: as :class:`memoram_auth.MemoramAuth`.
+        cache_backend: as :class:`memoram_auth.MemoramAuth`.
+        expires_in: as :class:`memoram_auth.MemoramAuth`.
+        policy: as :class:`memoram_auth.MemoramAuth`.
         verify: the token request's TLS trust: ``True``, a CA bundle path, an
             ``ssl.SSLContext``, or ``False`` (no verification: tests only).
         cert: a client certificate for the token request: a PEM path or (cert, key) paths.

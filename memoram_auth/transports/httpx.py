@@ -4,9 +4,9 @@ given explicit network settings, through an httpx client built with them.
 Through the user's client, the auth flow *yields* each token request (httpx's documented
 pattern for auth that needs its own requests), so the client's ``verify``, ``cert``, proxies,
 mounts, transport, ``trust_env`` and mocks (respx, pytest-httpx) apply to it as they do to the
-user's request. The price, documented in the README: a connection failure of the token request
-is raised by the client as its own httpx exception, as the user's request would be, instead of
-being retried.
+user's request. The price, documented in docs/guides/requests-httpx.md: a connection failure
+of the token request is raised by the client as its own httpx exception, as the user's request
+would be, instead of being retried.
 """
 
 from __future__ import annotations
