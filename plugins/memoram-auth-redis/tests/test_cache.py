@@ -600,7 +600,7 @@ def test_a_tls_url_makes_a_tls_client_with_the_acl_user() -> None:
     cache = RedisTokenCache.from_settings(Settings("valkeys://app:pw@cache.internal:6380/3"))
     client = cache._ensure_client()
     kwargs = client.connection_pool.connection_kwargs
-    assert client.connection_pool.connection_class is redis.SSLConnection
+    assert issubclass(client.connection_pool.connection_class, redis.SSLConnection)
     assert (kwargs["username"], kwargs["password"], kwargs["db"]) == ("app", "pw", 3)
     assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 0.3
 
