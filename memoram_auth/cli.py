@@ -313,7 +313,6 @@ def _current_token(args: argparse.Namespace | SimpleNamespace) -> Token:
     from .provider import TokenProvider
 
     cache = default_cache(settings.cache_dir)
-
     return TokenProvider.for_settings(settings.with_network(_network(args)), cache).get_token()
 
 

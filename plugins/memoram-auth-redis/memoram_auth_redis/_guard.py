@@ -119,7 +119,8 @@ def check_reply(reply: object, limit: int = MAX_REPLY) -> None:
 
 
 def _limit_for(data: bytes) -> int:
-    """The bound for the reply to the command that *data* begins (``*N\r\n$L\r\nNAME``)."""
+    """The bound for the reply to the command that *data* begins: a RESP array whose first
+    bulk string, the third line, is the command's name."""
     parts = data.split(b"\r\n", 3)
     name = parts[2].upper() if len(parts) > 2 else b""
     return LARGE_REPLY_LIMIT if name in _LARGE_REPLIES else REPLY_LIMIT
