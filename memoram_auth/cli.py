@@ -290,16 +290,19 @@ def _current_token(args: argparse.Namespace | SimpleNamespace) -> Token:
         from .settings import resolve_base_url
 
         return fetch(socket, resolve_base_url(args.base_url, option="--base-url"))[0]
-    from .cache import FileCache, slot_for
-    from .plugins._backends import default_cache
+    from .cache import slot_for
+    from .plugins._backends import default_cache, local_front
     from .token import FRESH, freshness
 
     settings = _settings(args)
     key = settings.api_key
-    cache = default_cache(settings.cache_dir)
-    if isinstance(cache, FileCache):
+    # The file backend's file, or the local file of a plugin's backend that declares it may
+    # answer first (Redis): read before the backend is built, so that a warm run loads no
+    # plugin, no pluggy and none of the plugin's dependencies.
+    local = local_front(settings.cache_dir)
+    if local is not None:
         # The checks TokenProvider.cached_token() makes: this base URL's and key's file only.
-        cached = cache.load(
+        cached = local.load(
             slot_for(settings.base_url, key.reveal()),
             base_url=settings.base_url,
             key_fingerprint=key.fingerprint,
@@ -309,6 +312,7 @@ def _current_token(args: argparse.Namespace | SimpleNamespace) -> Token:
             return cached
     from .provider import TokenProvider
 
+    cache = default_cache(settings.cache_dir)
     return TokenProvider.for_settings(settings.with_network(_network(args)), cache).get_token()
 
 

@@ -135,6 +135,57 @@ def test_a_warm_token_loads_no_plugin_even_with_plugins_installed(
     assert "no Memoram API key" in asked.stderr
 
 
+def test_a_backend_that_puts_the_file_in_front_is_answered_from_it_without_its_plugin(
+    emu: Emulator, cli: Cli, tmp_path: Path
+) -> None:
+    # A cache backend's plugin that declares its backend in memoram_auth.file_in_front: a
+    # fresh token in the local file is served without loading it (its module would fail the
+    # run if imported). Without the declaration, or without a fresh token, the plugin is asked
+    # (and fails to import here: its backend is then unknown).
+    def site(name: str, entry_points: str) -> str:
+        root = tmp_path / name
+        info = root / "noisy_backend-1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: noisy-backend\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(entry_points)
+        (root / "noisy_backend.py").write_text("raise RuntimeError('the plugin was imported')\n")
+        return str(root)
+
+    declared = site(
+        "declared",
+        "[memoram_auth]\nnoisy = noisy_backend\n\n"
+        "[memoram_auth.file_in_front]\nnoisy = noisy_backend:make_cache\n",
+    )
+    undeclared = site("undeclared", "[memoram_auth]\nnoisy = noisy_backend\n")
+    first = cli("token")  # the file backend fills the local file
+    assert first.returncode == 0, first.stderr
+    served = cli("token", PYTHONPATH=declared, MEMORAM_AUTH_CACHE_BACKEND="noisy")
+    assert served.returncode == 0, served.stderr
+    assert served.stdout == first.stdout
+    asked = cli("token", PYTHONPATH=undeclared, MEMORAM_AUTH_CACHE_BACKEND="noisy")
+    assert asked.returncode == 2
+    assert "'noisy'" in asked.stderr
+    # Plugins switched off: the backend does not exist, whatever the file holds.
+    off = cli(
+        "token",
+        PYTHONPATH=declared,
+        MEMORAM_AUTH_CACHE_BACKEND="noisy",
+        MEMORAM_AUTH_DISABLE_PLUGINS="1",
+    )
+    assert off.returncode == 2
+    assert "cache backend 'noisy'" in off.stderr
+    # No fresh token in the file: the backend itself is asked.
+    empty = cli(
+        "token",
+        PYTHONPATH=declared,
+        MEMORAM_AUTH_CACHE_BACKEND="noisy",
+        MEMORAM_AUTH_CACHE_DIR=str(tmp_path / "empty"),
+    )
+    assert empty.returncode == 2
+    assert "'noisy'" in empty.stderr
+    assert emu.counters.token_requests == 1
+
+
 def test_options_go_before_or_after_the_command(emu: Emulator, cli: Cli, tmp_path: Path) -> None:
     other_cache = str(tmp_path / "other")
     before = cli("--api-key", emu.api_key, "--cache-dir", other_cache, "token", MEMORAM_API_KEY="")

@@ -18,9 +18,9 @@ from memoram_auth import (
     hookimpl,
     plugins,
 )
-from memoram_auth.cache import MemoryOnlyCache
+from memoram_auth.cache import FileCache, MemoryOnlyCache
 from memoram_auth.emulator import Emulator
-from memoram_auth.plugins._backends import default_cache
+from memoram_auth.plugins._backends import default_cache, local_front
 from memoram_auth.provider import TokenProvider
 
 
@@ -213,6 +213,37 @@ def test_a_working_entry_point_plugin_is_loaded(
     monkeypatch.syspath_prepend(str(tmp_path))
     assert plugins.get_api_key("https://api.memoram.app/api/v1") == "mem_tiny"
     assert plugins.get_plugin_manager().get_plugin("tiny") is not None
+
+
+def test_only_a_backend_declared_file_in_front_is_read_from_its_local_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_distribution(
+        tmp_path,
+        "front_plugin",
+        """\
+        [memoram_auth]
+        front = front_plugin
+
+        [memoram_auth.file_in_front]
+        front = front_plugin:make_cache
+        # a comment, then another group: not declared
+        [console_scripts]
+        other = front_plugin:main
+        """,
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    directory = str(tmp_path / "cache")
+    front = local_front(directory, backend="front")
+    assert isinstance(front, FileCache)
+    assert front.directory == directory
+    assert local_front(directory, backend="other") is None
+    assert local_front(directory, backend="memory") is None
+    assert local_front(False, backend="front") is None  # memory only wins, as it does
+    file_front = local_front(directory)
+    assert isinstance(file_front, FileCache)
+    monkeypatch.setenv("MEMORAM_AUTH_DISABLE_PLUGINS", "1")
+    assert local_front(directory, backend="front") is None
 
 
 def test_plugins_can_be_switched_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,11 @@ than Python itself takes to start. So they are imported only when a plugin's ans
 no key was given and ``MEMORAM_API_KEY`` is unset, a cache backend that is not built in was
 asked for, or an event happens while a plugin is installed. Whether one is installed is a quick
 scan of ``entry_points.txt`` files, done at most once per process.
+
+A cache backend's plugin may also declare its backend's name in the
+``memoram_auth.file_in_front`` group: "a fresh token in the local cache file may be served
+without loading me". The command line's warm path then reads that file as it does for the file
+backend, and loads the plugin only when the file has no fresh token (:func:`file_in_front`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from . import _defaults
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
     import pluggy
@@ -32,8 +38,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "FILE_IN_FRONT_GROUP",
     "cache_backends",
     "call_hook",
+    "file_in_front",
     "get_api_key",
     "get_plugin_manager",
     "notify",
@@ -41,18 +49,22 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "memoram_auth"
+#: Names of cache backends whose tokens may be served from the local file while it is fresh.
+FILE_IN_FRONT_GROUP = "memoram_auth.file_in_front"
 
 _manager: pluggy.PluginManager | None = None
 # The answer of the entry_points.txt scan, once per process (None: not scanned yet).
 _installed: bool | None = None
+# The backends named in FILE_IN_FRONT_GROUP, once per process (None: not scanned yet).
+_in_front: frozenset[str] | None = None
 
 
 def _disabled() -> bool:
     return os.environ.get(DISABLE_PLUGINS_ENV, "").strip().lower() in ON_VALUES
 
 
-def _scan() -> bool:
-    marker = f"[{ENTRY_POINT_GROUP}]"
+def _entry_point_files() -> Iterator[str]:
+    """The text of each ``entry_points.txt`` of the distributions on ``sys.path``."""
     for entry in sys.path:
         try:
             names = os.listdir(entry or ".")
@@ -63,12 +75,28 @@ def _scan() -> bool:
                 try:
                     path = os.path.join(entry or ".", name, "entry_points.txt")
                     with open(path, encoding="utf-8") as handle:
-                        text = handle.read()
+                        yield handle.read()
                 except (OSError, UnicodeDecodeError):
                     continue
-                if marker in text:
-                    return True
-    return False
+
+
+def _scan() -> bool:
+    marker = f"[{ENTRY_POINT_GROUP}]"
+    return any(marker in text for text in _entry_point_files())
+
+
+def _names_in_group(text: str, group: str) -> list[str]:
+    """The entry-point names of *group* in one ``entry_points.txt`` (an INI file: ``[group]``,
+    then ``name = object reference`` lines), read without configparser (start-up time)."""
+    names: list[str] = []
+    inside = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            inside = line == f"[{group}]"
+        elif inside and "=" in line and not line.startswith(("#", ";")):
+            names.append(line.partition("=")[0].strip())
+    return names
 
 
 def third_party_plugins_installed() -> bool:
@@ -84,6 +112,31 @@ def third_party_plugins_installed() -> bool:
     if _installed is None:
         _installed = _scan()
     return _installed
+
+
+def file_in_front(backend: str) -> bool:
+    """True if an installed plugin declares that a fresh token in the local cache file may be
+    served for cache backend *backend* without loading the plugin.
+
+    A plugin declares it for a backend whose ``load()`` answers a fresh token of its local
+    :class:`~memoram_auth.cache.FileCache` as it is, so that a new process gains nothing by
+    asking the backend (the Redis plugin: the fleet's store is asked only for a token the
+    local file lacks or holds stale). Read from the ``entry_points.txt`` files, as
+    :func:`third_party_plugins_installed` does, once per process; false when plugins are
+    disabled, since the backend itself is then unavailable.
+    """
+    global _in_front  # one scan per process
+    if _disabled():
+        return False
+    if _in_front is None:
+        marker = f"[{FILE_IN_FRONT_GROUP}]"
+        _in_front = frozenset(
+            name
+            for text in _entry_point_files()
+            if marker in text
+            for name in _names_in_group(text, FILE_IN_FRONT_GROUP)
+        )
+    return backend in _in_front
 
 
 def _load_entry_points(manager: pluggy.PluginManager) -> None:
@@ -132,9 +185,10 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 
 def _reset_for_tests() -> None:
-    global _manager, _installed
+    global _manager, _installed, _in_front
     _manager = None
     _installed = None
+    _in_front = None
 
 
 def call_hook(name: str, **kwargs: Any) -> Any:  # noqa: ANN401 - what the hook answers

@@ -11,18 +11,19 @@ import os
 
 from .._env import CACHE_BACKEND_ENV, DISK_CACHE_ENV, OFF_VALUES
 from ..exceptions import ConfigurationError
-from ._defaults import BUILTIN_BACKENDS, default_directory
+from ._defaults import BUILTIN_BACKENDS, default_directory, file_cache
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from typing import Union
 
+    from ..cache import FileCache
     from ..hookspecs import TokenCache
 
     #: A ``cache_dir`` argument: a directory, ``False`` for memory only, ``None`` for default.
     CacheDir = Union[str, "os.PathLike[str]", bool, None]
 
-__all__ = ["CacheDir", "cache_identity", "default_cache"]
+__all__ = ["CacheDir", "cache_identity", "default_cache", "local_front"]
 
 
 def _disk_cache_off() -> bool:
@@ -76,3 +77,20 @@ def default_cache(cache_dir: CacheDir = None, backend: str | None = None) -> Tok
             f"(available: {', '.join(sorted(backends))}); check {CACHE_BACKEND_ENV}"
         )
     return factory(directory)
+
+
+def local_front(cache_dir: CacheDir = None, backend: str | None = None) -> FileCache | None:
+    """The local cache file that may answer with a fresh token before :func:`default_cache` is
+    built: the ``file`` backend's own, or the local file of a plugin's backend that declares
+    itself in ``memoram_auth.file_in_front`` (see :func:`memoram_auth.plugins.file_in_front`).
+
+    ``None`` for the memory backend and for a backend that must be asked itself. Loads no
+    plugin; for a plugin's backend, reads the installed distributions' ``entry_points.txt``.
+    """
+    name = _backend_name(cache_dir, backend)
+    if name != "file":
+        from . import file_in_front
+
+        if name in BUILTIN_BACKENDS or not file_in_front(name):
+            return None
+    return file_cache(_given_directory(cache_dir))

@@ -60,7 +60,7 @@ def default_directory() -> str:
     return str(platformdirs.user_cache_dir("memoram-auth", appauthor=False))
 
 
-def file_cache(cache_dir: str | None) -> TokenCache:
+def file_cache(cache_dir: str | None) -> FileCache:
     """The ``file`` backend: *cache_dir*, else :func:`default_directory`."""
     return FileCache(cache_dir or default_directory())
 

@@ -238,8 +238,28 @@ def _fail_fast(timeout: float) -> dict[str, Any]:
     }
 
 
+def _connection_class(url: str, *, sentinel: bool = False) -> type[Any]:
+    """redis-py's connection class for *url*, with its replies bounded (``_guard.bounded``)."""
+    from redis.connection import Connection, SSLConnection, UnixDomainSocketConnection
+
+    from ._guard import bounded
+
+    tls = url.startswith("rediss:")
+    if sentinel:
+        from redis.sentinel import SentinelManagedConnection, SentinelManagedSSLConnection
+
+        return bounded(SentinelManagedSSLConnection if tls else SentinelManagedConnection)
+    if url.startswith("unix:"):
+        return bounded(UnixDomainSocketConnection)
+    return bounded(SSLConnection if tls else Connection)
+
+
 def make_client(settings: Settings) -> Any:  # noqa: ANN401 - Redis, RedisCluster or a master proxy
-    """A sync redis-py client for *settings*. Cluster clients connect here (may raise)."""
+    """A sync redis-py client for *settings*. Cluster clients connect here (may raise).
+
+    Every connection to a Redis server bounds each reply while reading it (not those to a
+    Sentinel, which only names the master).
+    """
     import redis
 
     check_options(settings.url)
@@ -253,7 +273,11 @@ def make_client(settings: Settings) -> Any:  # noqa: ANN401 - Redis, RedisCluste
         # knows only the latter, and retries 3 times without it.
         if int(str(redis.VERSION[0])) < 6:
             options["cluster_error_retry_attempts"] = 0
-        return _untyped(RedisCluster.from_url)(settings.url, **options)
+        from ._guard import bounded_pool
+
+        return _untyped(RedisCluster.from_url)(
+            settings.url, connection_pool_class=bounded_pool(), **options
+        )
     if settings.sentinel:
         from redis.connection import parse_url
         from redis.sentinel import Sentinel
@@ -261,8 +285,8 @@ def make_client(settings: Settings) -> Any:  # noqa: ANN401 - Redis, RedisCluste
         parsed: dict[str, Any] = _untyped(parse_url)(settings.url)
         address = (parsed.pop("host", "localhost"), parsed.pop("port", 26379))
         # rediss:// gives SSLConnection, which would connect to its default host rather than
-        # to the master the Sentinel names: ssl=True makes redis-py pick its Sentinel-managed
-        # TLS connection instead.
+        # to the master the Sentinel names: the master gets the Sentinel-managed TLS
+        # connection instead, and the Sentinel the TLS that ssl=True gives.
         if parsed.pop("connection_class", None) is not None:
             parsed["ssl"] = True
         # The Sentinel is asked as the master is: no retries (redis-py's default retries with
@@ -273,8 +297,14 @@ def make_client(settings: Settings) -> Any:  # noqa: ANN401 - Redis, RedisCluste
             **{k: v for k, v in options.items() if k != "retry_on_timeout"},
             **{k: v for k, v in parsed.items() if k == "ssl" or k.startswith("ssl_")},
         }
+        parsed.pop("ssl", None)  # the master's connection class says it
         sentinel = _untyped(Sentinel)(
             [address], sentinel_kwargs=sentinel_kwargs, **{**options, **parsed}
         )
-        return sentinel.master_for(settings.sentinel)
-    return _untyped(redis.Redis.from_url)(settings.url, **options)
+        return sentinel.master_for(
+            settings.sentinel,
+            connection_class=_connection_class(settings.url, sentinel=True),
+        )
+    return _untyped(redis.Redis.from_url)(
+        settings.url, connection_class=_connection_class(settings.url), **options
+    )

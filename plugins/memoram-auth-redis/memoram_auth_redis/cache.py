@@ -9,8 +9,9 @@ on the per-request path):
 - **lock**: the local file lock (processes on one machine), then the fleet's lock in Redis
   (``SET NX PX`` with an owner value, renewed while held, released by compare-and-delete).
   Taking it also hands out a fencing generation.
-- **store**: the local file, then Redis by compare-and-set on the generation: a writer that
-  lost its lock, or fetched before a rejection, cannot replace a newer token.
+- **store**: Redis by compare-and-set on the generation (a writer that lost its lock, or
+  fetched before a rejection, cannot replace a newer token), then the local file, which never
+  keeps a token Redis refused as fetched before a rejection.
 - **reject**: compare-and-invalidate, locally and in Redis (see the provider's 401 rule).
 
 Every Redis call goes through a circuit breaker: a failure or a timeout (0.3 s by default)
@@ -349,21 +350,29 @@ class RedisTokenCache:
         return opened.token
 
     def store(self, slot: str, token: Token, *, base_url: str, key_fingerprint: str) -> None:
-        self.local.store(slot, token, base_url=base_url, key_fingerprint=key_fingerprint)
+        """Redis first, then the local file, unless Redis refused the token as fetched before
+        a rejection (it may be revoked): a token in the local file has reached the fleet, or
+        Redis was unavailable. The command line serves a fresh local token without asking
+        Redis (``memoram_auth.file_in_front``), so the file must not outlast the fleet's word.
+        """
         bound = self._slots.get(slot)
         generation = getattr(self._held, slot, None)
         ttl_ms = int((token.expires_at - time.time()) * 1000)
-        if bound is None or generation is None or ttl_ms <= 0:
-            return  # fetched without a generation (Redis was unavailable): kept locally
-        keys = bound.keys
-        fields = keys.seal(
-            token, generation=generation, base_url=base_url, key_fingerprint=key_fingerprint
-        )
-        self._call(
-            "STORE",
-            [keys.token, keys.floor, keys.floor_by],
-            [fields["gen"], fields["rp"], fields["tag"], fields["blob"], ttl_ms],
-        )
+        if bound is not None and generation is not None and ttl_ms > 0:
+            keys = bound.keys
+            fields = keys.seal(
+                token, generation=generation, base_url=base_url, key_fingerprint=key_fingerprint
+            )
+            result = self._call(
+                "STORE",
+                [keys.token, keys.floor, keys.floor_by],
+                [fields["gen"], fields["rp"], fields["tag"], fields["blob"], ttl_ms],
+            )
+            if result is not _FAILED and int(result) < 0:
+                return  # the provider still has it in memory; a 401 there costs one replay
+        # Else stored in Redis, or a newer token is there (ours is still valid), or it was
+        # fetched without a generation (Redis was unavailable): kept locally.
+        self.local.store(slot, token, base_url=base_url, key_fingerprint=key_fingerprint)
 
     def delete(self, slot: str) -> None:
         self.local.delete(slot)

@@ -76,6 +76,10 @@ class FakeRedis:
     def __init__(self, answer: Answer) -> None:
         self.answer = answer
         self.commands: list[list[bytes]] = []
+        #: Bytes of answers handed to the kernel, all connections together: a client that
+        #: stops reading stops this growing, once the socket buffers between them are full.
+        self.sent = 0
+        self._sent_lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -121,5 +125,7 @@ class FakeRedis:
                         if self._stop.wait(pause):
                             return
                         connection.sendall(chunk)
+                        with self._sent_lock:
+                            self.sent += len(chunk)
             except OSError:  # the client hung up (or stopped reading): what the tests want
                 return

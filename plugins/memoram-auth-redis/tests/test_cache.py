@@ -221,6 +221,26 @@ def test_a_fetch_that_started_before_a_rejection_is_not_shared(
     assert fresh.load(slot) is not None
 
 
+def test_a_token_the_fleet_refused_is_not_kept_in_the_local_file(
+    server: Server, tmp_path: Path
+) -> None:
+    # The command line serves a fresh token from the local file without asking Redis: a token
+    # fetched before a rejection, which Redis refuses as maybe revoked, must not be there.
+    slow, other = make_cache(server, tmp_path, "a"), make_cache(server, tmp_path, "b")
+    slot = bound(slow)
+    bound(other)
+    store_fenced(other, slot, token("current"))
+    with slow.lock(slot, 5):
+        other.reject(slot, "current", time.time())
+        slow.store(slot, token("fetched.before.revocation"), base_url=BASE, key_fingerprint="x")
+    assert FileCache(str(tmp_path / "a")).load(slot) is None
+    # Stored in Redis, it is kept locally too.
+    store_fenced(slow, slot, token("fetched.after"))
+    kept = FileCache(str(tmp_path / "a")).load(slot)
+    assert kept is not None
+    assert kept.value == "fetched.after"
+
+
 def test_a_late_401_for_the_same_token_does_not_refuse_its_replacement(
     server: Server, tmp_path: Path
 ) -> None:
@@ -580,7 +600,7 @@ def test_a_tls_url_makes_a_tls_client_with_the_acl_user() -> None:
     cache = RedisTokenCache.from_settings(Settings("valkeys://app:pw@cache.internal:6380/3"))
     client = cache._ensure_client()
     kwargs = client.connection_pool.connection_kwargs
-    assert client.connection_pool.connection_class is redis.SSLConnection
+    assert issubclass(client.connection_pool.connection_class, redis.SSLConnection)
     assert (kwargs["username"], kwargs["password"], kwargs["db"]) == ("app", "pw", 3)
     assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 0.3
 

@@ -7,14 +7,18 @@ one cannot be made to do either; the parked lock is set on a real redis-server.
 from __future__ import annotations
 
 import threading
+import tracemalloc
 import warnings
 from pathlib import Path
 
 import pytest
+import redis
 from _fake_resp import FakeRedis, huge, trickle
-from _servers import Server
-from memoram_auth_redis import RedisTokenCache, Settings
+from _servers import Cluster, SentinelGroup, Server
+from memoram_auth_redis import RedisTokenCache, Settings, _guard
+from memoram_auth_redis._config import make_client
 from memoram_auth_redis._seal import SlotKeys
+from redis.sentinel import SentinelManagedConnection
 
 from memoram_auth import MemoramAuthWarning
 from memoram_auth._derive import cache_secret
@@ -66,21 +70,37 @@ def test_a_trickling_server_does_not_hold_up_a_token_request(tmp_path: Path, emu
         assert [c[0] for c in fake.commands].count(b"EVALSHA") == 1
 
 
-def test_an_answer_announced_huge_fails_into_the_breaker(tmp_path: Path) -> None:
-    # 1.5 GB announced, 8 MiB sent at once, then a byte every 0.2 s: each read succeeds, and
-    # redis-py would wait for the rest (the SRE's server sent it all: 52.7 s and 4.3 GiB). The
-    # deadline ends it.
-    with FakeRedis(huge(1_500_000_000, 8 * 2**20)) as fake:
+@pytest.mark.parametrize("then", ["sent-at-once", "trickled"])
+def test_an_answer_announced_huge_fails_into_the_breaker_with_little_read(
+    tmp_path: Path, then: str
+) -> None:
+    # 1.5 GB announced, and sent as fast as the client reads (the SRE's server: 52.7 s and
+    # 4.3 GiB before the fallback, then 1.4 GiB within the deadline), or 8 MiB at once and
+    # then a byte every 0.2 s. redis-py would read whatever was announced: the bound on a
+    # reply's bytes ends the call as soon as they pass it, before the deadline would.
+    sent = 1_500_000_000 if then == "sent-at-once" else 8 * 2**20
+    with FakeRedis(huge(1_500_000_000, sent)) as fake:
         cache, slot = cache_for(fake.url, tmp_path)
-        with pytest.warns(MemoramAuthWarning, match="no complete answer"):
-            assert cache.load(slot) is None
+        cache._ensure_client()  # redis-py's import is not the reply's memory
+        tracemalloc.start()
+        try:
+            with pytest.warns(MemoramAuthWarning, match="ReplyTooLarge: an answer of more than"):
+                assert cache.load(slot) is None
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
         assert cache.breaker.is_open
+        assert [c[0] for c in fake.commands].count(b"EVALSHA") == 1
+    # What the client read, and what the kernel buffers between the two then held.
+    assert fake.sent < 32 * 2**20
+    assert peak < 4 * 2**20
 
 
 def test_a_complete_answer_larger_than_anything_stored_is_refused(tmp_path: Path) -> None:
-    with FakeRedis(huge(256 * 1024, 256 * 1024)) as fake:
+    # Under the bound on a reply's bytes (framing included), over the bound on its strings.
+    with FakeRedis(huge(160 * 1024, 160 * 1024)) as fake:
         cache, slot = cache_for(fake.url, tmp_path)
-        with pytest.warns(MemoramAuthWarning, match="ReplyTooLarge: an answer of more than"):
+        with pytest.warns(MemoramAuthWarning, match="ReplyTooLarge: an answer of more than 128"):
             assert cache.load(slot) is None
         assert cache.breaker.is_open
 
@@ -127,3 +147,28 @@ def test_a_parked_lock_is_taken_over_not_waited_for(
     assert len(set(tokens)) == 1
     assert emu.counters.token_requests == 1
     assert server.client().get(lock) != b"x"
+
+
+def is_bounded(connection_class: type[object], base: type[object]) -> bool:
+    made_here = connection_class in _guard._bounded_classes.values()
+    return made_here and issubclass(connection_class, base)
+
+
+def test_every_kind_of_client_bounds_its_replies(
+    cluster: Cluster, sentinel: SentinelGroup, tmp_path: Path
+) -> None:
+    for url, base in [
+        ("redis://127.0.0.1:6379/0", redis.Connection),
+        ("rediss://127.0.0.1:6380/0", redis.SSLConnection),
+        (f"unix://{tmp_path}/redis.sock", redis.UnixDomainSocketConnection),
+    ]:
+        client = make_client(Settings(url))
+        assert is_bounded(client.connection_pool.connection_class, base), url
+    node = make_client(Settings(cluster.url, cluster=True)).get_default_node()
+    assert is_bounded(node.redis_connection.connection_pool.connection_class, redis.Connection)
+    # A TLS cluster's URL names SSLConnection, which the pool's class bounds in turn.
+    pool = _guard.bounded_pool()(connection_class=redis.SSLConnection)
+    assert is_bounded(pool.connection_class, redis.SSLConnection)
+    master = make_client(Settings(sentinel.url, sentinel=sentinel.name))
+    assert is_bounded(master.connection_pool.connection_class, SentinelManagedConnection)
+    assert master.ping()
