@@ -231,7 +231,9 @@ class Provider:
 
     # -- sync ---------------------------------------------------------------------------------
 
-    def authorization(self, transport: Transport | None = None) -> str:
+    def authorization(
+        self, transport: Transport | None = None, *, within: float | None = None
+    ) -> str:
         """``Bearer <token>``, the ``Authorization`` value for :meth:`get_token`'s token.
 
         While the token is fresh it costs one clock read, and the string is built once per
@@ -243,14 +245,37 @@ class Provider:
         header = self.fresh_authorization()
         if header is not None:
             return header
-        return self.authorization_for(self.get_token(transport))
+        return self.authorization_for(self.get_token(transport, within=within))
 
-    def get_token(self, transport: Transport | None = None) -> Token:
+    def cached_authorization(self) -> str | None:
+        """``Bearer <token>`` from memory or the cache while that token is fresh, else
+        ``None``; never a token request.
+
+        For a caller that must decide before sending whether it has a token at all: a new
+        process (an ``http`` run) whose memory is empty but whose cache holds another run's
+        token. A token read here is adopted, as a refresh would adopt it.
+        """
+        header = self.fresh_authorization()
+        if header is not None:
+            return header
+        cached = self.cached_token()
+        if cached is None or freshness(cached, _now()) != FRESH:
+            return None
+        if cached.value in self._rejected or not self._postdates_rejection(cached):
+            return None
+        return self.authorization_for(self._adopt(cached, "cache"))
+
+    def get_token(
+        self, transport: Transport | None = None, *, within: float | None = None
+    ) -> Token:
         """A token that is not in its mandatory refresh window, fetching one if needed.
 
         Args:
             transport: sends the token request if one is needed (default: the one this
                 provider was given). The adapters pass their library's.
+            within: the most seconds a token request may take, when less than the policy's
+                total timeout: the timeout of the call the token is for (see
+                :meth:`refresh_steps`).
 
         Raises:
             TokenRequestError: no usable token and the exchange failed (see the subclasses).
@@ -258,7 +283,7 @@ class Provider:
         token = self._fresh_token()
         if token is not None:
             return token
-        fetched: Token = drive(self.refresh_steps(), transport or self._transport)
+        fetched: Token = drive(self.refresh_steps(within=within), transport or self._transport)
         return fetched
 
     # -- async --------------------------------------------------------------------------------
@@ -306,14 +331,21 @@ class Provider:
 
     # -- refreshing, as steps that any driver runs (see steps.py) -----------------------------
 
-    def refresh_steps(self) -> Generator[Step, Answer, Token]:
+    def refresh_steps(self, *, within: float | None = None) -> Generator[Step, Answer, Token]:
         """Everything :meth:`get_token` does past the fresh-token test, as steps.
 
         A driver runs them: :func:`memoram_auth.core.steps.drive` in a thread,
         ``drive_async`` on an event loop, or an httpx auth flow that yields each token request
         to the user's client. Locks taken here are released when the steps end, however they
         end (an exception from the user's client included: the flow is closed).
+
+        Args:
+            within: seconds from now that the token requests may take in all, retries and
+                waits included, when that is less than the policy's ``total_timeout``: the
+                adapters pass the timeout of the user's call, so that a slow token endpoint
+                fails the call within the time the caller gave it. ``None``: the policy's.
         """
+        until = None if within is None else time.monotonic() + within
         entry = self._entry
         state = freshness(entry, _now())
         if entry is not None and state == FRESH:
@@ -336,7 +368,7 @@ class Provider:
                 ):
                     return current.token  # another thread refreshed while we were getting here
                 try:
-                    return (yield from self._obtain_steps(held, advisory=True))
+                    return (yield from self._obtain_steps(held, advisory=True, until=until))
                 except MemoramAuthError as exc:
                     now = _now()
                     self._next_advisory_try = now + ADVISORY_RETRY_INTERVAL
@@ -362,7 +394,7 @@ class Provider:
                 and entry.token.value not in self._rejected
             ):
                 return entry.token
-            return (yield from self._obtain_steps(held, advisory=False))
+            return (yield from self._obtain_steps(held, advisory=False, until=until))
         finally:
             held.release()
 
@@ -466,7 +498,9 @@ class Provider:
         held.take_slot_lock()
         return self.cached_token()
 
-    def _obtain_steps(self, held: _Held, *, advisory: bool) -> Generator[Step, Answer, Token]:
+    def _obtain_steps(
+        self, held: _Held, *, advisory: bool, until: float | None = None
+    ) -> Generator[Step, Answer, Token]:
         if self._unsent_rejections:
             yield Blocking(self._send_rejections)
         # A token another process cached is as good as one we fetch; the lock-free read first
@@ -489,7 +523,11 @@ class Provider:
         started = _now()
         try:
             token = yield from exchange_steps(
-                self.base_url, self._key, expires_in=self.expires_in, policy=self.policy
+                self.base_url,
+                self._key,
+                expires_in=self.expires_in,
+                policy=self.policy,
+                until=until,
             )
         except MemoramAuthError as exc:
             forget = isinstance(exc, KeyRejectedError) and exc.status != 400

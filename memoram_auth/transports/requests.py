@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import requests
 import requests.adapters
+import urllib3.exceptions
 
 from ..transport import (
     CA_HINT,
@@ -232,13 +233,22 @@ def _read(response: requests.Response, deadline: float) -> bytes:
     watchdog.start()
     chunks: list[bytes] = []
     size = 0
+    # read1 returns what one read of the socket brings: the deadline is looked at after each,
+    # also when the watchdog has no socket to shut down (http.client lets go of the
+    # connection's socket at once when the answer says "Connection: close").
+    read1 = getattr(response.raw, "read1", None)
+    pieces = (
+        iter(functools.partial(read1, 4096, decode_content=True), b"")
+        if callable(read1)
+        else response.iter_content(chunk_size=4096)
+    )
     try:
-        for chunk in response.iter_content(chunk_size=4096):
+        for chunk in pieces:
             chunks.append(chunk)
             size += len(chunk)
             if size >= MAX_BODY or time.monotonic() > deadline:
                 break
-    except (requests.exceptions.RequestException, OSError) as exc:
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         raise TransportError(f"the answer was cut off: {type(exc).__name__}") from exc
     finally:
         watchdog.cancel()
