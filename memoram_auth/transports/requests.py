@@ -19,7 +19,6 @@ from typing import Any, cast
 
 import requests
 import requests.adapters
-import urllib3.exceptions
 
 from ..transport import (
     CA_HINT,
@@ -233,22 +232,17 @@ def _read(response: requests.Response, deadline: float) -> bytes:
     watchdog.start()
     chunks: list[bytes] = []
     size = 0
-    # read1 returns what one read of the socket brings: the deadline is looked at after each,
-    # also when the watchdog has no socket to shut down (http.client lets go of the
-    # connection's socket at once when the answer says "Connection: close").
-    read1 = getattr(response.raw, "read1", None)
-    pieces = (
-        iter(functools.partial(read1, 4096, decode_content=True), b"")
-        if callable(read1)
-        else response.iter_content(chunk_size=4096)
-    )
+    # Without a socket to shut down (http.client lets go of it as soon as the answer says
+    # "Connection: close"; a recorder's stand-in has none), reads of one byte: each returns as
+    # soon as a byte comes, so the deadline is looked at between bytes that trickle in.
+    pieces = response.iter_content(chunk_size=4096 if sock is not None else 1)
     try:
         for chunk in pieces:
             chunks.append(chunk)
             size += len(chunk)
             if size >= MAX_BODY or time.monotonic() > deadline:
                 break
-    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+    except (requests.exceptions.RequestException, OSError) as exc:
         raise TransportError(f"the answer was cut off: {type(exc).__name__}") from exc
     finally:
         watchdog.cancel()
