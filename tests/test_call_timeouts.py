@@ -225,3 +225,36 @@ def test_httpie_a_warm_run_sends_the_cached_token_at_once(tmp_path: Path) -> Non
             assert again.returncode == 0, again.stderr
         # Warm: the cached token goes out with the first request; no 401, no token request.
         assert (emu.counters.token_requests, emu.counters.unauthorized) == (1, 1)
+
+
+def test_a_call_waiting_on_another_threads_refresh_stops_at_its_timeout(tmp_path: Path) -> None:
+    import threading
+
+    # One thread refreshes through a trickling endpoint with a ten-minute policy; a second
+    # caller with a 1 s budget gives up waiting for it instead of waiting with it.
+    with Trickle() as endpoint:
+        base_url = f"{endpoint.origin}/api/v1"
+        auth = MemoramAuth(
+            "mem_call_timeout", base_url=base_url, cache_dir=tmp_path, policy=PATIENT
+        )
+        first_done = threading.Event()
+
+        def first() -> None:
+            try:
+                auth.provider.get_token()
+            except MemoramAuthError:
+                pass  # the endpoint stops when the test ends
+            finally:
+                first_done.set()
+
+        thread = threading.Thread(target=first, daemon=True)
+        thread.start()
+        started = time.monotonic()
+        while endpoint.token_requests == 0 and time.monotonic() - started < HANG:
+            time.sleep(0.01)  # until the first refresh is under way (holds the locks)
+        with pytest.raises(MemoramAuthError) as caught:
+            auth.provider.get_token(within=1.0)
+        assert not first_done.is_set()  # it gave up while the other refresh went on
+        assert endpoint.token_requests == 1
+    thread.join(timeout=HANG)
+    assert CALLS in str(caught.value)

@@ -143,7 +143,13 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
                 rewind_body(replay)  # a file rewound to where it started; a generator cannot be
             except UnrewindableBodyError:
                 return response
-        new_header = self._authorization_for(response, kwargs)
+        try:
+            new_header = self._authorization_for(response, kwargs)
+        except BaseException:
+            # The caller gets the error, not this 401: its connection is let go here, or it
+            # would stay checked out of the pool until the garbage collector found it.
+            response.close()
+            raise
 
         response.content  # noqa: B018 - drain the 401 so its connection can be reused
         response.close()

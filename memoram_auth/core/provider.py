@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 
 from .. import _log
 from .._policy import RetryPolicy
-from ..exceptions import KeyRejectedError, MemoramAuthError
+from ..exceptions import EndpointUnavailableError, KeyRejectedError, MemoramAuthError
 from ..keys import ApiKey, refusal
 from ..token import ADVISORY, FRESH, MANDATORY, Token, freshness, token_digest
 from .steps import Blocking, drive, drive_async
@@ -350,7 +350,7 @@ class Provider:
         state = freshness(entry, _now())
         if entry is not None and state == FRESH:
             return entry.token
-        held = _Held(self)
+        held = _Held(self, until)
         try:
             if entry is not None and state == ADVISORY:
                 # Advisory window: whoever gets the lock without waiting refreshes; the rest go
@@ -387,6 +387,14 @@ class Provider:
                     return entry.token
             # Mandatory: wait for any other refresher in this process, then look again.
             yield Blocking(held.wait_thread_lock)
+            if not held.has_thread_lock() and until is not None and time.monotonic() >= until:
+                # Another thread's refresh outlasted this call's timeout: waiting on for the
+                # cross-process lock it holds would outlast it more.
+                raise EndpointUnavailableError(
+                    f"another refresh of the token for key {self.fingerprint} was still under "
+                    "way when the call's timeout ended the wait for it",
+                    status=None,
+                )
             entry = self._entry
             if (
                 entry is not None
@@ -719,10 +727,11 @@ class _Held:
     may release; the cache's slot lock is created without thread affinity for the same reason.
     """
 
-    __slots__ = ("_provider", "_slot_lock", "_thread", "background")
+    __slots__ = ("_provider", "_slot_lock", "_thread", "_until", "background")
 
-    def __init__(self, provider: Provider) -> None:
+    def __init__(self, provider: Provider, until: float | None = None) -> None:
         self._provider = provider
+        self._until = until  # the caller's deadline (time.monotonic()), if it gave one
         self.background = False  # the refresher thread's refresh, not a caller's
         self._thread = False
         self._slot_lock: contextlib.AbstractContextManager[bool] | None = None
@@ -734,7 +743,13 @@ class _Held:
     def wait_thread_lock(self) -> None:
         # Bounded like the cross-process lock: a holder stuck past its own deadline does not
         # hold everyone else forever; this caller then fetches without the lock.
-        self._thread = self._provider._refresh_lock.acquire(timeout=self._provider.lock_timeout)
+        timeout = self._provider.lock_timeout
+        if self._until is not None:
+            timeout = max(0.0, min(timeout, self._until - time.monotonic()))
+        self._thread = self._provider._refresh_lock.acquire(timeout=timeout)
+
+    def has_thread_lock(self) -> bool:
+        return self._thread
 
     def take_slot_lock(self) -> None:
         lock = self._provider.cache.lock(self._provider.slot, self._provider.lock_timeout)
