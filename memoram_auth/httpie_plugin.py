@@ -26,7 +26,7 @@ from httpie.plugins import AuthPlugin
 
 from . import plugins
 from .adapters.base import in_library_terms
-from .adapters.requests import RequestsAuth
+from .adapters.requests import RequestsAuth, send_budget
 from .exceptions import MemoramAuthError, MemoramAuthWarning, TokenRequestError
 from .settings import KEY_OPTIONS, agent_socket, resolve_api_key, resolve_base_url
 from .transports.requests import AdapterTransport
@@ -39,18 +39,22 @@ class HttpieMemoramAuth(RequestsAuth):
 
     httpie hands its auth plugins neither ``--verify``, ``--cert``/``--cert-key``,
     ``--proxy``, ``--timeout`` nor ``--offline``; it passes them to ``Session.send`` only, and
-    so to the response hooks. So the token is set here only when a fresh one is at hand (the
-    cache); otherwise the request goes out without one, and the API's 401 comes back to the
-    replay hook, which gets the token through the same adapter with the arguments httpie sent
-    with (``AdapterTransport``), and sends the request again. A streamed body cannot be sent
-    twice, so for one the token is fetched before the request, as before. ``http --offline``
-    sends nothing, so it makes no token request.
+    so to the response hooks. So the token is set here only when a fresh one is at hand (in
+    memory, or in the cache another run filled: ``cached_authorization``); otherwise the
+    request goes out without one, and the API's 401 comes back to the replay hook, which gets
+    the token through the same adapter with the arguments httpie sent with
+    (``AdapterTransport``), within ``--timeout`` (connect plus read, for the whole token
+    request), and sends the request again. A streamed body cannot be sent twice, so for one
+    the token is fetched before the request, as before. ``http --offline`` sends nothing, so
+    it makes no token request.
     """
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         if r.url is None or not self.scope.targets(r.url):
             return super().__call__(r)  # left alone, as MemoramAuth leaves it
-        header = self.provider.fresh_authorization()
+        # A new process has nothing in memory: a token another run cached saves this one the
+        # 401 and the replay.
+        header = self.provider.cached_authorization()
         if header is None and (
             self.settings is None or not isinstance(r.body, (bytes, str, type(None)))
         ):
@@ -69,7 +73,7 @@ class HttpieMemoramAuth(RequestsAuth):
     def _authorization_for(self, response: requests.Response, send_kwargs: dict[str, Any]) -> str:
         transport = AdapterTransport(response.connection, send_kwargs)
         try:
-            return self.provider.authorization(transport)
+            return self.provider.authorization(transport, within=send_budget(send_kwargs))
         except TokenRequestError as exc:
             raise in_library_terms(exc, requests.RequestException) from exc
 

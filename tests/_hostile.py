@@ -7,9 +7,11 @@ it received, and stops by itself when its ``with`` block ends:
   records every request (method, path, body);
 - :class:`Redirector`: answers the token request with a redirect to a given URL;
 - :class:`Flood`: answers the token request with a 200 whose chunked body never ends (up to a
-  bound), counting bytes sent.
+  bound), counting bytes sent;
+- :class:`Trickle`: answers its first token requests at once, then trickles the answer of
+  every later one a byte at a time, for as long as the client waits.
 
-Both answer 401 to anything else, as the API does to a request without a token.
+All answer 401 to anything else, as the API does to a request without a token.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
-__all__ = ["FLOOD_BOUND", "Flood", "Recorder", "Redirector"]
+__all__ = ["FLOOD_BOUND", "Flood", "Recorder", "Redirector", "Trickle"]
 
 
 def _unauthorized(handler: BaseHTTPRequestHandler) -> None:
@@ -162,6 +164,71 @@ class Flood(_Server):
                     self.wfile.write(b"0\r\n\r\n")
                 except (OSError, socket.timeout):
                     return
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        return Handler
+
+
+class Trickle(_Server):
+    """A token endpoint that answers its first *prompt* token requests with a token at once,
+    then every later one with a 200 whose body comes one byte per 0.3 s, for as long as the
+    client reads (per-read timeouts never end it). Anything else is answered 401.
+
+    ``token_requests`` and ``unauthorized`` count what came in.
+    """
+
+    TOKEN = "trickle.prompt.token"
+
+    def __init__(self, prompt: int = 0) -> None:
+        self.prompt = prompt
+        self.token_requests = 0
+        self.unauthorized = 0
+        self._stop = threading.Event()
+        super().__init__()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        super().__exit__(kind, exc, tb)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        trickle = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                if not self.path.endswith("/auth/token"):
+                    trickle.unauthorized += 1
+                    _unauthorized(self)
+                    return
+                trickle.token_requests += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                if trickle.token_requests <= trickle.prompt:
+                    answer = json.dumps({"token": Trickle.TOKEN, "token_type": "Bearer"}).encode()
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                    return
+                self.send_header("Content-Length", "60000")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.connection.settimeout(5)
+                try:
+                    while not trickle._stop.wait(0.3):
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                except OSError:
+                    return
+
+            do_GET = do_POST = _any
 
             def log_message(self, *args: object) -> None:
                 pass

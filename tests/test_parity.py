@@ -25,7 +25,7 @@ import requests
 
 from memoram_auth import MemoramAuth, MemoramAuthError, RetryPolicy
 from memoram_auth.emulator import Emulator
-from tests._hostile import FLOOD_BOUND, Flood, Recorder, Redirector
+from tests._hostile import FLOOD_BOUND, Flood, Recorder, Redirector, Trickle
 from tests._proxy import ConnectProxy
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "guides" / "corporate-networks.md"
@@ -239,12 +239,136 @@ def private_ca(
     }[column]
 
 
+#: Ten minutes per attempt and in all: a token request that ends sooner was ended by the call.
+PATIENT = RetryPolicy(attempts=3, timeout=600.0, total_timeout=600.0, backoff=0.01)
+CALLS = "the call's timeout"
+
+
+def _trickled(column: str, prompt: int, tmp_path: Path, **per_call: Any) -> tuple[Outcome, Trickle]:
+    """One call through *column* to a token endpoint that trickles after *prompt* tokens."""
+    with Trickle(prompt=prompt) as endpoint:
+        base_url = f"{endpoint.origin}/api/v1"
+        if column == "httpie":
+            env = {
+                "MEMORAM_BASE_URL": base_url,
+                "MEMORAM_API_KEY": "mem_parity_key",
+                "MEMORAM_AUTH_CACHE_DIR": str(tmp_path / "cache"),
+                "HTTPIE_CONFIG_DIR": str(tmp_path / "httpie"),
+            }
+            assert HTTP, "the http program is not installed"
+            args = [HTTP, "--ignore-stdin", "-A", "memoram", *per_call["args"], f"{base_url}/tags"]
+            return _program(args, env), endpoint
+        try:
+            per_call["run"](base_url)
+        except Exception as exc:  # noqa: BLE001 - the outcome is judged by the check
+            return Outcome(error=exc), endpoint
+        return Outcome(), endpoint
+
+
+def call_timeout(column: str, tmp_path: Path, **_: Any) -> str:
+    options: dict[str, Any] = {"cache_dir": tmp_path, "policy": PATIENT}
+    if column == "CLI":
+        # Nothing to give: the command's token request is bounded by the default policy.
+        done = _program([sys.executable, "-m", "memoram_auth", "token", "--timeout", "1"], {})
+        assert done.status == 2
+        assert "--timeout" in done.stderr
+        return "the policy's (no option)"
+    if column == "httpie":
+        outcome, endpoint = _trickled(column, 0, tmp_path, args=["--timeout", "0.5"])
+        assert (outcome.status, endpoint.token_requests) == (1, 1), outcome.stderr
+        assert CALLS in outcome.stderr
+        return "`--timeout`"
+    if column.startswith("requests"):
+
+        def replayed(base_url: str) -> None:
+            with requests.Session() as session:
+                own = {"session": session} if column != "requests" else {}
+                auth = MemoramAuth("mem_parity_key", base_url=base_url, **options, **own)
+                session.get(f"{base_url}/tags", auth=auth, timeout=(0.5, 0.5))
+
+        outcome, endpoint = _trickled(column, 1, tmp_path, run=replayed)
+        assert isinstance(outcome.error, MemoramAuthError), outcome.error
+        assert CALLS in str(outcome.error)
+        assert (endpoint.token_requests, endpoint.unauthorized) == (2, 1)
+
+        # Before the first request requests gives the auth no way to the call's timeout.
+        def first(base_url: str) -> None:
+            policy = RetryPolicy(attempts=1, timeout=1.0, total_timeout=1.0)
+            with requests.Session() as session:
+                own = {"session": session} if column != "requests" else {}
+                auth = MemoramAuth(
+                    "mem_parity_key", base_url=base_url, cache_dir=tmp_path, policy=policy, **own
+                )
+                session.get(f"{base_url}/tags", auth=auth, timeout=0.1)
+
+        outcome, endpoint = _trickled(column, 0, tmp_path / "first", run=first)
+        assert isinstance(outcome.error, MemoramAuthError), outcome.error
+        assert CALLS not in str(outcome.error)
+        return "after a 401; before it, `policy=`"
+    if column == "httpx":
+        for where in ("client", "request"):
+
+            def through(base_url: str, where: str = where) -> None:
+                auth = MemoramAuth("mem_parity_key", base_url=base_url, **options)
+                if where == "client":
+                    with httpx.Client(auth=auth, timeout=0.5) as client:
+                        client.get(f"{base_url}/tags")
+                    return
+                with httpx.Client(auth=auth, timeout=None) as client:  # noqa: S113 - the request's
+                    client.get(f"{base_url}/tags", timeout=0.5)
+
+            outcome, endpoint = _trickled(column, 0, tmp_path / where, run=through)
+            assert isinstance(outcome.error, MemoramAuthError), (where, outcome.error)
+            assert CALLS in str(outcome.error)
+            assert endpoint.token_requests == 1
+        return "the client's or the request's"
+    aiohttp = pytest.importorskip("aiohttp")
+    from memoram_auth import MemoramMiddleware
+
+    for bound in ("total", "sock_read"):
+
+        def session_call(base_url: str, bound: str = bound) -> None:
+            middleware = MemoramMiddleware("mem_parity_key", base_url=base_url, **options)
+            session_timeout = aiohttp.ClientTimeout(total=None, sock_read=0.2)
+            call_timeout = aiohttp.ClientTimeout(total=1.0)
+
+            async def main() -> None:
+                async with (
+                    aiohttp.ClientSession(
+                        middlewares=(middleware,),
+                        timeout=session_timeout
+                        if bound == "sock_read"
+                        else aiohttp.ClientTimeout(),
+                    ) as session,
+                    session.get(
+                        f"{base_url}/tags",
+                        **({"timeout": call_timeout} if bound == "total" else {}),
+                    ) as response,
+                ):
+                    await response.read()
+
+            asyncio.run(main())
+
+        outcome, endpoint = _trickled(column, 0, tmp_path / bound, run=session_call)
+        if bound == "total":
+            # The call's total ends the call, token request included, as aiohttp's timeout.
+            assert isinstance(outcome.error, asyncio.TimeoutError), outcome.error
+            assert endpoint.token_requests == 1
+        else:
+            # Each of the policy's three attempts ends at sock_read, not after ten minutes.
+            assert isinstance(outcome.error, MemoramAuthError), outcome.error
+            assert "Timeout" in str(outcome.error)
+            assert endpoint.token_requests == PATIENT.attempts
+    return "the call's total, the session's `sock_read`"
+
+
 CHECKS: dict[str, Callable[..., str]] = {
     "a redirect of the token request is followed": redirects,
     "the token answer is read": answer_size,
     "a plain-http (loopback) base URL through `HTTP_PROXY`": plain_http_proxy,
     "a failed token request raises": failure_type,
     "a private CA for the token request": private_ca,
+    "the call's timeout bounds the token request": call_timeout,
 }
 
 

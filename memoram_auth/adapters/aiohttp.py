@@ -63,8 +63,13 @@ class MemoramMiddleware(AuthCore):
 
     The token request goes through the session of the request that needed it, with
     ``middlewares=()``: the session's connector (its ``ssl=`` context, client certificate),
-    ``trust_env`` proxies and trace configs apply to it. Given *verify*, *cert* or *proxy*,
-    it carries ``ssl=`` and ``proxy=`` built from them instead.
+    ``trust_env`` proxies, ``timeout.sock_connect``/``sock_read`` and trace configs apply to
+    it, and so do that request's own ``ssl=`` (an ``ssl.SSLContext`` or a ``Fingerprint``)
+    and ``proxy=``; a request's ``ssl=False`` does not reach it: the key is sent only where
+    the session's connector would verify (a connector built with ``ssl=False`` is the
+    session's own choice, and applies). The call's ``timeout.total`` bounds it, as it bounds
+    everything the call does. Given *verify*, *cert* or *proxy*, it carries ``ssl=`` and
+    ``proxy=`` built from them instead.
 
     Args:
         api_key: as :class:`memoram_auth.MemoramAuth` (default ``MEMORAM_API_KEY``, then key
@@ -112,8 +117,9 @@ class MemoramMiddleware(AuthCore):
         self._last_target: URL | None = None
         self._targets_seen: dict[int, URL] = {}
 
-    async def _authorization(self, session: aiohttp.ClientSession) -> str:
-        """The header value, refreshing through *session* when needed, one refresh per loop."""
+    async def _authorization(self, req: aiohttp.ClientRequest) -> str:
+        """The header value, refreshing through *req*'s session (with its ``ssl=`` and
+        ``proxy=``) when needed, one refresh per loop."""
         header = self.provider.fresh_authorization()
         if header is not None:
             return header
@@ -122,7 +128,7 @@ class MemoramMiddleware(AuthCore):
                 if flight.done:
                     token: Token = flight.outcome()
                 else:
-                    send = functools.partial(self._sender.send, session)
+                    send = functools.partial(self._sender.send, req.session, caller=req)
                     token = await drive_async(self.provider.refresh_steps(), send)
                     flight.succeed(token)
         except TokenRequestError as exc:
@@ -153,7 +159,7 @@ class MemoramMiddleware(AuthCore):
             self._last_target = url
         header = self.provider.fresh_authorization()
         if header is None:
-            header = await self._authorization(req.session)
+            header = await self._authorization(req)
         req.headers["Authorization"] = header
         response = await handler(req)
         if response.status != 401 or req.headers.get("Authorization") != header:
@@ -167,5 +173,5 @@ class MemoramMiddleware(AuthCore):
         with contextlib.suppress(aiohttp.ClientError):
             await response.read()
         response.release()
-        req.headers["Authorization"] = await self._authorization(req.session)
+        req.headers["Authorization"] = await self._authorization(req)
         return await handler(req)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ..settings import Resolved
     from ..transport import Cert, Verify
 
-__all__ = ["AuthCore", "in_library_terms"]
+__all__ = ["AuthCore", "call_budget", "in_library_terms"]
 
 #: Origins already warned about by note_unauthenticated_401(), process-wide: auth objects are
 #: cheap to create per request, and the warning is about configuration, which they share.
@@ -53,6 +53,24 @@ def in_library_terms(error: TokenRequestError, base: type[Exception]) -> TokenRe
         made = type(kind.__name__, (kind, base), {"__module__": kind.__module__})
         both = _both.setdefault((kind, base), made)
     return both(str(error), status=error.status)
+
+
+def call_budget(connect: object, read: object) -> float | None:
+    """The seconds a call with these connect and read timeouts may wait in all, their sum: the
+    most a token request made for that call may take (see ``Provider.refresh_steps``).
+
+    ``None`` when either is unbounded (``None``) or not a number: the call may then wait
+    without end, and the policy's ``total_timeout`` alone bounds the token request.
+    """
+    numbers = (int, float)
+    if (
+        isinstance(connect, numbers)
+        and isinstance(read, numbers)
+        and not isinstance(connect, bool)
+        and not isinstance(read, bool)
+    ):
+        return max(0.0, float(connect) + float(read))
+    return None
 
 
 class AuthCore:

@@ -24,7 +24,7 @@ from ..core.steps import (
     run_async,
 )
 from ..transports.httpx import aread_answer, as_httpx_request, read_answer
-from .base import AuthCore
+from .base import AuthCore, call_budget
 
 if TYPE_CHECKING:
     from ..token import Token
@@ -44,6 +44,16 @@ def _through_client(
         return read_answer((yield as_httpx_request(step, caller_timeout=timeout)), step)
 
     return send
+
+
+def _budget(caller: httpx.Request) -> float | None:
+    """The whole time a token request may take for *caller*: the connect plus read timeouts
+    of its ``timeout`` extension (the client's or the request's; httpx's default of 5 s each
+    makes 10 s), ``None`` if either is unbounded."""
+    timeout = caller.extensions.get("timeout")
+    if not isinstance(timeout, dict):
+        return None
+    return call_budget(timeout.get("connect"), timeout.get("read"))
 
 
 def _body_fits(request: httpx.Request, content: bytes) -> bool:
@@ -139,9 +149,11 @@ class HttpxAuth(AuthCore, httpx.Auth):
         if header is not None:
             return header
         own = self._own_transport()
+        within = _budget(caller)
         if own is not None:
-            return self.provider.authorization(own)
-        token: Token = yield from run(self.provider.refresh_steps(), _through_client(caller))
+            return self.provider.authorization(own, within=within)
+        steps = self.provider.refresh_steps(within=within)
+        token: Token = yield from run(steps, _through_client(caller))
         return self.provider.authorization_for(token)
 
     def sync_auth_flow(
@@ -188,7 +200,7 @@ class HttpxAuth(AuthCore, httpx.Auth):
                 token = flight.outcome()
             else:
                 own = self._own_transport()
-                steps = self.provider.refresh_steps()
+                steps = self.provider.refresh_steps(within=_budget(caller))
                 if own is not None:
                     token = await drive_async(steps, own.send_async)
                 else:

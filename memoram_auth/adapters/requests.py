@@ -17,7 +17,7 @@ from requests.utils import rewind_body
 
 from ..core.provider import BEARER
 from ..exceptions import TokenRequestError
-from .base import AuthCore, in_library_terms
+from .base import AuthCore, call_budget, in_library_terms
 
 __all__ = ["RequestsAuth"]
 
@@ -32,6 +32,28 @@ def _merge_cookies(sent: str | None, added: str) -> str:
         if name:
             pairs[name] = value
     return "; ".join(f"{name}={value}" for name, value in pairs.items())
+
+
+def send_budget(send_kwargs: dict[str, Any]) -> float | None:
+    """The whole time a token request may take for a call sent with *send_kwargs*: its
+    ``timeout``'s connect plus read seconds (see ``call_budget``), ``None`` if unbounded.
+
+    requests hands the call's timeout to an auth only here, in a response hook: before the
+    first request (``__call__``) no public route leads to it, and the policy's
+    ``total_timeout`` bounds the token request alone.
+    """
+    timeout = send_kwargs.get("timeout")
+    if isinstance(timeout, tuple) and len(timeout) == 2:
+        return call_budget(*timeout)
+    if isinstance(timeout, (int, float)):
+        return call_budget(timeout, timeout)
+    # urllib3's Timeout, which requests accepts as it is (public attributes).
+    total = getattr(timeout, "total", None)
+    if isinstance(total, (int, float)):
+        return call_budget(total, 0)
+    return call_budget(
+        getattr(timeout, "connect_timeout", None), getattr(timeout, "read_timeout", None)
+    )
 
 
 class RequestsAuth(AuthCore, requests.auth.AuthBase):
@@ -65,17 +87,19 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
             self.note_unauthenticated_401(response.url)
         return response
 
-    def _authorization(self) -> str:
-        """A header from a new token; a failure is also a ``requests.RequestException``."""
+    def _authorization(self, within: float | None = None) -> str:
+        """A header from a new token, the token request taking at most *within* seconds (else
+        the policy's); a failure is also a ``requests.RequestException``."""
         try:
-            return self.provider.authorization(self._transport)
+            return self.provider.authorization(self._transport, within=within)
         except TokenRequestError as exc:
             raise in_library_terms(exc, requests.RequestException) from exc
 
     def _authorization_for(self, response: requests.Response, send_kwargs: dict[str, Any]) -> str:
         """The header for replaying the request of *response* (a 401), which went out with
-        *send_kwargs*; here as for any request (see httpie_plugin for the other way)."""
-        return self._authorization()
+        *send_kwargs*: the call's timeout bounds the token request (see httpie_plugin for the
+        transport that also takes the call's other settings)."""
+        return self._authorization(send_budget(send_kwargs))
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         """Set ``Authorization`` on requests to the API's origin and hook the 401 replay."""
@@ -119,7 +143,13 @@ class RequestsAuth(AuthCore, requests.auth.AuthBase):
                 rewind_body(replay)  # a file rewound to where it started; a generator cannot be
             except UnrewindableBodyError:
                 return response
-        new_header = self._authorization_for(response, kwargs)
+        try:
+            new_header = self._authorization_for(response, kwargs)
+        except BaseException:
+            # The caller gets the error, not this 401: its connection is let go here, or it
+            # would stay checked out of the pool until the garbage collector found it.
+            response.close()
+            raise
 
         response.content  # noqa: B018 - drain the 401 so its connection can be reused
         response.close()

@@ -201,11 +201,21 @@ class AgentProvider:
             return entry.authorization
         return BEARER + token.value
 
-    def authorization(self, transport: Transport | None = None) -> str:
+    def authorization(
+        self, transport: Transport | None = None, *, within: float | None = None
+    ) -> str:
         header = self.fresh_authorization()
         return header if header is not None else self.authorization_for(self.get_token())
 
-    def get_token(self, transport: Transport | None = None) -> Token:
+    def cached_authorization(self) -> str | None:
+        """The agent's token in memory while fresh: asking the agent is a round trip."""
+        return self.fresh_authorization()
+
+    def get_token(
+        self, transport: Transport | None = None, *, within: float | None = None
+    ) -> Token:
+        # The agent's own policy bounds its token request; the socket round trip has its own
+        # timeouts (CONNECT_TIMEOUT, RESPONSE_TIMEOUT).
         return self._fetch()
 
     async def authorization_async(self, send: AsyncSend | None = None) -> str:
@@ -227,7 +237,7 @@ class AgentProvider:
         entry = self._entry
         return entry.token if entry is not None else None
 
-    def refresh_steps(self) -> Generator[Step, Answer, Token]:
+    def refresh_steps(self, *, within: float | None = None) -> Generator[Step, Answer, Token]:
         """One blocking step: ask the agent (a thread-locked round trip on the socket)."""
         from ..core.steps import Blocking
 

@@ -208,6 +208,7 @@ def exchange_steps(
     *,
     expires_in: int | None = None,
     policy: RetryPolicy | None = None,
+    until: float | None = None,
 ) -> Generator[Step, Answer, Token]:
     """The token exchange as steps (see ``steps.py``): requests to send, waits between them.
 
@@ -216,6 +217,9 @@ def exchange_steps(
     ``policy.total_timeout``: one deadline on the monotonic clock for the whole call, and one
     per attempt (``policy.timeout``), which a transport enforces while reading. 400/401/403
     are final, and so are failures a retry cannot heal (a certificate that does not verify).
+    *until*, a ``time.monotonic()`` value, ends the exchange sooner than the policy would: the
+    deadline of the call the token is for (its timeout), which the token request must not
+    outlast.
 
     Raises:
         KeyRejectedError: 400, 401 or 403.
@@ -233,6 +237,10 @@ def exchange_steps(
     template = TokenRequest(url, *build_request(key, expires_in), timeout=0.0, deadline=0.0)
     fp = key.fingerprint
     deadline = time.monotonic() + policy.total_timeout
+    # Whose deadline binds: the policy's, or the caller's, which the error then names.
+    callers = until is not None and until < deadline
+    if until is not None and callers:
+        deadline = until
     problem = "no attempt was made"
     status: int | None = None
     attempt = 0
@@ -279,12 +287,13 @@ def exchange_steps(
             break
         delay = policy.delay(attempt) if wait is None else min(wait, policy.retry_after_cap)
         if time.monotonic() + delay >= deadline:
-            problem += (
-                f"; a retry in {delay:.1f} s would pass the {policy.total_timeout:g} s allowed"
-            )
+            allowed = "the call's timeout" if callers else f"the {policy.total_timeout:g} s allowed"
+            problem += f"; a retry in {delay:.1f} s would pass {allowed}"
             break
         _log.debug("token request failed (%s); retrying in %.2f s", problem, delay)
         yield Wait(delay)
+    if callers and time.monotonic() >= deadline:
+        problem += "; the call's timeout ended the token request"
     raise EndpointUnavailableError(
         f"the token endpoint {url} is unavailable after {attempt} attempt(s): {problem}; "
         "check your network and MEMORAM_BASE_URL, or try again later",

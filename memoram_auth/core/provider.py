@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 
 from .. import _log
 from .._policy import RetryPolicy
-from ..exceptions import KeyRejectedError, MemoramAuthError
+from ..exceptions import EndpointUnavailableError, KeyRejectedError, MemoramAuthError
 from ..keys import ApiKey, refusal
 from ..token import ADVISORY, FRESH, MANDATORY, Token, freshness, token_digest
 from .steps import Blocking, drive, drive_async
@@ -231,7 +231,9 @@ class Provider:
 
     # -- sync ---------------------------------------------------------------------------------
 
-    def authorization(self, transport: Transport | None = None) -> str:
+    def authorization(
+        self, transport: Transport | None = None, *, within: float | None = None
+    ) -> str:
         """``Bearer <token>``, the ``Authorization`` value for :meth:`get_token`'s token.
 
         While the token is fresh it costs one clock read, and the string is built once per
@@ -243,14 +245,37 @@ class Provider:
         header = self.fresh_authorization()
         if header is not None:
             return header
-        return self.authorization_for(self.get_token(transport))
+        return self.authorization_for(self.get_token(transport, within=within))
 
-    def get_token(self, transport: Transport | None = None) -> Token:
+    def cached_authorization(self) -> str | None:
+        """``Bearer <token>`` from memory or the cache while that token is fresh, else
+        ``None``; never a token request.
+
+        For a caller that must decide before sending whether it has a token at all: a new
+        process (an ``http`` run) whose memory is empty but whose cache holds another run's
+        token. A token read here is adopted, as a refresh would adopt it.
+        """
+        header = self.fresh_authorization()
+        if header is not None:
+            return header
+        cached = self.cached_token()
+        if cached is None or freshness(cached, _now()) != FRESH:
+            return None
+        if cached.value in self._rejected or not self._postdates_rejection(cached):
+            return None
+        return self.authorization_for(self._adopt(cached, "cache"))
+
+    def get_token(
+        self, transport: Transport | None = None, *, within: float | None = None
+    ) -> Token:
         """A token that is not in its mandatory refresh window, fetching one if needed.
 
         Args:
             transport: sends the token request if one is needed (default: the one this
                 provider was given). The adapters pass their library's.
+            within: the most seconds a token request may take, when less than the policy's
+                total timeout: the timeout of the call the token is for (see
+                :meth:`refresh_steps`).
 
         Raises:
             TokenRequestError: no usable token and the exchange failed (see the subclasses).
@@ -258,7 +283,7 @@ class Provider:
         token = self._fresh_token()
         if token is not None:
             return token
-        fetched: Token = drive(self.refresh_steps(), transport or self._transport)
+        fetched: Token = drive(self.refresh_steps(within=within), transport or self._transport)
         return fetched
 
     # -- async --------------------------------------------------------------------------------
@@ -306,19 +331,26 @@ class Provider:
 
     # -- refreshing, as steps that any driver runs (see steps.py) -----------------------------
 
-    def refresh_steps(self) -> Generator[Step, Answer, Token]:
+    def refresh_steps(self, *, within: float | None = None) -> Generator[Step, Answer, Token]:
         """Everything :meth:`get_token` does past the fresh-token test, as steps.
 
         A driver runs them: :func:`memoram_auth.core.steps.drive` in a thread,
         ``drive_async`` on an event loop, or an httpx auth flow that yields each token request
         to the user's client. Locks taken here are released when the steps end, however they
         end (an exception from the user's client included: the flow is closed).
+
+        Args:
+            within: seconds from now that the token requests may take in all, retries and
+                waits included, when that is less than the policy's ``total_timeout``: the
+                adapters pass the timeout of the user's call, so that a slow token endpoint
+                fails the call within the time the caller gave it. ``None``: the policy's.
         """
+        until = None if within is None else time.monotonic() + within
         entry = self._entry
         state = freshness(entry, _now())
         if entry is not None and state == FRESH:
             return entry.token
-        held = _Held(self)
+        held = _Held(self, until)
         try:
             if entry is not None and state == ADVISORY:
                 # Advisory window: whoever gets the lock without waiting refreshes; the rest go
@@ -336,7 +368,7 @@ class Provider:
                 ):
                     return current.token  # another thread refreshed while we were getting here
                 try:
-                    return (yield from self._obtain_steps(held, advisory=True))
+                    return (yield from self._obtain_steps(held, advisory=True, until=until))
                 except MemoramAuthError as exc:
                     now = _now()
                     self._next_advisory_try = now + ADVISORY_RETRY_INTERVAL
@@ -355,6 +387,14 @@ class Provider:
                     return entry.token
             # Mandatory: wait for any other refresher in this process, then look again.
             yield Blocking(held.wait_thread_lock)
+            if not held.has_thread_lock() and until is not None and time.monotonic() >= until:
+                # Another thread's refresh outlasted this call's timeout: waiting on for the
+                # cross-process lock it holds would outlast it more.
+                raise EndpointUnavailableError(
+                    f"another refresh of the token for key {self.fingerprint} was still under "
+                    "way when the call's timeout ended the wait for it",
+                    status=None,
+                )
             entry = self._entry
             if (
                 entry is not None
@@ -362,7 +402,7 @@ class Provider:
                 and entry.token.value not in self._rejected
             ):
                 return entry.token
-            return (yield from self._obtain_steps(held, advisory=False))
+            return (yield from self._obtain_steps(held, advisory=False, until=until))
         finally:
             held.release()
 
@@ -466,7 +506,9 @@ class Provider:
         held.take_slot_lock()
         return self.cached_token()
 
-    def _obtain_steps(self, held: _Held, *, advisory: bool) -> Generator[Step, Answer, Token]:
+    def _obtain_steps(
+        self, held: _Held, *, advisory: bool, until: float | None = None
+    ) -> Generator[Step, Answer, Token]:
         if self._unsent_rejections:
             yield Blocking(self._send_rejections)
         # A token another process cached is as good as one we fetch; the lock-free read first
@@ -489,7 +531,11 @@ class Provider:
         started = _now()
         try:
             token = yield from exchange_steps(
-                self.base_url, self._key, expires_in=self.expires_in, policy=self.policy
+                self.base_url,
+                self._key,
+                expires_in=self.expires_in,
+                policy=self.policy,
+                until=until,
             )
         except MemoramAuthError as exc:
             forget = isinstance(exc, KeyRejectedError) and exc.status != 400
@@ -681,10 +727,11 @@ class _Held:
     may release; the cache's slot lock is created without thread affinity for the same reason.
     """
 
-    __slots__ = ("_provider", "_slot_lock", "_thread", "background")
+    __slots__ = ("_provider", "_slot_lock", "_thread", "_until", "background")
 
-    def __init__(self, provider: Provider) -> None:
+    def __init__(self, provider: Provider, until: float | None = None) -> None:
         self._provider = provider
+        self._until = until  # the caller's deadline (time.monotonic()), if it gave one
         self.background = False  # the refresher thread's refresh, not a caller's
         self._thread = False
         self._slot_lock: contextlib.AbstractContextManager[bool] | None = None
@@ -696,7 +743,13 @@ class _Held:
     def wait_thread_lock(self) -> None:
         # Bounded like the cross-process lock: a holder stuck past its own deadline does not
         # hold everyone else forever; this caller then fetches without the lock.
-        self._thread = self._provider._refresh_lock.acquire(timeout=self._provider.lock_timeout)
+        timeout = self._provider.lock_timeout
+        if self._until is not None:
+            timeout = max(0.0, min(timeout, self._until - time.monotonic()))
+        self._thread = self._provider._refresh_lock.acquire(timeout=timeout)
+
+    def has_thread_lock(self) -> bool:
+        return self._thread
 
     def take_slot_lock(self) -> None:
         lock = self._provider.cache.lock(self._provider.slot, self._provider.lock_timeout)

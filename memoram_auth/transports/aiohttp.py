@@ -88,6 +88,10 @@ async def _as_token_request(
     return await handler(request)
 
 
+def _lower(ours: float, theirs: float | None) -> float:
+    return ours if theirs is None or theirs <= 0 else min(ours, theirs)
+
+
 class AiohttpSender:
     """Sends token requests through a ``ClientSession``, with explicit *settings* if any."""
 
@@ -95,9 +99,18 @@ class AiohttpSender:
         self.settings = settings
         self._context: ssl.SSLContext | None = None
 
-    def _options(self, plain: bool) -> dict[str, Any]:
+    def _options(self, plain: bool, caller: aiohttp.ClientRequest | None) -> dict[str, Any]:
         settings = self.settings
         options: dict[str, Any] = {}
+        if caller is not None:
+            # The request the token is for: its ssl= may pin or replace the trust (a context,
+            # a fingerprint), never drop it (False), which would send the key unverified.
+            if not isinstance(caller.ssl, bool):
+                options["ssl"] = caller.ssl
+            if caller.proxy is not None and not plain:
+                options["proxy"] = caller.proxy
+                options["proxy_auth"] = caller.proxy_auth
+                options["proxy_headers"] = caller.proxy_headers
         if settings.verify is not None or settings.cert is not None:
             if self._context is None:  # built once: loading a CA bundle costs milliseconds
                 try:
@@ -118,11 +131,21 @@ class AiohttpSender:
                     retry=False,
                 )
             if not plain:  # plain http (loopback only) never goes through a proxy
-                options["proxy"] = settings.proxy
+                options.update(proxy=settings.proxy, proxy_auth=None, proxy_headers=None)
         return options
 
-    async def send(self, session: aiohttp.ClientSession, step: TokenRequest) -> RawResponse:
+    async def send(
+        self,
+        session: aiohttp.ClientSession,
+        step: TokenRequest,
+        *,
+        caller: aiohttp.ClientRequest | None = None,
+    ) -> RawResponse:
         """Post *step* through *session*; at most :data:`MAX_BODY` bytes of the answer are read.
+
+        *caller*, the request the token is for, lends its ``ssl=`` (unless ``False``) and
+        ``proxy=``; the session's ``sock_connect`` and ``sock_read`` timeouts apply where
+        shorter than the attempt's.
 
         Raises:
             TransportError: no HTTP answer (or one cut off), or a setting aiohttp refused.
@@ -130,10 +153,13 @@ class AiohttpSender:
         remaining = step.deadline - time.monotonic()
         if remaining <= 0:
             raise TransportError("no time left for another attempt")
+        theirs = session.timeout
         timeout = aiohttp.ClientTimeout(
-            total=remaining, sock_connect=step.timeout, sock_read=step.timeout
+            total=remaining,
+            sock_connect=_lower(step.timeout, theirs.sock_connect),
+            sock_read=_lower(step.timeout, theirs.sock_read),
         )
-        options = self._options(step.url.startswith("http:"))
+        options = self._options(step.url.startswith("http:"), caller)
         try:
             async with session.post(
                 step.url,

@@ -232,8 +232,12 @@ def _read(response: requests.Response, deadline: float) -> bytes:
     watchdog.start()
     chunks: list[bytes] = []
     size = 0
+    # Without a socket to shut down (http.client lets go of it as soon as the answer says
+    # "Connection: close"; a recorder's stand-in has none), reads of one byte: each returns as
+    # soon as a byte comes, so the deadline is looked at between bytes that trickle in.
+    pieces = response.iter_content(chunk_size=4096 if sock is not None else 1)
     try:
-        for chunk in response.iter_content(chunk_size=4096):
+        for chunk in pieces:
             chunks.append(chunk)
             size += len(chunk)
             if size >= MAX_BODY or time.monotonic() > deadline:
