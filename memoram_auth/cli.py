@@ -69,7 +69,7 @@ def _fast_args(argv: list[str]) -> SimpleNamespace | None:
     full argparse parser costs about as long as Python takes to start. Anything else, including
     every mistake, returns ``None`` and goes to argparse for its usual help and errors.
     """
-    args = SimpleNamespace(command=None, no_disk_cache=False, json=False)
+    args = SimpleNamespace(command=None, no_disk_cache=False, json=False, rejected=None)
     for attribute in _VALUE_OPTIONS.values():
         setattr(args, attribute, None)
     rest = iter(argv)
@@ -81,6 +81,11 @@ def _fast_args(argv: list[str]) -> SimpleNamespace | None:
             args.no_disk_cache = True
         elif arg == "--json" and args.command == "token":
             args.json = True  # an option of the token command: only after it, as argparse has it
+        elif name == "--rejected" and args.command is not None:
+            value = value if equals else next(rest, "")
+            if not value or value.startswith("-"):
+                return None
+            args.rejected = value
         elif name in _VALUE_OPTIONS:
             value = value if equals else next(rest, "")
             if not value or value.startswith("-"):
@@ -157,6 +162,17 @@ _EPILOG = (
 )
 
 
+def _rejected_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rejected",
+        metavar="TOKEN",
+        help="the API answered 401 to TOKEN (revoked): print another one. TOKEN is dropped "
+        "only if it is still the cached one, so many scripts reporting the same token cost "
+        "one token request. In a script: "
+        'token=$(memoram-auth token --rejected "$token") after a 401',
+    )
+
+
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The full parser, and each command's own (for its usage in error messages)."""
     import argparse
@@ -182,16 +198,18 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     token = command(
         "token", 'print the current token (curl -H "Authorization: Bearer $(memoram-auth token)")'
     )
+    _rejected_option(token)
     token.add_argument(
         "--json",
         action="store_true",
         help='print {"token": ..., "expires_at": ISO-8601 UTC, "token_type": "Bearer"}, for '
         "tools that take a credential process",
     )
-    command(
+    header = command(
         "header",
         "print 'Authorization: Bearer TOKEN' (curl -H @- or -H \"$(memoram-auth header)\")",
     )
+    _rejected_option(header)
     status = command("status", "show what is cached for the key (never the token itself)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument(
@@ -284,12 +302,14 @@ def _current_token(args: argparse.Namespace | SimpleNamespace) -> Token:
     """
     from .settings import agent_socket
 
+    rejected: str | None = getattr(args, "rejected", None)
     socket = agent_socket(args.api_key)
     if socket is not None:
         from .agent.client import fetch
         from .settings import resolve_base_url
 
-        return fetch(socket, resolve_base_url(args.base_url, option="--base-url"))[0]
+        # The agent compares and invalidates, as below: only if it still holds that token.
+        return fetch(socket, resolve_base_url(args.base_url, option="--base-url"), rejected)[0]
     from .cache import FileCache, slot_for
     from .plugins._backends import default_cache
     from .token import FRESH, freshness
@@ -304,12 +324,20 @@ def _current_token(args: argparse.Namespace | SimpleNamespace) -> Token:
             base_url=settings.base_url,
             key_fingerprint=key.fingerprint,
         )
-        if freshness(cached, time.time()) == FRESH:
-            assert cached is not None  # noqa: S101 - for mypy; FRESH is a token
+        if freshness(cached, time.time()) == FRESH and (
+            cached is not None and cached.value != rejected
+        ):
+            # With --rejected: another process has already replaced that token (compare and
+            # invalidate), so scripts that all saw the same 401 cost one token request.
             return cached
     from .provider import TokenProvider
 
-    return TokenProvider.for_settings(settings.with_network(_network(args)), cache).get_token()
+    provider = TokenProvider.for_settings(settings.with_network(_network(args)), cache)
+    if rejected is not None:
+        # The provider then takes from the cache only a token fetched to replace this one
+        # (another process's, under the slot's lock) or asks for a new one.
+        provider.invalidate(rejected)
+    return provider.get_token()
 
 
 def _duration(seconds: float) -> str:
