@@ -1,7 +1,7 @@
 """Every ``sh`` block of docs/troubleshooting.md runs, as written, against an emulator.
 
 A block that cannot run here (a real keyring, a corporate network, packages to install) has
-``<!-- skip: the reason -->`` on the line before its fence. ``text`` blocks are messages shown,
+``<!-- readme-test: skip (the reason) -->`` on the line before its fence, as in the README. ``text`` blocks are messages shown,
 not run.
 """
 
@@ -22,7 +22,7 @@ from memoram_auth.emulator import Emulator
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "troubleshooting.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
-SKIP = re.compile(r"<!-- skip: (.+?) -->\s*$")
+SKIP = re.compile(r"<!-- readme-test: skip \((.+)\) -->\s*$")
 
 
 def blocks() -> list[tuple[str, str, str, str | None]]:
@@ -74,7 +74,7 @@ def test_a_block_runs(code: str, env: dict[str, str]) -> None:
     if "curl " in code and shutil.which("curl") is None:
         pytest.skip("curl is not installed")
     result = subprocess.run(
-        ["bash", "-e", "-o", "pipefail", "-c", code],
+        ["bash", "-euo", "pipefail", "-c", code],
         env=env,
         capture_output=True,
         text=True,
