@@ -1,8 +1,8 @@
 """Every ``sh`` block of docs/troubleshooting.md runs, as written, against an emulator.
 
 A block that cannot run here (a real keyring, a corporate network, packages to install) has
-``<!-- readme-test: skip (the reason) -->`` on the line before its fence, as in the README. ``text`` blocks are messages shown,
-not run.
+``<!-- readme-test: skip (the reason) -->`` on the line before its fence, as in the README.
+``text`` blocks are messages shown, not run.
 """
 
 from __future__ import annotations
