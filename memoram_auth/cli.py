@@ -348,6 +348,18 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                 parsers[args.command].error(
                     f"{option} does not apply to {args.command}, which sends no token request"
                 )
+    elif args.command not in ("token", "header"):
+        # agent and emulator read their options with their own parsers, after their name;
+        # demo and completion take none. Given before them, an option would be ignored.
+        shared = {**_VALUE_OPTIONS, "--no-disk-cache": "no_disk_cache"}
+        for option, name in shared.items():
+            if getattr(args, name, None) not in (None, False):
+                where = (
+                    f"give it after the command: {PROG} agent {option} ..."
+                    if args.command == "agent"
+                    else f"{args.command}'s options are in {PROG} {args.command} --help"
+                )
+                parser.error(f"{option} before {args.command} does not apply: {where}")
     return args
 
 

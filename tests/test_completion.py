@@ -162,3 +162,23 @@ def test_network_options_do_not_apply_to_status_and_clear(command: str) -> None:
     assert before.returncode == 2
     assert f"--ca-bundle does not apply to {command}" in before.stderr
     assert "--proxy" not in run(command, "--help").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--no-disk-cache", "agent"], "give it after the command: memoram-auth agent"),
+        (["--base-url", "http://127.0.0.1:1/api/v1", "emulator"], "memoram-auth emulator --help"),
+        (["--proxy", "http://127.0.0.1:3128", "demo"], "demo's options"),
+        (["--api-key", "mem_0", "completion", "bash"], "completion's options"),
+    ],
+    ids=["agent", "emulator", "demo", "completion"],
+)
+def test_a_shared_option_before_a_command_that_ignores_it_is_a_usage_error(
+    args: list[str], message: str
+) -> None:
+    # Before, these ran the demo (agent, emulator) or ignored the option.
+    result = run(*args)
+    assert result.returncode == 2, result.stdout
+    assert f"{args[0]} before {args[-1] if args[-1] != 'bash' else 'completion'}" in result.stderr
+    assert message in result.stderr
