@@ -84,7 +84,7 @@ def _fast_args(argv: list[str]) -> SimpleNamespace | None:
             args.json = True  # an option of the token command: only after it, as argparse has it
         elif name == "--rejected" and args.command is not None:
             value = value if equals else next(rest, "")
-            if not value or value.startswith("-"):
+            if not value or (value.startswith("-") and value != "-"):
                 return None
             args.rejected = value
         elif name in _VALUE_OPTIONS:
@@ -202,7 +202,8 @@ def _rejected_option(parser: argparse.ArgumentParser) -> argparse.Action:
         help="the API answered 401 to TOKEN (revoked): print another one. TOKEN is dropped "
         "only if it is still the cached one, so many scripts reporting the same token cost "
         "one token request. In a script: "
-        'token=$(memoram-auth token --rejected "$token") after a 401',
+        'token=$(memoram-auth token --rejected "$token") after a 401. "-" reads TOKEN from '
+        "standard input, out of the process list (for a token a 401 did not kill)",
     )
 
 
@@ -417,6 +418,10 @@ def _current_token(args: argparse.Namespace | SimpleNamespace) -> Token:
     from .settings import agent_socket
 
     rejected: str | None = getattr(args, "rejected", None)
+    if rejected == "-":
+        rejected = sys.stdin.readline().strip()
+        if not rejected:
+            raise ConfigurationError("--rejected -: standard input held no token")
     socket = agent_socket(args.api_key)
     if socket is not None:
         from .agent.client import fetch

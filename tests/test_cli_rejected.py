@@ -70,6 +70,21 @@ def test_after_a_revocation_rejected_prints_a_token_that_works(emu: Emulator, cl
     assert emu.counters.token_requests == 2
 
 
+def test_the_rejected_token_can_come_from_standard_input(emu: Emulator, cli: Cli) -> None:
+    old = cli("token").stdout.strip()
+    emu.revoke_all()
+    command = [*COMMAND, "token", "--rejected", "-"]
+    env = {k: v for k, v in cli.env.items() if v}
+    result = subprocess.run(
+        command, input=old + "\n", env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() not in ("", old)
+    empty = subprocess.run(command, input="", env=env, capture_output=True, text=True, timeout=60)
+    assert empty.returncode == 2
+    assert "standard input held no token" in empty.stderr
+
+
 def test_a_token_already_replaced_costs_no_token_request(emu: Emulator, cli: Cli) -> None:
     first = cli("token").stdout.strip()
     emu.revoke_all()
