@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
+    from ._completion import Parsers
     from .provider import TokenProvider
     from .settings import Resolved
     from .token import Token
@@ -69,7 +70,7 @@ def _fast_args(argv: list[str]) -> SimpleNamespace | None:
     full argparse parser costs about as long as Python takes to start. Anything else, including
     every mistake, returns ``None`` and goes to argparse for its usual help and errors.
     """
-    args = SimpleNamespace(command=None, no_disk_cache=False, json=False)
+    args = SimpleNamespace(command=None, no_disk_cache=False, json=False, rejected=None)
     for attribute in _VALUE_OPTIONS.values():
         setattr(args, attribute, None)
     rest = iter(argv)
@@ -81,6 +82,11 @@ def _fast_args(argv: list[str]) -> SimpleNamespace | None:
             args.no_disk_cache = True
         elif arg == "--json" and args.command == "token":
             args.json = True  # an option of the token command: only after it, as argparse has it
+        elif name == "--rejected" and args.command is not None:
+            value = value if equals else next(rest, "")
+            if not value or (value.startswith("-") and value != "-"):
+                return None
+            args.rejected = value
         elif name in _VALUE_OPTIONS:
             value = value if equals else next(rest, "")
             if not value or value.startswith("-"):
@@ -91,62 +97,94 @@ def _fast_args(argv: list[str]) -> SimpleNamespace | None:
     return args if args.command is not None else None
 
 
-def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+#: The shared options that only the token request reads: offered to the commands that may send
+#: one, refused before a command that cannot (``status``, ``clear``).
+_NETWORK_OPTIONS = {
+    "--ca-bundle": "ca_bundle",
+    "--cert": "cert",
+    "--cert-key": "cert_key",
+    "--proxy": "proxy",
+}
+
+#: The commands that never send a token request.
+_OFFLINE_COMMANDS = ("status", "clear")
+
+
+def _common(
+    parser: argparse.ArgumentParser, *, suppress: bool, network: bool = True
+) -> list[argparse.Action]:
+    """Add the shared options to *parser*; returns them (the completion scripts list them).
+
+    *network*: with the token request's options (TLS trust, client certificate, proxy).
+    """
     import argparse
 
     # The shared options are accepted before and after the command; after it, SUPPRESS keeps a
     # value given before it from being overwritten by the subcommand's default.
     default: Any = argparse.SUPPRESS if suppress else None
     group = parser.add_argument_group("settings")
-    group.add_argument(
-        "--base-url",
-        default=default,
-        help="the API's base URL (default: MEMORAM_BASE_URL or production)",
+    actions = [
+        group.add_argument(
+            "--base-url",
+            default=default,
+            help="the API's base URL (default: MEMORAM_BASE_URL or production)",
+        )
+    ]
+    actions.append(
+        group.add_argument(
+            "--api-key",
+            default=default,
+            metavar="KEY",
+            help="the API key (default: MEMORAM_API_KEY, then key plugins). Prefer the "
+            "environment: other local users can read command lines in the process list",
+        )
     )
-    group.add_argument(
-        "--api-key",
-        default=default,
-        metavar="KEY",
-        help="the API key (default: MEMORAM_API_KEY, then key plugins). Prefer the environment: "
-        "other local users can read command lines in the process list",
+    actions.append(
+        group.add_argument(
+            "--cache-dir",
+            default=default,
+            help="token cache directory (default: MEMORAM_AUTH_CACHE_DIR or the user cache dir)",
+        )
     )
-    group.add_argument(
-        "--cache-dir",
-        default=default,
-        help="token cache directory (default: MEMORAM_AUTH_CACHE_DIR or the user cache dir)",
+    if network:
+        actions += [
+            group.add_argument(
+                "--ca-bundle",
+                default=default,
+                metavar="PEM",
+                help="CA bundle that signs the token endpoint's certificate (default: "
+                "MEMORAM_AUTH_CA_BUNDLE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, then the system's)",
+            ),
+            group.add_argument(
+                "--cert",
+                default=default,
+                metavar="PEM",
+                help="client certificate for the token request (default: MEMORAM_AUTH_CLIENT_CERT)",
+            ),
+            group.add_argument(
+                "--cert-key",
+                default=default,
+                metavar="PEM",
+                help="its private key, if not in the --cert file "
+                "(default: MEMORAM_AUTH_CLIENT_KEY)",
+            ),
+            group.add_argument(
+                "--proxy",
+                default=default,
+                metavar="URL",
+                help="http:// proxy for the token request (default: MEMORAM_AUTH_PROXY, then "
+                "HTTPS_PROXY/NO_PROXY)",
+            ),
+        ]
+    actions.append(
+        group.add_argument(
+            "--no-disk-cache",
+            action="store_true",
+            default=argparse.SUPPRESS if suppress else False,
+            help="keep the token in memory only (each run then asks for a new one)",
+        )
     )
-    group.add_argument(
-        "--ca-bundle",
-        default=default,
-        metavar="PEM",
-        help="CA bundle that signs the token endpoint's certificate (default: "
-        "MEMORAM_AUTH_CA_BUNDLE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, then the system's)",
-    )
-    group.add_argument(
-        "--cert",
-        default=default,
-        metavar="PEM",
-        help="client certificate for the token request (default: MEMORAM_AUTH_CLIENT_CERT)",
-    )
-    group.add_argument(
-        "--cert-key",
-        default=default,
-        metavar="PEM",
-        help="its private key, if not in the --cert file (default: MEMORAM_AUTH_CLIENT_KEY)",
-    )
-    group.add_argument(
-        "--proxy",
-        default=default,
-        metavar="URL",
-        help="http:// proxy for the token request (default: MEMORAM_AUTH_PROXY, then "
-        "HTTPS_PROXY/NO_PROXY)",
-    )
-    group.add_argument(
-        "--no-disk-cache",
-        action="store_true",
-        default=argparse.SUPPRESS if suppress else False,
-        help="keep the token in memory only (each run then asks for a new one)",
-    )
+    return actions
 
 
 #: What ``memoram-auth`` alone and ``--help`` say after the options.
@@ -157,10 +195,27 @@ _EPILOG = (
 )
 
 
-def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    """The full parser, and each command's own (for its usage in error messages)."""
+def _rejected_option(parser: argparse.ArgumentParser) -> argparse.Action:
+    return parser.add_argument(
+        "--rejected",
+        metavar="TOKEN",
+        help="the API answered 401 to TOKEN (revoked): print another one. TOKEN is dropped "
+        "only if it is still the cached one, so many scripts reporting the same token cost "
+        "one token request. In a script: "
+        'token=$(memoram-auth token --rejected "$token") after a 401. "-" reads TOKEN from '
+        "standard input, out of the process list (for a token a 401 did not kill)",
+    )
+
+
+#: The shells ``memoram-auth completion`` writes a script for.
+SHELLS = ("bash", "zsh", "fish")
+
+
+def _build() -> Parsers:
+    """The full parser, each command's own (for its usage in error messages) and their options."""
     import argparse
 
+    from ._completion import Parsers
     from ._version import __version__
 
     parser = argparse.ArgumentParser(
@@ -168,54 +223,111 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         description="Exchange a Memoram API key for short-lived bearer tokens, cached per machine.",
         epilog=_EPILOG,
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    _common(parser, suppress=False)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    parsers: dict[str, argparse.ArgumentParser] = {}
+    built = Parsers(parser)
+    built.options[""] = [
+        parser.add_argument("-V", "--version", action="version", version=f"{PROG} {__version__}"),
+        *_common(parser, suppress=False),
+    ]
+    # Not required here: a missing command is reported after unknown options are (_parse), so
+    # that `memoram-auth --bogus` says what is wrong with it.
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name: str, help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help)
-        _common(sub, suppress=True)
-        parsers[name] = sub
+    def command(
+        name: str, help: str, *, network: bool = True, description: str | None = None
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=description or help)
+        built.commands[name], built.helps[name] = sub, help
+        built.options[name] = _common(sub, suppress=True, network=network)
         return sub
+
+    def own(name: str, action: argparse.Action) -> None:
+        built.options[name].append(action)
 
     token = command(
         "token", 'print the current token (curl -H "Authorization: Bearer $(memoram-auth token)")'
     )
-    token.add_argument(
-        "--json",
-        action="store_true",
-        help='print {"token": ..., "expires_at": ISO-8601 UTC, "token_type": "Bearer"}, for '
-        "tools that take a credential process",
+    own("token", _rejected_option(token))
+    own(
+        "token",
+        token.add_argument(
+            "--json",
+            action="store_true",
+            help='print {"token": ..., "expires_at": ISO-8601 UTC, "token_type": "Bearer"}, for '
+            "tools that take a credential process",
+        ),
     )
-    command(
+    header = command(
         "header",
         "print 'Authorization: Bearer TOKEN' (curl -H @- or -H \"$(memoram-auth header)\")",
     )
-    status = command("status", "show what is cached for the key (never the token itself)")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.add_argument(
-        "--all",
-        action="store_true",
-        help="every cached token of every key and base URL (needs no key)",
+    own("header", _rejected_option(header))
+    # status and clear never send a token request: no TLS, certificate or proxy option.
+    status = command(
+        "status", "show what is cached for the key (never the token itself)", network=False
     )
-    clear = command("clear", "remove the cached token of the key, or --all cached tokens")
-    clear.add_argument("--all", action="store_true", help="every cached token, for every key")
-    commands.add_parser(
-        "agent",
-        help="hold the key in one process and serve tokens on a Unix socket; "
-        "agent exec -- CMD runs CMD with it (see: memoram-auth agent --help)",
-        add_help=False,
+    own(
+        "status", status.add_argument("--json", action="store_true", help="machine-readable output")
     )
-    commands.add_parser(
-        "emulator",
-        help="run the local Memoram API emulator (see: memoram-auth emulator --help)",
-        add_help=False,
+    own(
+        "status",
+        status.add_argument(
+            "--all",
+            action="store_true",
+            help="every cached token of every key and base URL (needs no key)",
+        ),
     )
-    parsers["demo"] = commands.add_parser(
-        "demo", help="show the product working end to end, offline, against the emulator"
+    clear = command(
+        "clear", "remove the cached token of the key, or --all cached tokens", network=False
     )
-    return parser, parsers
+    own(
+        "clear",
+        clear.add_argument("--all", action="store_true", help="every cached token, for every key"),
+    )
+    for name, help, words in (
+        (
+            "agent",
+            "hold the key in one process and serve tokens on a Unix socket; "
+            "agent exec -- CMD runs CMD with it (see: memoram-auth agent --help)",
+            ["exec"],
+        ),
+        (
+            "emulator",
+            "run the local Memoram API emulator (see: memoram-auth emulator --help)",
+            ["revoke", "reject-key", "accept-key"],
+        ),
+    ):
+        # Parsed by their own parsers (_agent, the emulator's): listed here for the help.
+        commands.add_parser(name, help=help, add_help=False)
+        built.helps[name], built.options[name], built.words[name] = help, [], words
+    demo_help = "show the product working end to end, offline, against the emulator"
+    built.commands["demo"] = commands.add_parser(
+        "demo",
+        help=demo_help,
+        description=demo_help + ": it starts an emulator on 127.0.0.1 with a key of its own, "
+        "calls the API with requests, httpx, httpie and the command line, revokes the tokens "
+        "and shows the replay, then prints what each step cost. It needs no key and no "
+        "network, and its token cache is a temporary directory, removed at the end.",
+    )
+    built.helps["demo"], built.options["demo"] = demo_help, []
+    completion_help = "print a shell completion script (bash, zsh or fish)"
+    completion = commands.add_parser(
+        "completion",
+        help=completion_help,
+        description=completion_help + ". Install: "
+        'bash: eval "$(memoram-auth completion bash)" in ~/.bashrc; '
+        'zsh: eval "$(memoram-auth completion zsh)" in ~/.zshrc, after compinit; '
+        "fish: memoram-auth completion fish > ~/.config/fish/completions/memoram-auth.fish",
+    )
+    completion.add_argument("shell", choices=SHELLS, help="the shell to complete for")
+    built.commands["completion"], built.helps["completion"] = completion, completion_help
+    built.options["completion"], built.words["completion"] = [], list(SHELLS)
+    return built
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The full parser, and each command's own (for its usage in error messages)."""
+    built = _build()
+    return built.parser, built.commands
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -223,11 +335,32 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
     argparse collects what a subcommand does not know and reports it with the top-level
     usage, which does not list the command's options; the command's parser says it instead.
+    A shared option given before a command it does not apply to is a usage error too.
     """
     parser, parsers = _parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         parsers.get(args.command, parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command is None:
+        parser.error("the following arguments are required: COMMAND")
+    if args.command in _OFFLINE_COMMANDS:
+        for option, name in _NETWORK_OPTIONS.items():
+            if getattr(args, name, None) is not None:
+                parsers[args.command].error(
+                    f"{option} does not apply to {args.command}, which sends no token request"
+                )
+    elif args.command not in ("token", "header"):
+        # agent and emulator read their options with their own parsers, after their name;
+        # demo and completion take none. Given before them, an option would be ignored.
+        shared = {**_VALUE_OPTIONS, "--no-disk-cache": "no_disk_cache"}
+        for option, name in shared.items():
+            if getattr(args, name, None) not in (None, False):
+                where = (
+                    f"give it after the command: {PROG} agent {option} ..."
+                    if args.command == "agent"
+                    else f"{args.command}'s options are in {PROG} {args.command} --help"
+                )
+                parser.error(f"{option} before {args.command} does not apply: {where}")
     return args
 
 
@@ -284,12 +417,18 @@ def _current_token(args: argparse.Namespace | SimpleNamespace) -> Token:
     """
     from .settings import agent_socket
 
+    rejected: str | None = getattr(args, "rejected", None)
+    if rejected == "-":
+        rejected = sys.stdin.readline().strip()
+        if not rejected:
+            raise ConfigurationError("--rejected -: standard input held no token")
     socket = agent_socket(args.api_key)
     if socket is not None:
         from .agent.client import fetch
         from .settings import resolve_base_url
 
-        return fetch(socket, resolve_base_url(args.base_url, option="--base-url"))[0]
+        # The agent compares and invalidates, as below: only if it still holds that token.
+        return fetch(socket, resolve_base_url(args.base_url, option="--base-url"), rejected)[0]
     from .cache import slot_for
     from .plugins._backends import default_cache, local_front
     from .token import FRESH, freshness
@@ -307,13 +446,21 @@ def _current_token(args: argparse.Namespace | SimpleNamespace) -> Token:
             base_url=settings.base_url,
             key_fingerprint=key.fingerprint,
         )
-        if freshness(cached, time.time()) == FRESH:
-            assert cached is not None  # noqa: S101 - for mypy; FRESH is a token
+        if freshness(cached, time.time()) == FRESH and (
+            cached is not None and cached.value != rejected
+        ):
+            # With --rejected: another process has already replaced that token (compare and
+            # invalidate), so scripts that all saw the same 401 cost one token request.
             return cached
     from .provider import TokenProvider
 
     cache = default_cache(settings.cache_dir)
-    return TokenProvider.for_settings(settings.with_network(_network(args)), cache).get_token()
+    provider = TokenProvider.for_settings(settings.with_network(_network(args)), cache)
+    if rejected is not None:
+        # The provider then takes from the cache only a token fetched to replace this one
+        # (another process's, under the slot's lock) or asks for a new one.
+        provider.invalidate(rejected)
+    return provider.get_token()
 
 
 def _duration(seconds: float) -> str:
@@ -564,6 +711,11 @@ def _run(argv: list[str]) -> int:
         return _status_all(args) if args.all else _status(args)
     if args.command == "clear":
         return _clear(args)
+    if args.command == "completion":
+        from ._completion import script
+
+        sys.stdout.write(script(args.shell, _build(), PROG))
+        return EXIT_OK
     from ._demo import run_demo
 
     return run_demo()

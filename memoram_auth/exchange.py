@@ -51,7 +51,9 @@ def request_token(
     """
     from .transport import urllib_transport
 
-    steps = exchange_steps(base_url, ApiKey.of(api_key), expires_in=expires_in, policy=policy)
+    steps = exchange_steps(
+        base_url, ApiKey.of(api_key, "api_key="), expires_in=expires_in, policy=policy
+    )
     del api_key  # see exchange_steps
     token: Token = drive(steps, transport or urllib_transport, sleep)
     return token

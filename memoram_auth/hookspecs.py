@@ -97,6 +97,17 @@ def memoram_auth_get_api_key(base_url: str) -> str | None:
 
 
 @hookspec
+def memoram_auth_no_key_hint(base_url: str) -> str | None:
+    """Say how to give this plugin a key for *base_url*, or ``None``.
+
+    Asked when no key was found anywhere (no argument, ``MEMORAM_API_KEY`` unset, and no
+    plugin answered :func:`memoram_auth_get_api_key`); every answer is added to the "no API
+    key" error, after the plugin's name: ``run: memoram-auth-keyring set``. It must not
+    contain a key.
+    """
+
+
+@hookspec
 def memoram_auth_cache_backends() -> Mapping[str, CacheFactory]:  # type: ignore[empty-body]  # a spec: no body
     """Return token cache backends by name, e.g. ``{"redis": make_redis_cache}``.
 

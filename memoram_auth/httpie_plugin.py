@@ -28,7 +28,8 @@ from . import plugins
 from .adapters.base import in_library_terms
 from .adapters.requests import RequestsAuth, send_budget
 from .exceptions import MemoramAuthError, MemoramAuthWarning, TokenRequestError
-from .settings import KEY_OPTIONS, agent_socket, resolve_api_key, resolve_base_url
+from .keys import ApiKey
+from .settings import KEY_OPTIONS, _resolve_api_key, agent_socket, resolve_base_url
 from .transports.requests import AdapterTransport
 
 __all__ = ["MemoramAuthPlugin"]
@@ -104,12 +105,15 @@ class MemoramAuthPlugin(AuthPlugin):  # type: ignore[misc]  # AuthPlugin is unty
 
     def get_auth(self, username: Any = None, password: Any = None) -> requests.auth.AuthBase:  # noqa: ANN401 - httpie passes untyped values
         _one_line_warnings()
-        key = self.raw_auth if isinstance(self.raw_auth, str) and self.raw_auth.strip() else None
+        raw = self.raw_auth
+        # As an ApiKey that names httpie's --auth, so that a 401 says where the key came from.
+        key = ApiKey(raw, KEY_OPTIONS["httpie"]) if isinstance(raw, str) and raw.strip() else None
+        del raw
         try:
             if key is None and agent_socket() is None:
                 # Resolved here rather than in MemoramAuth so that "no key" names httpie's
                 # --auth, not Python's api_key=; the key then goes in as given.
-                key = resolve_api_key(None, resolve_base_url(), option=KEY_OPTIONS["httpie"])
+                key = _resolve_api_key(None, resolve_base_url(), option=KEY_OPTIONS["httpie"])
             # One request and exit: no refresher thread (see MemoramAuth's background_refresh).
             return HttpieMemoramAuth(key, background_refresh=False)
         except MemoramAuthError as exc:

@@ -124,17 +124,25 @@ class ApiKey:
     (``pytest --showlocals``, rich, error trackers) show ``ApiKey(sha256:…)``; pickling and
     copying are refused, as for every object that holds the key. :meth:`reveal` is the one way
     to the value: call it where the key is sent, not earlier.
+
+    Args:
+        value: the key.
+        source: where it came from, in the words a message uses to send the user there
+            (``MEMORAM_API_KEY``, ``--api-key KEY``, ``the keyring plugin``), or ``None``.
+            Not part of the key: two keys with the same value are equal whatever their source.
     """
 
-    __slots__ = ("_value",)
+    __slots__ = ("_value", "source")
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, source: str | None = None) -> None:
         self._value = value  # checked by normalize_api_key() where it is used
+        #: Where the key came from (see the class's docstring): a 401 names it.
+        self.source = source
 
     @classmethod
-    def of(cls, value: str | ApiKey) -> ApiKey:
+    def of(cls, value: str | ApiKey, source: str | None = None) -> ApiKey:
         """*value* as an :class:`ApiKey` (one given already is returned as it is)."""
-        return value if isinstance(value, ApiKey) else cls(value)
+        return value if isinstance(value, ApiKey) else cls(value, source)
 
     @property
     def fingerprint(self) -> str:

@@ -93,7 +93,7 @@ class TokenProvider(Provider):
         background_refresh: bool | None = None,
     ) -> None:
         # Held as an ApiKey and dropped from this frame: traceback formatters print locals.
-        key = ApiKey(normalize_api_key(api_key))
+        key = ApiKey(normalize_api_key(api_key), _source(api_key))
         del api_key
         settings = Resolved(
             key,
@@ -193,7 +193,7 @@ def get_provider(
     """
     from .transport import NetworkSettings
 
-    key = ApiKey(normalize_api_key(api_key))
+    key = ApiKey(normalize_api_key(api_key), _source(api_key))
     del api_key  # see TokenProvider.__init__
     settings = Resolved(
         key,
@@ -207,6 +207,12 @@ def get_provider(
         background_refresh=background_refresh_enabled(background_refresh),
     )
     return provider_for(settings)
+
+
+def _source(api_key: object) -> str:
+    """Where a key given to a provider came from: the ApiKey's own source, else the argument."""
+    source = api_key.source if isinstance(api_key, ApiKey) else None
+    return source or "api_key="
 
 
 def _after_fork_in_child() -> None:

@@ -137,22 +137,47 @@ def resolve_api_key(
         option: how a key is passed where the message will appear (see :data:`KEY_OPTIONS`).
 
     Raises:
-        ConfigurationError: no key anywhere, or a key that cannot be one (not text:
+        ConfigurationError: no key anywhere (the message names the key plugins installed that
+            found none, and what they say to run), or a key that cannot be one (not text:
             ``api_key=123``).
     """
-    if api_key is None:
-        api_key = environment_api_key()
-    if api_key is None:
-        from .plugins import get_api_key  # only now: plugins cost pluggy and a metadata scan
+    return _resolve_api_key(api_key, base_url, option=option).reveal()
 
-        api_key = get_api_key(base_url)
+
+def _resolve_api_key(api_key: str | ApiKey | None, base_url: str, *, option: str) -> ApiKey:
+    """:func:`resolve_api_key`, as an :class:`ApiKey` that knows where it came from."""
+    # A key handed on as an ApiKey keeps the source it was given (httpie's --auth).
+    source: str | None = option
+    if isinstance(api_key, ApiKey) and api_key.source:
+        source = api_key.source
+    if api_key is None:
+        api_key, source = environment_api_key(), API_KEY_ENV
+    if api_key is None:
+        from .plugins import get_api_key_and_source  # only now: pluggy and a metadata scan
+
+        api_key, source = get_api_key_and_source(base_url)
     if api_key is None or _blank(api_key):
-        raise ConfigurationError(
-            f"no Memoram API key: set {API_KEY_ENV}, or pass {option} "
-            "(keys come from the Memoram dashboard and start with mem_)"
-        )
+        raise ConfigurationError(_no_key(option, base_url))
     # Wrapped, so that the key is no plain local here if normalizing it raises.
-    return normalize_api_key(ApiKey.of(api_key))
+    return ApiKey(normalize_api_key(ApiKey.of(api_key)), source)
+
+
+def _no_key(option: str, base_url: str) -> str:
+    message = (
+        f"no Memoram API key: set {API_KEY_ENV}, or pass {option} "
+        "(keys come from the Memoram dashboard and start with mem_)"
+    )
+    from .plugins import no_key_hints  # no pluggy unless a plugin is installed
+
+    hints = no_key_hints(base_url)
+    if hints:
+        # A key plugin is installed and found nothing: its own way to store a key is the
+        # likelier fix than an environment variable.
+        found = "; ".join(
+            f"the {name} plugin has none for {base_url}: {hint}" for name, hint in hints
+        )
+        message += f"; {found}"
+    return message
 
 
 def _blank(api_key: str | ApiKey) -> bool:
@@ -249,7 +274,7 @@ def resolve(
     given = None if api_key is None else ApiKey.of(api_key)
     del api_key
     url = resolve_base_url(base_url, option=base_url_option, api_key=given)
-    key = ApiKey(resolve_api_key(given, url, option=option))
+    key = _resolve_api_key(given, url, option=option)
     if policy is not None or expires_in is not None:
         from ._policy import check_expires_in, check_policy  # typing: not for the command line
 

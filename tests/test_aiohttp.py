@@ -207,7 +207,7 @@ def test_raise_for_status_sessions_still_get_our_errors(emu: Emulator, tmp_path:
         ) as session:
             await status_of(session, "GET", f"{emu.base_url}/tags")
 
-    with pytest.raises(KeyRejectedError, match="MEMORAM_API_KEY"):
+    with pytest.raises(KeyRejectedError, match="from api_key= was rejected"):
         run(main)
     assert api_calls(emu) == []
 

@@ -112,7 +112,7 @@ def test_a_rejected_key_is_one_clear_line(emu: Emulator, http: Http) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert "KeyRejectedError" in lines[0]
-    assert "MEMORAM_API_KEY" in lines[0]
+    assert "from --auth KEY (-a KEY) was rejected" in lines[0]  # where the key came from
     assert bad_key not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
 

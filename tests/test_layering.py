@@ -215,6 +215,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "httpie_plugin",
             "pytest_plugin",
             "_demo",
+            "_completion",
             "emulator",
             "emulator.*",
             "agent.server",

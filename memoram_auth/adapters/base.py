@@ -81,7 +81,7 @@ class AuthCore:
 
     def __init__(
         self,
-        api_key: str | None = None,
+        api_key: str | ApiKey | None = None,
         *,
         base_url: str | None = None,
         cache_dir: CacheDir = None,

@@ -189,15 +189,18 @@ def retry_after(response: RawResponse, now: float) -> float | None:
 
 def _rejected(response: RawResponse, api_key: ApiKey) -> KeyRejectedError:
     fp = api_key.fingerprint
+    # Where the key came from: the place to fix it (a stale key in a keyring, an old export).
+    source = api_key.source or "the key given"
     if response.status == 400:
         message = (
             f"the token endpoint refused the request as invalid (400) for key {fp}; "
-            "check the API key (MEMORAM_API_KEY) and expires_in"
+            f"check the API key (from {source}) and expires_in"
         )
     else:
         message = (
-            f"the API key {fp} was rejected ({response.status}); check MEMORAM_API_KEY, "
-            "or create a new key in the Memoram dashboard"
+            f"the API key {fp} from {source} was rejected ({response.status}): it is wrong, "
+            "revoked or for another API; correct it there, or create a new key in the Memoram "
+            "dashboard"
         )
     return KeyRejectedError(message, status=response.status)
 

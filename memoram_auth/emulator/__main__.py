@@ -132,8 +132,9 @@ def control(action: str, argv: Sequence[str], prog: str) -> int:
         return 1
     if action == "revoke":
         print(
-            f"revoked {answer['revoked']} token(s): the next API call with one gets 401, "
-            "and memoram-auth fetches a new token and replays it"
+            f"revoked {answer['revoked']} token(s): the next API call with one gets 401. "
+            "The Python adapters and httpie then fetch a new token and replay the call; a "
+            'shell script asks for one with: memoram-auth token --rejected "$token"'
         )
     elif action == "reject-key":
         print(f"rejected {answer['rejected']} key(s): token requests with them now get 401")

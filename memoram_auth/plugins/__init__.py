@@ -43,7 +43,9 @@ __all__ = [
     "call_hook",
     "file_in_front",
     "get_api_key",
+    "get_api_key_and_source",
     "get_plugin_manager",
+    "no_key_hints",
     "notify",
     "third_party_plugins_installed",
 ]
@@ -177,7 +179,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
                 manager = PluginManager(hookspecs.PROJECT)
                 manager.add_hookspecs(hookspecs)
-                manager.register(_hookimpls, name="memoram_auth.builtin")
+                manager.register(_hookimpls, name=BUILTIN)
                 if not _disabled():
                     _load_entry_points(manager)
                 _manager = manager
@@ -202,19 +204,56 @@ def call_hook(name: str, **kwargs: Any) -> Any:  # noqa: ANN401 - what the hook 
 
 def get_api_key(base_url: str) -> str | None:
     """The key the plugins give for *base_url* (``MEMORAM_API_KEY`` comes first)."""
+    return get_api_key_and_source(base_url)[0]
+
+
+#: The name of the built-in plugin (the key from the environment, the default backends).
+BUILTIN = "memoram_auth.builtin"
+
+
+def get_api_key_and_source(base_url: str) -> tuple[str | None, str | None]:
+    """As :func:`get_api_key`, with where the key came from: ``MEMORAM_API_KEY``, or ``the NAME
+    plugin`` for the installed plugin that answered (``None`` with no key)."""
+    from .._env import API_KEY_ENV
+
     key = _defaults.environment_api_key()
-    if key is not None or not (_manager is not None or third_party_plugins_installed()):
-        return key  # the environment, or nothing else could answer: no pluggy needed
-    answer = call_hook("memoram_auth_get_api_key", base_url=base_url)
-    if answer is not None and not isinstance(answer, str):
-        warnings.warn(
-            "memoram-auth: a plugin answered memoram_auth_get_api_key with a "
-            f"{type(answer).__name__}, not a string; ignoring it",
-            MemoramAuthWarning,
-            stacklevel=2,
-        )
-        return None
-    return answer
+    if key is not None:
+        return key, API_KEY_ENV
+    if not (_manager is not None or third_party_plugins_installed()):
+        return None, None
+    # pluggy's firstresult call says what was answered, not who answered: the implementations
+    # are asked here in pluggy's own order (the last in get_hookimpls() first), each guarded.
+    caller = get_plugin_manager().hook.memoram_auth_get_api_key
+    for impl in reversed(caller.get_hookimpls()):
+        answer = impl.function(base_url)
+        if answer is None:
+            continue
+        if not isinstance(answer, str):
+            warnings.warn(
+                f"memoram-auth: the plugin {impl.plugin_name!r} answered "
+                f"memoram_auth_get_api_key with a {type(answer).__name__}, not a string; "
+                "ignoring it",
+                MemoramAuthWarning,
+                stacklevel=2,
+            )
+            return None, None
+        source = API_KEY_ENV if impl.plugin_name == BUILTIN else f"the {impl.plugin_name} plugin"
+        return answer, source
+    return None, None
+
+
+def no_key_hints(base_url: str) -> list[tuple[str, str]]:
+    """``(plugin, hint)`` of each installed plugin that says how to give it a key for
+    *base_url* (``memoram_auth_no_key_hint``); asked only when no key was found anywhere."""
+    if not (_manager is not None or third_party_plugins_installed()):
+        return []
+    caller = get_plugin_manager().hook.memoram_auth_no_key_hint
+    hints = []
+    for impl in reversed(caller.get_hookimpls()):
+        hint = impl.function(base_url)
+        if isinstance(hint, str) and hint.strip():
+            hints.append((impl.plugin_name, hint.strip()))
+    return hints
 
 
 def cache_backends() -> dict[str, CacheFactory]:

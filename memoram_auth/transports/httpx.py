@@ -31,7 +31,41 @@ from ..transport import (
     tls_failure_in,
 )
 
-__all__ = ["HttpxTransport", "as_httpx_request", "as_raw_response", "httpx_transport"]
+__all__ = [
+    "HTTPX_FLOOR",
+    "HttpxTransport",
+    "as_httpx_request",
+    "as_raw_response",
+    "check_httpx_version",
+    "httpx_transport",
+]
+
+#: The oldest httpx this package works with, as ``pyproject.toml`` declares it: ``proxy=`` and
+#: the client options used here came in 0.26.
+HTTPX_FLOOR = (0, 26)
+
+
+def check_httpx_version(version: str | None = None) -> None:
+    """Refuse an httpx older than :data:`HTTPX_FLOOR` (*version*: the installed one's).
+
+    pip does not install one, but an environment built with ``--no-deps`` or another package
+    manager can hold one; its clients then fail with a ``TypeError`` about ``proxy=``, which
+    says nothing about the version.
+
+    Raises:
+        ConfigurationError: naming the version found and the floor.
+    """
+    found = httpx.__version__ if version is None else version
+    parts: list[int] = []
+    for part in found.split(".")[:2]:
+        digits = "".join(char for char in part if char.isdigit())
+        parts.append(int(digits) if digits else 0)
+    if tuple(parts) < HTTPX_FLOOR:
+        floor = ".".join(map(str, HTTPX_FLOOR))
+        raise ConfigurationError(
+            f"memoram-auth needs httpx {floor} or later, and httpx {found} is installed: "
+            f"pip install 'httpx>={floor}'"
+        )
 
 
 class _OneHop:
@@ -253,6 +287,7 @@ async def aread_answer(response: httpx.Response, step: TokenRequest) -> RawRespo
 
 
 def _client_options(settings: NetworkSettings) -> dict[str, Any]:
+    check_httpx_version()
     options: dict[str, Any] = {"trust_env": settings.trust_env, "follow_redirects": False}
     if settings.verify is False:
         options["verify"] = False

@@ -190,3 +190,29 @@ def test_keyring_is_imported_only_when_a_key_is_asked_for() -> None:
     )
     out = subprocess.check_output([sys.executable, "-c", code], text=True)
     assert out.split() == ["False", "True"]
+
+
+def test_no_key_says_what_to_run_for_this_base_url(emu: Emulator) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        MemoramAuth(base_url=emu.base_url)
+    assert f"run memoram-auth-keyring set --base-url {emu.base_url}" in str(caught.value)
+    assert emu.counters.token_requests == 0
+
+
+def test_no_key_on_a_headless_machine_says_how_to_get_a_keyring(emu: Emulator) -> None:
+    keyring.set_keyring(keyring.backends.fail.Keyring())
+    with pytest.raises(ConfigurationError, match="no keyring backend works here") as caught:
+        MemoramAuth(base_url=emu.base_url)
+    assert "PYTHON_KEYRING_BACKEND=keyrings.alt.file.PlaintextKeyring" in str(caught.value)
+
+
+def test_a_rejected_key_names_the_keyring(emu: Emulator) -> None:
+    memoram_auth_keyring.store_api_key(emu.base_url, "mem_" + "0" * 48)
+    result = subprocess.run(
+        [str(BIN / "memoram-auth"), "--base-url", emu.base_url, "token"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3
+    assert "from the keyring plugin was rejected (401)" in result.stderr
