@@ -357,6 +357,98 @@ def test_an_endpoint_down_for_the_last_quarter_fails_no_call(
     assert old not in caplog.text
 
 
+def test_a_refresh_under_way_holds_no_request_in_the_mandatory_window(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    # The refresher is held inside its refresh until the token is past its usable life: the
+    # requests of the mandatory window still go out, at once, with the current token, which
+    # has not expired.
+    auth = MemoramAuth(
+        emu.api_key, base_url=emu.base_url, cache_dir=tmp_path, background_refresh=True
+    )
+    provider = auth.provider
+    assert isinstance(provider, TokenProvider)
+    old = in_advisory_window(provider, emu)
+    url = f"{emu.base_url}/tags"
+    gate = Gate()
+    with gate.registered():
+        requests.get(url, auth=auth, timeout=10).raise_for_status()  # hands the refresh over
+        assert gate.started.wait(30)
+        # Time passes with the refresher held: 5 s of a 100 s token left, the last 10 s being
+        # its mandatory window.
+        now = time.time()
+        provider._adopt(Token(old, obtained_at=now - 95, expires_at=now + 5), "test")
+        answered = threading.Event()
+        statuses: list[int] = []
+
+        def call() -> None:
+            statuses.append(requests.get(url, auth=auth, timeout=10).status_code)
+            answered.set()
+
+        threading.Thread(target=call, daemon=True).start()
+        # The bound only ends a wait that, before this was fixed, lasted the lock's timeout.
+        assert answered.wait(4), "a request waited for the background refresh"
+        assert not gate.release.is_set()  # answered while the refresh was still held
+        assert statuses == [200]
+        assert sent_token(emu) == old
+        assert emu.counters.token_requests == 0
+        gate.release.set()
+        wait_for(lambda: provider.fresh_authorization() is not None)
+    requests.get(url, auth=auth, timeout=10).raise_for_status()
+    assert sent_token(emu) != old
+    assert emu.counters.token_requests == 1
+
+
+def test_the_token_serves_until_it_expires_while_the_endpoint_is_down(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The token endpoint is down for the token's whole last quarter (4 s token: the last 1 s,
+    # the last 0.4 s being the mandatory window). Every call to the API goes out with the
+    # current token until it expires and none fails; the refresher's and the callers'
+    # attempts take turns after pauses that grow (from 0.1 s here, so that there are several).
+    from memoram_auth.core import refresher
+
+    monkeypatch.setattr(refresher, "FIRST_RETRY_DELAY", 0.1)
+    auth = MemoramAuth(
+        emu.api_key, base_url=emu.base_url, cache_dir=tmp_path, policy=FAST, background_refresh=True
+    )
+    provider = auth.provider
+    assert isinstance(provider, TokenProvider)
+    old = in_advisory_window(provider, emu, lifetime=4)
+    token = provider._entry.token  # type: ignore[union-attr]
+    emu.fail_next(10_000, status=503)
+    failed_at: list[float] = []
+
+    class Clocked(Gate):
+        @hookimpl
+        def memoram_auth_refresh_failed(
+            self, base_url: str, key_fingerprint: str, error: str, background: bool
+        ) -> None:
+            failed_at.append(time.monotonic())
+
+    url = f"{emu.base_url}/tags"
+    gate = Clocked(hold=False)
+    statuses: list[int] = []
+    in_mandatory_window = 0
+    with gate.registered(), requests.Session() as session:
+        while time.time() < token.expires_at - 0.1:
+            mandatory = time.time() >= token.usable_until
+            statuses.append(session.get(url, auth=auth, timeout=10).status_code)
+            in_mandatory_window += mandatory and time.time() < token.expires_at
+            assert sent_token(emu) == old
+            time.sleep(0.005)
+        wait_for(lambda: not provider._ahead_queued)
+    assert statuses
+    assert set(statuses) == {200}
+    assert in_mandatory_window > 0  # calls made past the token's usable life
+    # Attempts were made, each after a pause at least twice the one before.
+    assert len(failed_at) >= 2
+    assert emu.counters.token_requests == len(failed_at) * FAST.attempts
+    gaps = [later - earlier for earlier, later in zip(failed_at, failed_at[1:])]
+    for number, gap in enumerate(gaps):
+        assert gap >= 0.1 * 2**number
+
+
 def test_after_a_background_failure_the_next_attempt_is_the_callers(
     emu: Emulator, tmp_path: Path
 ) -> None:
@@ -478,9 +570,10 @@ def test_a_forked_child_refreshes_with_its_own_thread_and_locks(
 def test_a_slow_endpoint_moves_a_short_tokens_refresh_earlier(
     background: bool, tmp_path: Path
 ) -> None:
-    # A 4 s token from an endpoint that takes 0.5 s: begun at the advisory window (1 s before
-    # expiry, 0.6 s before the mandatory one), a refresh as slow as the last one would end
-    # with requests waiting; the background one begins earlier, never in the first half.
+    # A 4 s token from an endpoint that takes 0.5 s (3 s or less on the local clock): begun at
+    # the advisory window, a refresh as slow as the last one could end after the token does;
+    # the background one begins 1.5 times the request's duration before expiry, never in the
+    # first half.
     with Emulator(token_delay=0.5) as emu:
         provider = TokenProvider(
             emu.api_key,
@@ -497,12 +590,37 @@ def test_a_slow_endpoint_moves_a_short_tokens_refresh_earlier(
     assert entry is not None
     if background:
         assert entry.fresh_until < token.fresh_until
-        assert entry.fresh_until <= token.usable_until - 0.75  # 1.5 x the 0.5 s request
+        assert entry.fresh_until <= token.expires_at - 0.75  # 1.5 x the 0.5 s request
         assert entry.fresh_until >= token.obtained_at + token.lifetime / 2
     else:
         assert entry.fresh_until == token.fresh_until
     # A one-hour token keeps its 10-minute advisory window either way.
     assert long_lived == pytest.approx(time.time() + 3000, abs=60)
+
+
+def test_a_background_refresh_aims_at_expiry_not_at_the_mandatory_window(
+    emu: Emulator,
+) -> None:
+    # Callers keep the token until it expires while the refresher works (static stability),
+    # so the refresh need only end by then. Aimed at the mandatory window instead, it began
+    # earlier than a caller's own refresh would even where the advisory window was long
+    # enough: more token requests per lifetime with background refresh than without.
+    provider = TokenProvider(
+        emu.api_key, emu.base_url, cache=MemoryOnlyCache(), background_refresh=True
+    )
+    provider._lead = 1.5  # as after a token request that took 1 s
+    now = time.time()
+
+    def begins(lifetime: float) -> float:
+        return provider._fresh_until(Token("x", obtained_at=now, expires_at=now + lifetime)) - now
+
+    # An 8 s token's 2 s advisory window leaves the refresh time enough: begun there, as
+    # without background refresh.
+    assert begins(8) == pytest.approx(6)
+    # A 4 s token's 1 s window does not: begun 1.5 s before expiry.
+    assert begins(4) == pytest.approx(2.5)
+    # Never in the first half of a token's life.
+    assert begins(2.5) == pytest.approx(1.25)
 
 
 def _preforked_worker(auth: MemoramAuth, url: str, seconds: float, gate: Gate) -> dict[str, Any]:
