@@ -449,6 +449,45 @@ def test_the_token_serves_until_it_expires_while_the_endpoint_is_down(
         assert gap >= 0.1 * 2**number
 
 
+def test_the_refresher_sends_through_the_requests_session_given(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    # MemoramAuth(session=s): the user's settings live in s (its adapters, verify=, proxies),
+    # and the refresher's token request goes through s as the caller's own would.
+    sent: list[tuple[str, str]] = []
+
+    class Recording(requests.adapters.HTTPAdapter):
+        def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+            sent.append((request.url or "", threading.current_thread().name))
+            return super().send(request, **kwargs)
+
+    url = f"{emu.base_url}/tags"
+    gate = Gate(hold=False)
+    with requests.Session() as session, gate.registered():
+        session.mount("http://", Recording())
+        auth = MemoramAuth(
+            emu.api_key,
+            base_url=emu.base_url,
+            cache_dir=tmp_path,
+            session=session,
+            background_refresh=True,
+        )
+        provider = auth.provider
+        assert isinstance(provider, TokenProvider)
+        old = in_advisory_window(provider, emu)
+        session.get(url, auth=auth, timeout=10).raise_for_status()  # hands the refresh over
+        wait_for(lambda: provider.fresh_authorization() is not None)
+        session.get(url, auth=auth, timeout=10).raise_for_status()
+    assert sent_token(emu) != old
+    assert emu.counters.token_requests == 1
+    token_requests = [thread for sent_to, thread in sent if sent_to.endswith("/auth/token")]
+    assert token_requests == ["memoram-auth-refresher"]
+    assert [(name, details.get("background")) for name, details in gate.seen] == [
+        ("started", None),
+        ("acquired", True),
+    ]
+
+
 def test_after_a_background_failure_the_next_attempt_is_the_callers(
     emu: Emulator, tmp_path: Path
 ) -> None:
