@@ -602,6 +602,42 @@ def test_a_forked_child_refreshes_with_its_own_thread_and_locks(
     assert emu.counters.token_requests == 1
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_sends_on_connections_of_its_own(emu: Emulator, tmp_path: Path) -> None:
+    # The shared requests transport (the refresher's, now that it sends through the caller's)
+    # kept a connection to the token endpoint alive in the parent; a child that sent on it
+    # would share the socket with the parent and its siblings, and could read their answers.
+    from memoram_auth.transport import NetworkSettings
+    from memoram_auth.transports.requests import requests_transport
+
+    settings = NetworkSettings()
+    auth = MemoramAuth(
+        emu.api_key, base_url=emu.base_url, cache_dir=tmp_path, background_refresh=True
+    )
+    provider = auth.provider
+    assert isinstance(provider, TokenProvider)
+    parent = requests_transport(settings)
+    first = provider.get_token(parent)  # the parent's connection, kept alive
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+        pid = os.fork()
+    if pid == 0:  # the child: an exit code only
+        code = 1
+        try:
+            own = requests_transport(settings)
+            provider.invalidate(first.value)
+            if own is not parent and provider.get_token(own).value != first.value:
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert requests_transport(settings) is parent  # the parent keeps its own
+    provider.invalidate(first.value)
+    assert provider.get_token(parent).value != first.value  # the child's replacement, cached
+    assert emu.counters.token_requests == 2
+
+
 # -- when the refresh ahead begins ------------------------------------------------------------
 
 
@@ -745,3 +781,78 @@ def test_preforked_workers_keep_fresh_tokens_without_waiting(emu: Emulator, tmp_
     # (nearly) every token there was.
     seen = min(len(report["tokens"]) for report in reports)
     assert emu.counters.token_requests <= seen + 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="gunicorn runs on Unix only")
+def test_gunicorn_preload_workers_keep_fresh_tokens_without_waiting(tmp_path: Path) -> None:
+    # A real gunicorn --preload: the master imports the app, which gets a token, then forks
+    # three workers; clients call them every 20 ms for 3.5 token lifetimes through an endpoint
+    # that takes 0.3 s. Each answer names its worker, a digest of the token it sent and
+    # whether that worker's token in memory was unusable when the request began.
+    import re
+    import subprocess
+
+    pytest.importorskip("gunicorn")
+    with Emulator(token_delay=0.3) as emu:
+        env = {
+            **os.environ,
+            "MEMORAM_BASE_URL": emu.base_url,
+            "MEMORAM_API_KEY": emu.api_key,
+            "MEMORAM_AUTH_CACHE_DIR": str(tmp_path / "cache"),
+            "TEST_EXPIRES_IN": "4",
+        }
+        env.pop("MEMORAM_AUTH_BACKGROUND_REFRESH", None)
+        command = [sys.executable, "-m", "gunicorn", "--preload", "--workers", "3"]
+        command += ["--bind", "127.0.0.1:0", "--graceful-timeout", "5", "tests._gunicorn_app:app"]
+        root = Path(__file__).parent.parent
+        log = tmp_path / "gunicorn.log"
+        with log.open("w") as stderr:
+            server = subprocess.Popen(command, cwd=root, env=env, stderr=stderr, text=True)
+        try:
+            # Its log says where it listens and when each worker has booted.
+            wait_for(
+                lambda: log.read_text().count("Booting worker") == 3 or server.poll() is not None
+            )
+            found = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", log.read_text())
+            assert found is not None, log.read_text()
+            port = int(found.group(1))
+            preloaded = emu.counters.token_requests
+            end = time.time() + 3.5 * 4
+            answers: list[dict[str, Any]] = []
+            lock = threading.Lock()
+
+            def client() -> None:
+                with requests.Session() as session:
+                    while time.time() < end:
+                        got = session.get(f"http://127.0.0.1:{port}/", timeout=30).json()
+                        with lock:
+                            answers.append(got)
+                        time.sleep(0.02)
+
+            clients = [threading.Thread(target=client) for _ in range(4)]
+            for thread in clients:
+                thread.start()
+            for thread in clients:
+                thread.join()
+        finally:
+            server.terminate()
+            server.wait(30)
+        token_requests = emu.counters.token_requests
+        unauthorized = emu.counters.unauthorized
+    assert preloaded == 1  # the master's, before the fork
+    assert answers
+    assert {answer["status"] for answer in answers} == {200}
+    assert unauthorized == 0
+    assert not [answer for answer in answers if answer["unusable"]]  # no request waited
+    workers: dict[int, list[str]] = {}
+    for answer in answers:
+        tokens = workers.setdefault(answer["pid"], [])
+        if answer["token"] not in tokens:
+            tokens.append(answer["token"])
+    assert len(workers) >= 2
+    for tokens in workers.values():
+        assert len(tokens) >= 4  # the preloaded one and a fresh one per lifetime after it
+    # One token request per refresh for the machine, not one per worker.
+    every_token = {token for tokens in workers.values() for token in tokens}
+    assert token_requests == len(every_token)
