@@ -488,6 +488,43 @@ def test_the_refresher_sends_through_the_requests_session_given(
     ]
 
 
+def test_with_httpx_a_failed_background_refresh_is_retried_through_the_users_client(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    # An httpx client's settings cannot be reached outside a request: the refresher sends
+    # with the settings given to MemoramAuth and the environment, and when that fails, the
+    # next request refreshes through the user's client, as without background refresh.
+    sent: list[tuple[str, str]] = []
+
+    class Recording(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            sent.append((request.url.path, threading.current_thread().name))
+            return super().handle_request(request)
+
+    auth = MemoramAuth(
+        emu.api_key, base_url=emu.base_url, cache_dir=tmp_path, policy=FAST, background_refresh=True
+    )
+    provider = auth.provider
+    assert isinstance(provider, TokenProvider)
+    old = in_advisory_window(provider, emu)
+    emu.fail_next(FAST.attempts, status=503)  # the refresher's attempt
+    url = f"{emu.base_url}/tags"
+    gate = Gate(hold=False)
+    with gate.registered(), httpx.Client(auth=auth, transport=Recording()) as client:
+        client.get(url).raise_for_status()
+        wait_for(lambda: provider._inline_next and not provider._ahead_queued)
+        assert sent_token(emu) == old
+        provider._next_advisory_try = 0  # the pause is over
+        client.get(url).raise_for_status()
+    assert sent_token(emu) != old
+    assert [path for path, _ in sent if path.endswith("/auth/token")] == ["/api/v1/auth/token"]
+    assert [(name, details.get("background")) for name, details in gate.seen] == [
+        ("started", None),
+        ("failed", True),
+        ("acquired", False),
+    ]
+
+
 def test_after_a_background_failure_the_next_attempt_is_the_callers(
     emu: Emulator, tmp_path: Path
 ) -> None:
