@@ -585,6 +585,7 @@ class Provider:
             self._slot, token, base_url=self.base_url, key_fingerprint=self.fingerprint
         )
         held.release_slot_lock()
+        self._ahead_failures = 0  # the endpoint answers: no token is held over for a failure
         self._notify(
             "memoram_auth_token_acquired", expires_at=token.expires_at, background=held.background
         )
