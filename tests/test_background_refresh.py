@@ -735,6 +735,33 @@ def test_a_background_refresh_aims_at_expiry_not_at_the_mandatory_window(
     assert begins(2.5) == pytest.approx(1.25)
 
 
+def test_a_fleets_spread_never_begins_a_refresh_too_late_to_end_before_expiry(
+    emu: Emulator,
+) -> None:
+    # A cache that a fleet shares spreads the refresh's start over part of the window; with
+    # background refresh that part ends where a refresh as slow as the last one would end
+    # after the token does (a 4 s token from a 1 s endpoint: no room at all).
+    class Spread(MemoryOnlyCache):
+        refresh_spread = 0.9
+
+    provider = TokenProvider(emu.api_key, emu.base_url, cache=Spread(), background_refresh=True)
+    provider._lead = 1.5  # as after a token request that took 1 s
+    starts: dict[float, list[float]] = {4: [], 10: []}
+    for lifetime, seen in starts.items():
+        for _ in range(20):
+            now = time.time()
+            provider._adopt(Token("x", obtained_at=now, expires_at=now + lifetime), "test")
+            entry = provider._entry
+            assert entry is not None
+            seen.append(entry.fresh_until - now)
+    assert max(starts[4]) == pytest.approx(2.5)  # 1.5 s before expiry, not spread later
+    # A 10 s token's window (from 2.5 s before expiry) leaves 1 s of room: spread over it,
+    # never past 1.5 s before expiry (its usable life lasts until 1 s before).
+    assert max(starts[10]) - min(starts[10]) > 0.1
+    assert min(starts[10]) >= 7.5 - 1e-3
+    assert max(starts[10]) <= 8.5 + 1e-3
+
+
 def _preforked_worker(auth: MemoramAuth, url: str, seconds: float, gate: Gate) -> dict[str, Any]:
     """What a forked worker does: two threads calling the API every 50 ms for *seconds*."""
     provider = auth.provider

@@ -82,16 +82,25 @@ class _Entry:
     # faster than tuple fields, and the adapters read two of them for every request.
     __slots__ = ("authorization", "fresh_until", "token", "usable_until")
 
-    def __init__(self, token: Token, fresh_until: float, spread: float = 0.0) -> None:
+    def __init__(
+        self,
+        token: Token,
+        fresh_until: float,
+        spread: float = 0.0,
+        latest: float | None = None,
+    ) -> None:
         self.token = token
         self.fresh_until = fresh_until
         self.usable_until = token.usable_until
-        if spread > 0 and self.usable_until > self.fresh_until:
+        # The spread's range ends at *latest* (the last start that leaves a refresh time to
+        # end: see Provider._latest_start), at most the usable life's end.
+        end = self.usable_until if latest is None else min(latest, self.usable_until)
+        if spread > 0 and end > self.fresh_until:
             import random  # only for a cache that asks (a fleet's: see TokenCache)
 
             # Later, never earlier: no refresh before the advisory window, as without it.
             share = random.uniform(0, spread)  # noqa: S311 - jitter, not secrecy
-            self.fresh_until += share * (self.usable_until - self.fresh_until)
+            self.fresh_until += share * (end - self.fresh_until)
         self.authorization = BEARER + token.value
 
 
@@ -508,6 +517,12 @@ class Provider:
         earliest = token.obtained_at + token.lifetime / 2
         return max(earliest, min(token.fresh_until, token.expires_at - lead))
 
+    def _latest_start(self, token: Token) -> float | None:
+        """With background refresh, the latest moment a refresh ahead of *token* can begin
+        and still end, as slow as the last one, before the token expires: where a fleet's
+        spread of the refresh's start ends (see _Entry). ``None``: the usable life's end."""
+        return token.expires_at - self._lead if self._lead else None
+
     def _postdates_rejection(self, token: Token) -> bool:
         """Whether *token* cannot have died with the pending rejection: none is pending, or it
         was obtained after the rejection was seen, or it was fetched to replace that very
@@ -612,7 +627,9 @@ class Provider:
 
     def _adopt(self, token: Token, source: str) -> Token:
         with self._entry_lock:
-            self._entry = _Entry(token, self._fresh_until(token), self._spread)
+            self._entry = _Entry(
+                token, self._fresh_until(token), self._spread, self._latest_start(token)
+            )
             if self._postdates_rejection(token):
                 self._rejection = None
         _log.debug(
