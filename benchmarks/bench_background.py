@@ -8,6 +8,7 @@ user sees today: the request that refreshes in the advisory window waits for the
     python -m benchmarks.bench_background            # 8 x 8, 32 s per mode
     python -m benchmarks.bench_background --quick    # 2 x 2, 12 s per mode
     python -m benchmarks.bench_background --png latency.png
+    python -m benchmarks.bench_background --lifetime 10   # 10 s tokens
     python -m benchmarks.bench_background --fleet    # 16 machines on one Redis, 2 threads each
 
 ``--fleet`` needs memoram-auth-redis and redis-server (or valkey-server): each process has a
@@ -33,12 +34,15 @@ from ._common import table
 WORKER = str(Path(__file__).with_name("_background_worker.py"))
 LIFETIME = 5
 TOKEN_DELAY = 1.0
-#: Requests that started in the first lifetime wait for the first token in both modes.
-WARM_UP = LIFETIME
 
 
 def soak(
-    mode: str, processes: int, threads: int, seconds: float, redis_url: str | None = None
+    mode: str,
+    processes: int,
+    threads: int,
+    seconds: float,
+    redis_url: str | None = None,
+    lifetime: int = LIFETIME,
 ) -> tuple[list[list[float]], int, int]:
     """Samples (start offset, seconds) after warm-up, the token requests made, and how many
     requests after warm-up found no usable token (and so waited for one).
@@ -52,28 +56,33 @@ def soak(
         procs = []
         for number in range(processes):
             directory = os.path.join(cache, str(number)) if redis_url else cache
-            args = [emu.base_url, emu.api_key, directory, str(LIFETIME), str(seconds)]
+            args = [emu.base_url, emu.api_key, directory, str(lifetime), str(seconds)]
             args += [str(threads), mode, "redis" if redis_url else "file"]
             command = [sys.executable, WORKER, *args]
             procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env))
         samples = [s for p in procs for s in json.loads(p.communicate()[0])]
         first = min(start for start, _, _ in samples)
         after = [(start - first, took, waits) for start, took, waits in samples]
-        after = [sample for sample in after if sample[0] > WARM_UP]
+        # Requests of the first lifetime wait for the first token in both modes.
+        after = [sample for sample in after if sample[0] > lifetime]
         waited = sum(1 for _, _, waits in after if waits)
         return [[start, took] for start, took, _ in after], emu.counters.token_requests, waited
 
 
-def run(quick: bool, png: str | None = None, redis_url: str | None = None) -> tuple[str, list[str]]:
+def run(
+    quick: bool, png: str | None = None, redis_url: str | None = None, lifetime: int = LIFETIME
+) -> tuple[str, list[str]]:
     processes, threads, seconds = (2, 2, 12.0) if quick else (8, 8, 32.0)
     if redis_url:
         processes, threads = 16, 2
     rows, series = [], {}
     for mode in ("off", "on"):
-        samples, token_requests, waited = soak(mode, processes, threads, seconds, redis_url)
+        samples, token_requests, waited = soak(
+            mode, processes, threads, seconds, redis_url, lifetime
+        )
         series[mode] = samples
         took = sorted(t for _, t in samples)
-        lifetimes = seconds / LIFETIME
+        lifetimes = seconds / lifetime
         rows.append(
             [
                 f"background_refresh={'True' if mode == 'on' else 'False'}",
@@ -98,8 +107,8 @@ def run(quick: bool, png: str | None = None, redis_url: str | None = None) -> tu
     notes = [
         f"{where}: {processes} processes x ({threads} threads + asyncio + trio if installed), "
         "every 50 ms, "
-        f"{LIFETIME} s tokens, token endpoint {TOKEN_DELAY:.0f} s, {seconds:.0f} s per run; "
-        f"requests in the first {WARM_UP} s (the cold start) left out",
+        f"{lifetime} s tokens, token endpoint {TOKEN_DELAY:.0f} s, {seconds:.0f} s per run; "
+        f"requests in the first {lifetime} s (the cold start) left out",
     ]
     if png:
         write_png(png, series, seconds)
@@ -158,6 +167,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="2 x 2, 12 s per mode")
     parser.add_argument("--png", help="write the latency-over-time plot here")
     parser.add_argument("--fleet", action="store_true", help="16 machines on one Redis")
+    parser.add_argument(
+        "--lifetime", type=int, default=LIFETIME, help=f"token lifetime in s ({LIFETIME})"
+    )
     args = parser.parse_args()
     if args.fleet:
         # The plugin's own test helper starts a real server; one place decides how.
@@ -166,9 +178,9 @@ def main() -> int:
         from _servers import Server
 
         with Server() as server:
-            text, notes = run(args.quick, args.png, server.url)
+            text, notes = run(args.quick, args.png, server.url, args.lifetime)
     else:
-        text, notes = run(args.quick, args.png)
+        text, notes = run(args.quick, args.png, lifetime=args.lifetime)
     print(text)
     for note in notes:
         print(f"- {note}")

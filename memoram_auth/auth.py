@@ -50,8 +50,10 @@ class MemoramAuth(RequestsAuth, HttpxAuth):
         background_refresh: refresh the token ahead of expiry in a background thread while
             requests keep the current one, so that no request waits for a token in steady use
             (default ``MEMORAM_AUTH_BACKGROUND_REFRESH``, else on). That refresh goes through
-            the stdlib with *verify*, *cert*, *proxy* and the environment; if it fails, the
-            next request refreshes through its own session or client, as with ``False``.
+            *session* when given one (requests), else with *verify*, *cert*, *proxy*
+            and the environment; if it fails, requests keep the current token
+            until it expires, and the next attempt (after a growing, jittered pause) is a
+            request's own, through its session or client, as with ``False``.
         session: requests only: a ``requests.Session`` the token request goes through, with
             its verify, cert, proxies, trust_env and mounted adapters (not its auth nor its
             response hooks). Without it, a session of memoram-auth's with the settings above.

@@ -70,9 +70,11 @@ class TokenProvider(Provider):
             defaults to the policy's total timeout plus 10 s.
         network: TLS trust, client certificate and proxy for the default transport.
         transport: how the token request is sent when a caller gives none, and by the
-            background refresh; by default the stdlib one with *network*'s settings.
+            background refresh when the caller that handed it over gave none; by default
+            the stdlib one with *network*'s settings.
         background_refresh: refresh ahead of expiry in a background thread while callers
-            keep the current token (default: ``MEMORAM_AUTH_BACKGROUND_REFRESH``, else on).
+            keep the current token, until it expires if that refresh is late or fails
+            (default: ``MEMORAM_AUTH_BACKGROUND_REFRESH``, else on).
 
     Raises:
         ConfigurationError: a malformed key, a bad or insecure base URL, an ``expires_in``

@@ -457,6 +457,21 @@ class SharedTransports(Generic[T]):
         self._items: dict[tuple[object, ...], T] = {}
         self._lock = threading.Lock()
         atexit.register(self.close_all)
+        import os
+
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        # After os.fork() (gunicorn --preload): a child that sent on its parent's kept-alive
+        # connections would share their sockets with the parent and its siblings, and one
+        # process could read another's answer. The child starts its own; the parent's stay
+        # the parent's (not closed here: closing would shut nothing down for the parent, but
+        # a TLS close_notify would).
+        import threading
+
+        self._items = {}
+        self._lock = threading.Lock()
 
     def get(self, settings: NetworkSettings) -> T:
         """The transport for *settings*, created on first use."""

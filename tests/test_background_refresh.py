@@ -357,6 +357,174 @@ def test_an_endpoint_down_for_the_last_quarter_fails_no_call(
     assert old not in caplog.text
 
 
+def test_a_refresh_under_way_holds_no_request_in_the_mandatory_window(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    # The refresher is held inside its refresh until the token is past its usable life: the
+    # requests of the mandatory window still go out, at once, with the current token, which
+    # has not expired.
+    auth = MemoramAuth(
+        emu.api_key, base_url=emu.base_url, cache_dir=tmp_path, background_refresh=True
+    )
+    provider = auth.provider
+    assert isinstance(provider, TokenProvider)
+    old = in_advisory_window(provider, emu)
+    url = f"{emu.base_url}/tags"
+    gate = Gate()
+    with gate.registered():
+        requests.get(url, auth=auth, timeout=10).raise_for_status()  # hands the refresh over
+        assert gate.started.wait(30)
+        # Time passes with the refresher held: 5 s of a 100 s token left, the last 10 s being
+        # its mandatory window.
+        now = time.time()
+        provider._adopt(Token(old, obtained_at=now - 95, expires_at=now + 5), "test")
+        answered = threading.Event()
+        statuses: list[int] = []
+
+        def call() -> None:
+            statuses.append(requests.get(url, auth=auth, timeout=10).status_code)
+            answered.set()
+
+        threading.Thread(target=call, daemon=True).start()
+        # The bound only ends a wait that, before this was fixed, lasted the lock's timeout.
+        assert answered.wait(4), "a request waited for the background refresh"
+        assert not gate.release.is_set()  # answered while the refresh was still held
+        assert statuses == [200]
+        assert sent_token(emu) == old
+        assert emu.counters.token_requests == 0
+        gate.release.set()
+        wait_for(lambda: provider.fresh_authorization() is not None)
+    requests.get(url, auth=auth, timeout=10).raise_for_status()
+    assert sent_token(emu) != old
+    assert emu.counters.token_requests == 1
+
+
+def test_the_token_serves_until_it_expires_while_the_endpoint_is_down(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The token endpoint is down for the token's whole last quarter (4 s token: the last 1 s,
+    # the last 0.4 s being the mandatory window). Every call to the API goes out with the
+    # current token until it expires and none fails; the refresher's and the callers'
+    # attempts take turns after pauses that grow (from 0.1 s here, so that there are several).
+    from memoram_auth.core import refresher
+
+    monkeypatch.setattr(refresher, "FIRST_RETRY_DELAY", 0.1)
+    auth = MemoramAuth(
+        emu.api_key, base_url=emu.base_url, cache_dir=tmp_path, policy=FAST, background_refresh=True
+    )
+    provider = auth.provider
+    assert isinstance(provider, TokenProvider)
+    old = in_advisory_window(provider, emu, lifetime=4)
+    token = provider._entry.token  # type: ignore[union-attr]
+    emu.fail_next(10_000, status=503)
+    failed_at: list[float] = []
+
+    class Clocked(Gate):
+        @hookimpl
+        def memoram_auth_refresh_failed(
+            self, base_url: str, key_fingerprint: str, error: str, background: bool
+        ) -> None:
+            failed_at.append(time.monotonic())
+
+    url = f"{emu.base_url}/tags"
+    gate = Clocked(hold=False)
+    statuses: list[int] = []
+    in_mandatory_window = 0
+    with gate.registered(), requests.Session() as session:
+        while time.time() < token.expires_at - 0.1:
+            mandatory = time.time() >= token.usable_until
+            statuses.append(session.get(url, auth=auth, timeout=10).status_code)
+            in_mandatory_window += mandatory and time.time() < token.expires_at
+            assert sent_token(emu) == old
+            time.sleep(0.005)
+        wait_for(lambda: not provider._ahead_queued)
+    assert statuses
+    assert set(statuses) == {200}
+    assert in_mandatory_window > 0  # calls made past the token's usable life
+    # Attempts were made, each after a pause at least twice the one before.
+    assert len(failed_at) >= 2
+    assert emu.counters.token_requests == len(failed_at) * FAST.attempts
+    gaps = [later - earlier for earlier, later in zip(failed_at, failed_at[1:])]
+    for number, gap in enumerate(gaps):
+        assert gap >= 0.1 * 2**number
+
+
+def test_the_refresher_sends_through_the_requests_session_given(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    # MemoramAuth(session=s): the user's settings live in s (its adapters, verify=, proxies),
+    # and the refresher's token request goes through s as the caller's own would.
+    sent: list[tuple[str, str]] = []
+
+    class Recording(requests.adapters.HTTPAdapter):
+        def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+            sent.append((request.url or "", threading.current_thread().name))
+            return super().send(request, **kwargs)
+
+    url = f"{emu.base_url}/tags"
+    gate = Gate(hold=False)
+    with requests.Session() as session, gate.registered():
+        session.mount("http://", Recording())
+        auth = MemoramAuth(
+            emu.api_key,
+            base_url=emu.base_url,
+            cache_dir=tmp_path,
+            session=session,
+            background_refresh=True,
+        )
+        provider = auth.provider
+        assert isinstance(provider, TokenProvider)
+        old = in_advisory_window(provider, emu)
+        session.get(url, auth=auth, timeout=10).raise_for_status()  # hands the refresh over
+        wait_for(lambda: provider.fresh_authorization() is not None)
+        session.get(url, auth=auth, timeout=10).raise_for_status()
+    assert sent_token(emu) != old
+    assert emu.counters.token_requests == 1
+    token_requests = [thread for sent_to, thread in sent if sent_to.endswith("/auth/token")]
+    assert token_requests == ["memoram-auth-refresher"]
+    assert [(name, details.get("background")) for name, details in gate.seen] == [
+        ("started", None),
+        ("acquired", True),
+    ]
+
+
+def test_with_httpx_a_failed_background_refresh_is_retried_through_the_users_client(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    # An httpx client's settings cannot be reached outside a request: the refresher sends
+    # with the settings given to MemoramAuth and the environment, and when that fails, the
+    # next request refreshes through the user's client, as without background refresh.
+    sent: list[tuple[str, str]] = []
+
+    class Recording(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            sent.append((request.url.path, threading.current_thread().name))
+            return super().handle_request(request)
+
+    auth = MemoramAuth(
+        emu.api_key, base_url=emu.base_url, cache_dir=tmp_path, policy=FAST, background_refresh=True
+    )
+    provider = auth.provider
+    assert isinstance(provider, TokenProvider)
+    old = in_advisory_window(provider, emu)
+    emu.fail_next(FAST.attempts, status=503)  # the refresher's attempt
+    url = f"{emu.base_url}/tags"
+    gate = Gate(hold=False)
+    with gate.registered(), httpx.Client(auth=auth, transport=Recording()) as client:
+        client.get(url).raise_for_status()
+        wait_for(lambda: provider._inline_next and not provider._ahead_queued)
+        assert sent_token(emu) == old
+        provider._next_advisory_try = 0  # the pause is over
+        client.get(url).raise_for_status()
+    assert sent_token(emu) != old
+    assert [path for path, _ in sent if path.endswith("/auth/token")] == ["/api/v1/auth/token"]
+    assert [(name, details.get("background")) for name, details in gate.seen] == [
+        ("started", None),
+        ("failed", True),
+        ("acquired", False),
+    ]
+
+
 def test_after_a_background_failure_the_next_attempt_is_the_callers(
     emu: Emulator, tmp_path: Path
 ) -> None:
@@ -471,6 +639,42 @@ def test_a_forked_child_refreshes_with_its_own_thread_and_locks(
     assert emu.counters.token_requests == 1
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_sends_on_connections_of_its_own(emu: Emulator, tmp_path: Path) -> None:
+    # The shared requests transport (the refresher's, now that it sends through the caller's)
+    # kept a connection to the token endpoint alive in the parent; a child that sent on it
+    # would share the socket with the parent and its siblings, and could read their answers.
+    from memoram_auth.transport import NetworkSettings
+    from memoram_auth.transports.requests import requests_transport
+
+    settings = NetworkSettings()
+    auth = MemoramAuth(
+        emu.api_key, base_url=emu.base_url, cache_dir=tmp_path, background_refresh=True
+    )
+    provider = auth.provider
+    assert isinstance(provider, TokenProvider)
+    parent = requests_transport(settings)
+    first = provider.get_token(parent)  # the parent's connection, kept alive
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+        pid = os.fork()
+    if pid == 0:  # the child: an exit code only
+        code = 1
+        try:
+            own = requests_transport(settings)
+            provider.invalidate(first.value)
+            if own is not parent and provider.get_token(own).value != first.value:
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert requests_transport(settings) is parent  # the parent keeps its own
+    provider.invalidate(first.value)
+    assert provider.get_token(parent).value != first.value  # the child's replacement, cached
+    assert emu.counters.token_requests == 2
+
+
 # -- when the refresh ahead begins ------------------------------------------------------------
 
 
@@ -478,9 +682,10 @@ def test_a_forked_child_refreshes_with_its_own_thread_and_locks(
 def test_a_slow_endpoint_moves_a_short_tokens_refresh_earlier(
     background: bool, tmp_path: Path
 ) -> None:
-    # A 4 s token from an endpoint that takes 0.5 s: begun at the advisory window (1 s before
-    # expiry, 0.6 s before the mandatory one), a refresh as slow as the last one would end
-    # with requests waiting; the background one begins earlier, never in the first half.
+    # A 4 s token from an endpoint that takes 0.5 s (3 s or less on the local clock): begun at
+    # the advisory window, a refresh as slow as the last one could end after the token does;
+    # the background one begins 1.5 times the request's duration before expiry, never in the
+    # first half.
     with Emulator(token_delay=0.5) as emu:
         provider = TokenProvider(
             emu.api_key,
@@ -497,12 +702,64 @@ def test_a_slow_endpoint_moves_a_short_tokens_refresh_earlier(
     assert entry is not None
     if background:
         assert entry.fresh_until < token.fresh_until
-        assert entry.fresh_until <= token.usable_until - 0.75  # 1.5 x the 0.5 s request
+        assert entry.fresh_until <= token.expires_at - 0.75  # 1.5 x the 0.5 s request
         assert entry.fresh_until >= token.obtained_at + token.lifetime / 2
     else:
         assert entry.fresh_until == token.fresh_until
     # A one-hour token keeps its 10-minute advisory window either way.
     assert long_lived == pytest.approx(time.time() + 3000, abs=60)
+
+
+def test_a_background_refresh_aims_at_expiry_not_at_the_mandatory_window(
+    emu: Emulator,
+) -> None:
+    # Callers keep the token until it expires while the refresher works (static stability),
+    # so the refresh need only end by then. Aimed at the mandatory window instead, it began
+    # earlier than a caller's own refresh would even where the advisory window was long
+    # enough: more token requests per lifetime with background refresh than without.
+    provider = TokenProvider(
+        emu.api_key, emu.base_url, cache=MemoryOnlyCache(), background_refresh=True
+    )
+    provider._lead = 1.5  # as after a token request that took 1 s
+    now = time.time()
+
+    def begins(lifetime: float) -> float:
+        return provider._fresh_until(Token("x", obtained_at=now, expires_at=now + lifetime)) - now
+
+    # An 8 s token's 2 s advisory window leaves the refresh time enough: begun there, as
+    # without background refresh.
+    assert begins(8) == pytest.approx(6)
+    # A 4 s token's 1 s window does not: begun 1.5 s before expiry.
+    assert begins(4) == pytest.approx(2.5)
+    # Never in the first half of a token's life.
+    assert begins(2.5) == pytest.approx(1.25)
+
+
+def test_a_fleets_spread_never_begins_a_refresh_too_late_to_end_before_expiry(
+    emu: Emulator,
+) -> None:
+    # A cache that a fleet shares spreads the refresh's start over part of the window; with
+    # background refresh that part ends where a refresh as slow as the last one would end
+    # after the token does (a 4 s token from a 1 s endpoint: no room at all).
+    class Spread(MemoryOnlyCache):
+        refresh_spread = 0.9
+
+    provider = TokenProvider(emu.api_key, emu.base_url, cache=Spread(), background_refresh=True)
+    provider._lead = 1.5  # as after a token request that took 1 s
+    starts: dict[float, list[float]] = {4: [], 10: []}
+    for lifetime, seen in starts.items():
+        for _ in range(20):
+            now = time.time()
+            provider._adopt(Token("x", obtained_at=now, expires_at=now + lifetime), "test")
+            entry = provider._entry
+            assert entry is not None
+            seen.append(entry.fresh_until - now)
+    assert max(starts[4]) == pytest.approx(2.5)  # 1.5 s before expiry, not spread later
+    # A 10 s token's window (from 2.5 s before expiry) leaves 1 s of room: spread over it,
+    # never past 1.5 s before expiry (its usable life lasts until 1 s before).
+    assert max(starts[10]) - min(starts[10]) > 0.1
+    assert min(starts[10]) >= 7.5 - 1e-3
+    assert max(starts[10]) <= 8.5 + 1e-3
 
 
 def _preforked_worker(auth: MemoramAuth, url: str, seconds: float, gate: Gate) -> dict[str, Any]:
@@ -588,3 +845,78 @@ def test_preforked_workers_keep_fresh_tokens_without_waiting(emu: Emulator, tmp_
     # (nearly) every token there was.
     seen = min(len(report["tokens"]) for report in reports)
     assert emu.counters.token_requests <= seen + 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="gunicorn runs on Unix only")
+def test_gunicorn_preload_workers_keep_fresh_tokens_without_waiting(tmp_path: Path) -> None:
+    # A real gunicorn --preload: the master imports the app, which gets a token, then forks
+    # three workers; clients call them every 20 ms for 3.5 token lifetimes through an endpoint
+    # that takes 0.3 s. Each answer names its worker, a digest of the token it sent and
+    # whether that worker's token in memory was unusable when the request began.
+    import re
+    import subprocess
+
+    pytest.importorskip("gunicorn")
+    with Emulator(token_delay=0.3) as emu:
+        env = {
+            **os.environ,
+            "MEMORAM_BASE_URL": emu.base_url,
+            "MEMORAM_API_KEY": emu.api_key,
+            "MEMORAM_AUTH_CACHE_DIR": str(tmp_path / "cache"),
+            "TEST_EXPIRES_IN": "4",
+        }
+        env.pop("MEMORAM_AUTH_BACKGROUND_REFRESH", None)
+        command = [sys.executable, "-m", "gunicorn", "--preload", "--workers", "3"]
+        command += ["--bind", "127.0.0.1:0", "--graceful-timeout", "5", "tests._gunicorn_app:app"]
+        root = Path(__file__).parent.parent
+        log = tmp_path / "gunicorn.log"
+        with log.open("w") as stderr:
+            server = subprocess.Popen(command, cwd=root, env=env, stderr=stderr, text=True)
+        try:
+            # Its log says where it listens and when each worker has booted.
+            wait_for(
+                lambda: log.read_text().count("Booting worker") == 3 or server.poll() is not None
+            )
+            found = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", log.read_text())
+            assert found is not None, log.read_text()
+            port = int(found.group(1))
+            preloaded = emu.counters.token_requests
+            end = time.time() + 3.5 * 4
+            answers: list[dict[str, Any]] = []
+            lock = threading.Lock()
+
+            def client() -> None:
+                with requests.Session() as session:
+                    while time.time() < end:
+                        got = session.get(f"http://127.0.0.1:{port}/", timeout=30).json()
+                        with lock:
+                            answers.append(got)
+                        time.sleep(0.02)
+
+            clients = [threading.Thread(target=client) for _ in range(4)]
+            for thread in clients:
+                thread.start()
+            for thread in clients:
+                thread.join()
+        finally:
+            server.terminate()
+            server.wait(30)
+        token_requests = emu.counters.token_requests
+        unauthorized = emu.counters.unauthorized
+    assert preloaded == 1  # the master's, before the fork
+    assert answers
+    assert {answer["status"] for answer in answers} == {200}
+    assert unauthorized == 0
+    assert not [answer for answer in answers if answer["unusable"]]  # no request waited
+    workers: dict[int, list[str]] = {}
+    for answer in answers:
+        tokens = workers.setdefault(answer["pid"], [])
+        if answer["token"] not in tokens:
+            tokens.append(answer["token"])
+    assert len(workers) >= 2
+    for tokens in workers.values():
+        assert len(tokens) >= 4  # the preloaded one and a fresh one per lifetime after it
+    # One token request per refresh for the machine, not one per worker.
+    every_token = {token for tokens in workers.values() for token in tokens}
+    assert token_requests == len(every_token)

@@ -14,14 +14,18 @@ When is a token refreshed? With ``L`` its lifetime:
 
 With background refresh (``background=True``), the advisory-window refresh is handed to the
 process's refresher thread (:mod:`memoram_auth.core.refresher`) and no caller waits for it; a
-failed one is tried again after a growing, jittered pause, and the attempt after a failure is
-made inline by a caller, as without background refresh, through that caller's own client. A
-background refresh begins early enough to end before the mandatory window if it is as slow as
-the last token request (only short tokens from a slow endpoint notice: a one-hour token's
-advisory window is 10 minutes), never in the first half of the token's life.
+failed one is tried again after a growing, jittered pause, every other attempt made inline by
+a caller, as without background refresh, through that caller's own client. While a background
+refresh is under way or has failed, callers keep the current token past the mandatory window,
+until it expires (static stability: a token endpoint that is down or slow costs no call while
+the token lives). So a background refresh begins early enough to end before the token
+expires if it is as slow as the last token request (only short tokens from a slow endpoint
+notice: a one-hour token's advisory window is 10 minutes), never in the first half of the
+token's life.
 
-So a one-hour token is refreshed from 10 minutes before expiry and never used in its last
-minute; a 4 s token from 1 s before and never in its last 0.4 s.
+So a one-hour token is refreshed from 10 minutes before expiry and, unless a background
+refresh is late, never used in its last minute; a 4 s token from 1 s before and never used in
+its last 0.4 s.
 
 Single flight: within the process a thread lock, across processes the cache's file lock; after
 taking the file lock the cache is read again, so the process that waited adopts the token the
@@ -63,7 +67,7 @@ __all__ = ["ADVISORY_RETRY_INTERVAL", "BEARER", "Provider"]
 
 ADVISORY_RETRY_INTERVAL = 5.0
 #: With background refresh, the refresh ahead begins at least this many times the last token
-#: request's duration before the mandatory window (see Provider._fresh_until).
+#: request's duration before the token expires (see Provider._fresh_until).
 LEAD_FACTOR = 1.5
 
 
@@ -78,16 +82,25 @@ class _Entry:
     # faster than tuple fields, and the adapters read two of them for every request.
     __slots__ = ("authorization", "fresh_until", "token", "usable_until")
 
-    def __init__(self, token: Token, fresh_until: float, spread: float = 0.0) -> None:
+    def __init__(
+        self,
+        token: Token,
+        fresh_until: float,
+        spread: float = 0.0,
+        latest: float | None = None,
+    ) -> None:
         self.token = token
         self.fresh_until = fresh_until
         self.usable_until = token.usable_until
-        if spread > 0 and self.usable_until > self.fresh_until:
+        # The spread's range ends at *latest* (the last start that leaves a refresh time to
+        # end: see Provider._latest_start), at most the usable life's end.
+        end = self.usable_until if latest is None else min(latest, self.usable_until)
+        if spread > 0 and end > self.fresh_until:
             import random  # only for a cache that asks (a fleet's: see TokenCache)
 
             # Later, never earlier: no refresh before the advisory window, as without it.
             share = random.uniform(0, spread)  # noqa: S311 - jitter, not secrecy
-            self.fresh_until += share * (self.usable_until - self.fresh_until)
+            self.fresh_until += share * (end - self.fresh_until)
         self.authorization = BEARER + token.value
 
 
@@ -184,6 +197,8 @@ class Provider:
         self._flights: dict[object, _Flight] = {}
         # A background refresh is queued or running: later callers need not hand it over again.
         self._ahead_queued = False
+        # The transport of the caller that handed the queued background refresh over.
+        self._ahead_transport: Transport | None = None
 
     def __repr__(self) -> str:
         return (
@@ -283,7 +298,10 @@ class Provider:
         token = self._fresh_token()
         if token is not None:
             return token
-        fetched: Token = drive(self.refresh_steps(within=within), transport or self._transport)
+        # A caller's own transport (requests' session=) also carries a refresh it hands over.
+        fetched: Token = drive(
+            self.refresh_steps(transport, within=within), transport or self._transport
+        )
         return fetched
 
     # -- async --------------------------------------------------------------------------------
@@ -331,7 +349,9 @@ class Provider:
 
     # -- refreshing, as steps that any driver runs (see steps.py) -----------------------------
 
-    def refresh_steps(self, *, within: float | None = None) -> Generator[Step, Answer, Token]:
+    def refresh_steps(
+        self, ahead: Transport | None = None, *, within: float | None = None
+    ) -> Generator[Step, Answer, Token]:
         """Everything :meth:`get_token` does past the fresh-token test, as steps.
 
         A driver runs them: :func:`memoram_auth.core.steps.drive` in a thread,
@@ -340,6 +360,9 @@ class Provider:
         end (an exception from the user's client included: the flow is closed).
 
         Args:
+            ahead: a transport that any thread may call, for the background refresh these
+                steps hand over (default: this provider's): the caller's own, where its
+                settings live (requests' ``session=``).
             within: seconds from now that the token requests may take in all, retries and
                 waits included, when that is less than the policy's ``total_timeout``: the
                 adapters pass the timeout of the user's call, so that a slow token endpoint
@@ -347,15 +370,18 @@ class Provider:
         """
         until = None if within is None else time.monotonic() + within
         entry = self._entry
-        state = freshness(entry, _now())
+        now = _now()
+        state = freshness(entry, now)
         if entry is not None and state == FRESH:
             return entry.token
+        if state == MANDATORY and self._holds_over(entry, now):
+            state = ADVISORY  # a background refresh is under way or failed: see _holds_over
         held = _Held(self, until)
         try:
             if entry is not None and state == ADVISORY:
                 # Advisory window: whoever gets the lock without waiting refreshes; the rest go
                 # on with the current token, still good for at least mandatory_window().
-                if _now() < self._next_advisory_try or self._hand_over():
+                if _now() < self._next_advisory_try or self._hand_over(ahead):
                     return entry.token
                 if not held.try_thread_lock():
                     return entry.token
@@ -368,11 +394,13 @@ class Provider:
                 ):
                     return current.token  # another thread refreshed while we were getting here
                 try:
-                    return (yield from self._obtain_steps(held, advisory=True, until=until))
+                    token = yield from self._obtain_steps(held, advisory=True, until=until)
                 except MemoramAuthError as exc:
                     now = _now()
-                    self._next_advisory_try = now + ADVISORY_RETRY_INTERVAL
-                    if freshness(entry, now) == MANDATORY or entry.token.value in self._rejected:
+                    self._next_advisory_try = now + self._inline_retry_delay()
+                    if entry.token.value in self._rejected or (
+                        freshness(entry, now) == MANDATORY and not self._holds_over(entry, now)
+                    ):
                         # The refresh outlasted the token's usable life (the endpoint failing
                         # for its whole retry budget), or a 401 came for it meanwhile: handing
                         # it out would be a 401 caused by us.
@@ -385,6 +413,8 @@ class Provider:
                         entry.token.remaining(now),
                     )
                     return entry.token
+                self._ahead_failures = 0
+                return token
             # Mandatory: wait for any other refresher in this process, then look again.
             yield Blocking(held.wait_thread_lock)
             if not held.has_thread_lock() and until is not None and time.monotonic() >= until:
@@ -396,23 +426,58 @@ class Provider:
                     status=None,
                 )
             entry = self._entry
-            if (
-                entry is not None
-                and freshness(entry, _now()) != MANDATORY
-                and entry.token.value not in self._rejected
+            now = _now()
+            if entry is not None and (
+                (freshness(entry, now) != MANDATORY and entry.token.value not in self._rejected)
+                or self._holds_over(entry, now)
             ):
                 return entry.token
             return (yield from self._obtain_steps(held, advisory=False, until=until))
         finally:
             held.release()
 
-    def _hand_over(self) -> bool:
-        """Give this advisory-window refresh to the refresher thread, if it takes it; the
-        caller then goes on with the current token."""
+    def _inline_retry_delay(self) -> float:
+        """The pause after a caller's failed refresh ahead: fixed without background refresh;
+        with it, the refresher's growing, jittered one (a caller's attempt and the
+        refresher's take turns, and machines that failed together come back spread out)."""
+        if not self.background:
+            return ADVISORY_RETRY_INTERVAL
+        from .refresher import retry_delay
+
+        self._ahead_failures += 1
+        return retry_delay(self._ahead_failures)
+
+    def _serves_on(self, token: Token, now: float) -> bool:
+        """Whether *token* can still go out at *now*: before its expiry (the mandatory window
+        included), not rejected, and not as old as a pending rejection."""
+        return (
+            now < token.expires_at
+            and token.value not in self._rejected
+            and self._postdates_rejection(token)
+        )
+
+    def _holds_over(self, entry: _Entry | None, now: float) -> bool:
+        """Whether callers keep *entry*'s token past its usable life, until it expires: with
+        background refresh, while a refresh is queued or running, or after one failed (until
+        a refresh succeeds). Waiting for it instead would hold every request of the
+        mandatory window on a slow endpoint, and fail them all on one that is down, while
+        the token they have is still good."""
+        return (
+            entry is not None
+            and self.background
+            and (self._ahead_queued or self._ahead_failures > 0)
+            and self._serves_on(entry.token, now)
+        )
+
+    def _hand_over(self, transport: Transport | None) -> bool:
+        """Give this advisory-window refresh to the refresher thread, if it takes it, to be
+        sent with *transport* (default: this provider's); the caller then goes on with the
+        current token."""
         if not self.background or self._inline_next:
             return False
         if self._ahead_queued:
             return True
+        self._ahead_transport = transport
         self._ahead_queued = True
         from .refresher import submit
 
@@ -426,9 +491,13 @@ class Provider:
         advisory window handed it over.
 
         The same single flight as a caller's refresh (this process's thread lock, taken
-        without waiting; the cache's slot lock, then the cache again), through this
-        provider's transport. A failure is logged and counted; the current token serves on.
+        without waiting; the cache's slot lock, then the cache again), through the transport
+        the caller handed over with it, else this provider's. A failure is logged and
+        counted; the current token serves on.
         """
+        # Taken, not kept: a refresh handed over later brings its own (and a session is not
+        # kept alive by the provider).
+        transport, self._ahead_transport = self._ahead_transport, None
         try:
             entry = self._entry
             if entry is None or freshness(entry, _now()) == FRESH:
@@ -441,7 +510,7 @@ class Provider:
                 current = self._entry
                 if current is not None and freshness(current, _now()) == FRESH:
                     return
-                drive(self._obtain_steps(held, advisory=True), self._transport)
+                drive(self._obtain_steps(held, advisory=True), transport or self._transport)
             except Exception as exc:  # noqa: BLE001 - the requests still have their token
                 # The endpoint failing, or anything else (a cache plugin that raises): back off
                 # all the same, and let a caller's inline refresh try (and show its error).
@@ -477,13 +546,24 @@ class Provider:
     def _fresh_until(self, token: Token) -> float:
         """When this provider begins to refresh ahead of *token*'s expiry: at its advisory
         window, or, with background refresh, early enough that a token request as slow as
-        the last one ends before the mandatory window (tokens of a few seconds from a slow
-        endpoint), but never in the first half of its life."""
+        the last one ends before the token expires (tokens of a few seconds from a slow
+        endpoint), but never in the first half of its life.
+
+        Before its expiry, not before its mandatory window: callers keep the token until it
+        expires while the background refresh runs (see _holds_over). Aiming at the mandatory
+        window began the refresh of a 4 s token from a 1 s endpoint at half its life: a token
+        request every 2 s instead of every 3 s without background refresh."""
         lead = self._lead
         if not lead:
             return token.fresh_until
         earliest = token.obtained_at + token.lifetime / 2
-        return max(earliest, min(token.fresh_until, token.usable_until - lead))
+        return max(earliest, min(token.fresh_until, token.expires_at - lead))
+
+    def _latest_start(self, token: Token) -> float | None:
+        """With background refresh, the latest moment a refresh ahead of *token* can begin
+        and still end, as slow as the last one, before the token expires: where a fleet's
+        spread of the refresh's start ends (see _Entry). ``None``: the usable life's end."""
+        return token.expires_at - self._lead if self._lead else None
 
     def _postdates_rejection(self, token: Token) -> bool:
         """Whether *token* cannot have died with the pending rejection: none is pending, or it
@@ -568,6 +648,7 @@ class Provider:
             self._slot, token, base_url=self.base_url, key_fingerprint=self.fingerprint
         )
         held.release_slot_lock()
+        self._ahead_failures = 0  # the endpoint answers: no token is held over for a failure
         self._notify(
             "memoram_auth_token_acquired", expires_at=token.expires_at, background=held.background
         )
@@ -594,7 +675,9 @@ class Provider:
 
     def _adopt(self, token: Token, source: str) -> Token:
         with self._entry_lock:
-            self._entry = _Entry(token, self._fresh_until(token), self._spread)
+            self._entry = _Entry(
+                token, self._fresh_until(token), self._spread, self._latest_start(token)
+            )
             if self._postdates_rejection(token):
                 self._rejection = None
         _log.debug(
@@ -691,8 +774,12 @@ class _FlightGuard:
                 self._flight, self._leader = flight, True
                 return flight
             entry = self._provider._entry
-            if entry is not None and freshness(entry, _now()) != MANDATORY:
-                # Advisory window, and a refresh is already under way: the current token.
+            now = _now()
+            if entry is not None and (
+                freshness(entry, now) != MANDATORY or self._provider._holds_over(entry, now)
+            ):
+                # Advisory window (or a held-over token), and a refresh is already under way:
+                # the current token.
                 done = _Flight()
                 done.done, done.token = True, entry.token
                 return done
