@@ -40,7 +40,7 @@ def main() -> None:
     def unusable() -> bool:
         # The one case where a request waits for a token: none in memory, or one in its
         # mandatory window. Read before the request, from the provider's own entry.
-        entry = provider._entry
+        entry = provider.header.entry
         return entry is None or time.time() >= entry.usable_until
 
     def note(start: float, waits: bool) -> None:

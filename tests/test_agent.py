@@ -6,6 +6,7 @@ tests run the real ``memoram-auth agent`` and ``agent exec`` processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -26,7 +27,7 @@ import requests
 
 from memoram_auth import MemoramAuth
 from memoram_auth.agent import protocol
-from memoram_auth.agent.client import AgentProvider, request
+from memoram_auth.agent.client import CONNECT_TIMEOUT, AgentProvider, request
 from memoram_auth.agent.server import AgentServer, prepare_directory
 from memoram_auth.cache import FileCache
 from memoram_auth.emulator import Emulator
@@ -377,18 +378,33 @@ def test_the_socket_wins_over_the_environment_key_and_never_falls_back(
     assert emu.counters.token_requests == 0
 
 
-def _fake_agent(path: str, answer: bytes | None) -> threading.Thread:
+def _fake_agent(
+    path: str, answer: bytes | None, *, hold: bool = False, trickle: bool = False
+) -> threading.Thread:
+    """An agent that reads the request, sends *answer* (all at once, or with *trickle* a byte
+    at a time for as long as the client listens), then closes, or with *hold* waits for the
+    client to close first."""
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(path)
     listener.listen(1)
 
     def serve() -> None:
         conn, _ = listener.accept()
-        conn.recv(65536)
-        if answer is not None:
-            conn.sendall(answer)
-        conn.close()
-        listener.close()
+        try:
+            conn.recv(65536)
+            if trickle:
+                conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                with contextlib.suppress(OSError):
+                    while True:  # until the client gives up and closes
+                        conn.sendall(b"X")
+                        time.sleep(0.05)
+            elif answer is not None:
+                conn.sendall(answer)
+            if hold:
+                conn.recv(1)  # returns when the client closes
+        finally:
+            conn.close()
+            listener.close()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -400,6 +416,8 @@ def _fake_agent(path: str, answer: bytes | None) -> threading.Thread:
     [
         pytest.param(b"\x00\x01garbage", MalformedResponseError, id="garbage"),
         pytest.param(None, EndpointUnavailableError, id="dies"),
+        # Garbage from a connection left open is said at once, not after a read times out.
+        pytest.param(b"SSH-2.0-garbage\r\n", MalformedResponseError, id="garbage-kept-open"),
         pytest.param(
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", MalformedResponseError, id="no-token"
         ),
@@ -409,10 +427,32 @@ def test_a_broken_agent_is_a_clear_error(
     short_dir: Path, answer: bytes | None, error: type[Exception]
 ) -> None:
     path = str(short_dir / "fake.sock")
-    thread = _fake_agent(path, answer)
+    thread = _fake_agent(path, answer, hold=answer is not None and answer.startswith(b"SSH"))
     with pytest.raises(error, match="MEMORAM_AUTH_SOCK"):
         AgentProvider(path, "http://127.0.0.1:1/api/v1").get_token()
     thread.join(5)
+
+
+# About a bound: pytest-timeout ends a hang (the default bound, 32 s, would outlast it).
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("trickle", [False, True], ids=["silent", "trickling"])
+def test_a_hung_agent_is_a_clear_error_bounded_by_the_policy(
+    short_dir: Path, monkeypatch: pytest.MonkeyPatch, trickle: bool
+) -> None:
+    from memoram_auth import RetryPolicy
+
+    path = str(short_dir / "hung.sock")
+    thread = _fake_agent(path, None, hold=True, trickle=trickle)
+    monkeypatch.setenv("MEMORAM_AUTH_SOCK", path)
+    auth = MemoramAuth(base_url="http://127.0.0.1:1/api/v1", policy=RetryPolicy(total_timeout=0.5))
+    with pytest.raises(EndpointUnavailableError, match="MEMORAM_AUTH_SOCK") as caught:
+        auth.provider.get_token()
+    message = str(caught.value)
+    assert "agent" in message
+    assert f"within {0.5 + CONNECT_TIMEOUT:g} s" in message  # the policy's bound, and time to relay
+    assert ("did not finish" if trickle else "did not answer") in message
+    thread.join(5)
+    assert not thread.is_alive()  # the client closed the connection when it gave up
 
 
 def test_a_socket_with_no_agent_behind_it(short_dir: Path) -> None:
@@ -638,11 +678,3 @@ def test_a_client_in_another_mount_namespace_uses_a_bind_mounted_socket(
     assert result.stdout.split() == ["200", "False"], result.stderr
     assert not (inside / "agent.sock").exists()  # the bind mount stayed in its namespace
     assert emu.counters.token_requests == 1
-
-
-def test_the_client_spells_the_header_as_the_core_does() -> None:
-    # The client keeps its own copy so that the command line's path loads no core.
-    from memoram_auth.agent import client
-    from memoram_auth.core.provider import BEARER
-
-    assert client.BEARER == BEARER

@@ -337,7 +337,7 @@ def test_an_endpoint_down_for_the_last_quarter_fails_no_call(
         emu.api_key, emu.base_url, cache=FileCache(tmp_path), policy=FAST, background_refresh=True
     )
     old = in_advisory_window(provider, emu, lifetime=4)
-    usable_until = provider._entry.token.usable_until  # type: ignore[union-attr]
+    usable_until = provider.header.entry.token.usable_until  # type: ignore[union-attr]
     emu.fail_next(1000, status=503)
     gate = Gate(hold=False)
     served: list[str] = []
@@ -493,7 +493,7 @@ def test_a_slow_endpoint_moves_a_short_tokens_refresh_earlier(
         long_lived = provider._fresh_until(
             Token("x", obtained_at=time.time(), expires_at=time.time() + 3600)
         )
-    entry = provider._entry
+    entry = provider.header.entry
     assert entry is not None
     if background:
         assert entry.fresh_until < token.fresh_until
@@ -515,7 +515,7 @@ def _preforked_worker(auth: MemoramAuth, url: str, seconds: float, gate: Gate) -
     def serve() -> None:
         with requests.Session() as session:
             while time.time() < end:
-                entry = provider._entry
+                entry = provider.header.entry
                 # A request waits only for a token it cannot use: none, or one in its
                 # mandatory window.
                 waits = entry is None or time.time() >= entry.usable_until
@@ -554,7 +554,7 @@ def test_preforked_workers_keep_fresh_tokens_without_waiting(emu: Emulator, tmp_
     )
     url = f"{emu.base_url}/tags"
     requests.get(url, auth=auth, timeout=10).raise_for_status()
-    lifetime = auth.provider._entry.token.lifetime  # type: ignore[union-attr]
+    lifetime = auth.provider.header.entry.token.lifetime  # type: ignore[union-attr]
     gate = Gate(hold=False)
     workers: list[tuple[int, int]] = []
     with gate.registered():

@@ -756,7 +756,7 @@ def test_a_cache_may_spread_when_refreshes_ahead_of_expiry_start(
             memoram_emulator.api_key, memoram_emulator.base_url, cache=cache_class()
         )
         token = provider.get_token()
-        entry = provider._entry
+        entry = provider.header.entry
         assert entry is not None
         window = token.usable_until - token.fresh_until
         assert token.fresh_until <= entry.fresh_until <= token.fresh_until + window / 2

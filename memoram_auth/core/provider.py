@@ -48,6 +48,7 @@ from .._policy import RetryPolicy
 from ..exceptions import KeyRejectedError, MemoramAuthError
 from ..keys import ApiKey, refusal
 from ..token import ADVISORY, FRESH, MANDATORY, Token, freshness, token_digest
+from .header import BEARER, HeaderHolder
 from .steps import Blocking, drive, drive_async
 
 if TYPE_CHECKING:
@@ -67,28 +68,7 @@ ADVISORY_RETRY_INTERVAL = 5.0
 LEAD_FACTOR = 1.5
 
 
-#: What comes before the token in the ``Authorization`` header (see ``authorization()``).
-BEARER = "Bearer "
-_now = time.time  # a module global: one lookup fewer on the per-request path
-
-
-class _Entry:
-    # Deadlines and the header value precomputed once per token, so the per-request path is
-    # one clock read and a compare. A slotted class, not a NamedTuple: CPython reads slots
-    # faster than tuple fields, and the adapters read two of them for every request.
-    __slots__ = ("authorization", "fresh_until", "token", "usable_until")
-
-    def __init__(self, token: Token, fresh_until: float, spread: float = 0.0) -> None:
-        self.token = token
-        self.fresh_until = fresh_until
-        self.usable_until = token.usable_until
-        if spread > 0 and self.usable_until > self.fresh_until:
-            import random  # only for a cache that asks (a fleet's: see TokenCache)
-
-            # Later, never earlier: no refresh before the advisory window, as without it.
-            share = random.uniform(0, spread)  # noqa: S311 - jitter, not secrecy
-            self.fresh_until += share * (self.usable_until - self.fresh_until)
-        self.authorization = BEARER + token.value
+_now = time.time  # a module global: one lookup fewer on the refresh checks
 
 
 _live_providers: weakref.WeakSet[Provider] = weakref.WeakSet()
@@ -153,7 +133,11 @@ class Provider:
             from .._derive import cache_secret  # hmac and hashlib only for caches that ask
 
             bind_secret(self._slot, cache_secret(key.reveal(), self.base_url, self.expires_in))
-        self._entry: _Entry | None = None
+        #: The token handed out and its header: freshness is decided there (core/header.py).
+        self.header = HeaderHolder()
+        # The holder's own methods, not wrappers: the per-request path gains no call.
+        self.fresh_authorization = self.header.fresh_authorization
+        self.authorization_for = self.header.authorization_for
         self._rejected: collections.deque[str] = collections.deque(maxlen=8)
         # (token, rejected_at) for the cache's reject(): sent by the next refresh, off any
         # event loop, since invalidate() runs inside the async auth flow.
@@ -179,7 +163,7 @@ class Provider:
 
     def _reset_locks(self) -> None:
         self._refresh_lock = threading.Lock()  # one refresh at a time in this process
-        self._entry_lock = threading.Lock()  # compare-and-set of _entry
+        self._entry_lock = threading.Lock()  # compare-and-set of the header's entry
         # The refresh under way on each event loop (see single_flight); keyed by the loop.
         self._flights: dict[object, _Flight] = {}
         # A background refresh is queued or running: later callers need not hand it over again.
@@ -202,32 +186,15 @@ class Provider:
 
     # -- the per-request path -----------------------------------------------------------------
 
-    def fresh_authorization(self) -> str | None:
-        """``Bearer <token>`` while the token in memory is fresh, else ``None``: one clock read.
-
-        What every adapter asks first, for every request.
-        """
-        # token.freshness()'s FRESH case, written out: a function call here would cost every
-        # request a tenth more (BENCHMARKS.md, section 1).
-        entry = self._entry
-        if entry is not None and _now() < entry.fresh_until:
-            return entry.authorization
-        return None
-
-    def authorization_for(self, token: Token) -> str:
-        """``Bearer <token>``, built once per token."""
-        entry = self._entry
-        if entry is not None and entry.token is token:
-            return entry.authorization
-        return BEARER + token.value
+    #: ``fresh_authorization()``: ``Bearer <token>`` while the token in memory is fresh, else
+    #: ``None``: one clock read. What every adapter asks first, for every request.
+    fresh_authorization: Callable[[], str | None]
+    #: ``authorization_for(token)``: ``Bearer <token>``, built once per token.
+    authorization_for: Callable[[Token], str]
 
     def cached_token(self) -> Token | None:
         """The token the cache holds for this key and base URL, or ``None``. No network."""
         return self._load(self._slot)
-
-    def _fresh_token(self) -> Token | None:
-        entry = self._entry
-        return entry.token if entry is not None and freshness(entry, _now()) == FRESH else None
 
     # -- sync ---------------------------------------------------------------------------------
 
@@ -255,7 +222,7 @@ class Provider:
         Raises:
             TokenRequestError: no usable token and the exchange failed (see the subclasses).
         """
-        token = self._fresh_token()
+        token = self.header.fresh_token()
         if token is not None:
             return token
         fetched: Token = drive(self.refresh_steps(), transport or self._transport)
@@ -278,7 +245,7 @@ class Provider:
         while a token is fetched. *send* sends a token request without blocking the loop
         (default: this provider's transport in a worker thread).
         """
-        fresh = self._fresh_token()
+        fresh = self.header.fresh_token()
         if fresh is not None:
             return fresh
         async with self.single_flight() as flight:
@@ -314,8 +281,7 @@ class Provider:
         to the user's client. Locks taken here are released when the steps end, however they
         end (an exception from the user's client included: the flow is closed).
         """
-        entry = self._entry
-        state = freshness(entry, _now())
+        entry, state = self.header.state()
         if entry is not None and state == FRESH:
             return entry.token
         held = _Held(self)
@@ -328,12 +294,8 @@ class Provider:
                 if not held.try_thread_lock():
                     return entry.token
                 self._inline_next = False
-                current = self._entry
-                if (
-                    current is not None
-                    and current is not entry
-                    and freshness(current, _now()) == FRESH
-                ):
+                current, current_state = self.header.state()
+                if current is not None and current is not entry and current_state == FRESH:
                     return current.token  # another thread refreshed while we were getting here
                 try:
                     return (yield from self._obtain_steps(held, advisory=True))
@@ -355,13 +317,9 @@ class Provider:
                     return entry.token
             # Mandatory: wait for any other refresher in this process, then look again.
             yield Blocking(held.wait_thread_lock)
-            entry = self._entry
-            if (
-                entry is not None
-                and freshness(entry, _now()) != MANDATORY
-                and entry.token.value not in self._rejected
-            ):
-                return entry.token
+            usable = self.header.usable_token()
+            if usable is not None and usable.value not in self._rejected:
+                return usable
             return (yield from self._obtain_steps(held, advisory=False))
         finally:
             held.release()
@@ -390,16 +348,15 @@ class Provider:
         provider's transport. A failure is logged and counted; the current token serves on.
         """
         try:
-            entry = self._entry
-            if entry is None or freshness(entry, _now()) == FRESH:
+            entry, state = self.header.state()
+            if entry is None or state == FRESH:
                 return  # refreshed meanwhile, or dropped after a 401: a caller's business now
             held = _Held(self)
             held.background = True
             if not held.try_thread_lock():
                 return  # a caller is refreshing
             try:
-                current = self._entry
-                if current is not None and freshness(current, _now()) == FRESH:
+                if self.header.fresh_token() is not None:
                     return
                 drive(self._obtain_steps(held, advisory=True), self._transport)
             except Exception as exc:  # noqa: BLE001 - the requests still have their token
@@ -544,11 +501,11 @@ class Provider:
         # and other processes' tokens for the key may be fine.
         self.cache.delete(self._slot)
         with self._entry_lock:
-            self._entry = None
+            self.header.drop()
 
     def _adopt(self, token: Token, source: str) -> Token:
         with self._entry_lock:
-            self._entry = _Entry(token, self._fresh_until(token), self._spread)
+            self.header.hold(token, self._fresh_until(token), self._spread)
             if self._postdates_rejection(token):
                 self._rejection = None
         _log.debug(
@@ -576,13 +533,14 @@ class Provider:
         self._rejected.append(token)
         digest = token_digest(token)
         with self._entry_lock:
-            current = self._entry.token if self._entry is not None else None
+            held = self.header.entry
+            current = held.token if held is not None else None
             if current is not None:
                 if current.value != token and current.replaces == digest:
                     return  # its replacement: a late 401 for a request that went out before
             elif self._rejection is not None and self._rejection[1] == digest:
                 return  # another thread's 401 for the same token already did all this
-            self._entry = None
+            self.header.drop()
             seen_at = _now()
             self._rejection = (seen_at, digest)
             if self._reject is not None:
@@ -644,11 +602,11 @@ class _FlightGuard:
                 flight = flights[key] = _Flight()
                 self._flight, self._leader = flight, True
                 return flight
-            entry = self._provider._entry
-            if entry is not None and freshness(entry, _now()) != MANDATORY:
+            usable = self._provider.header.usable_token()
+            if usable is not None:
                 # Advisory window, and a refresh is already under way: the current token.
                 done = _Flight()
-                done.done, done.token = True, entry.token
+                done.done, done.token = True, usable
                 return done
             await current.event.wait()
             token = current.token
