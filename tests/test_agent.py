@@ -514,6 +514,67 @@ def test_token_and_header_commands_through_the_agent(via_agent: Running, emu: Em
     assert emu.counters.token_requests == 1
 
 
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*COMMAND, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_status_with_the_socket_shows_the_agent_s_token(via_agent: Running, emu: Emulator) -> None:
+    env = _env(emu, Path(via_agent.path).parent / "local", MEMORAM_AUTH_SOCK=via_agent.path)
+    empty = _cli(env, "status")
+    assert empty.returncode == 0, empty.stderr
+    assert via_agent.path in empty.stdout
+    assert "none held" in empty.stdout
+    via_agent.get(protocol.TOKEN_PATH)
+    shown = _cli(env, "status")
+    assert shown.returncode == 0, shown.stderr
+    assert emu.base_url in shown.stdout
+    assert "sha256:" in shown.stdout
+    assert "token      valid, expires in" in shown.stdout
+    assert "lifetime" in shown.stdout
+    data = json.loads(_cli(env, "status", "--json").stdout)
+    assert data["agent"] == via_agent.path
+    assert data["cached"] is True
+    assert data["state"] == "valid"
+    assert 0 < data["expires_in"] <= data["lifetime"]
+    assert emu.counters.token_requests == 1  # status asked the agent, which asked nobody
+    assert not (Path(via_agent.path).parent / "local").exists()  # no local cache touched
+
+
+def test_status_with_the_socket_fails_clearly_for_another_base_url_or_no_agent(
+    via_agent: Running, emu: Emulator
+) -> None:
+    other = "http://127.0.0.1:1/api/v1"
+    env = _env(emu, Path(via_agent.path).parent, MEMORAM_AUTH_SOCK=via_agent.path)
+    env["MEMORAM_BASE_URL"] = other
+    wrong = _cli(env, "status")
+    assert wrong.returncode == 2
+    assert f"serves {emu.base_url}, not {other}" in wrong.stderr
+    assert "MEMORAM_AUTH_SOCK" in wrong.stderr
+    env["MEMORAM_AUTH_SOCK"] = via_agent.path + ".gone"
+    gone = _cli(env, "status")
+    assert gone.returncode == 4
+    assert "MEMORAM_AUTH_SOCK" in gone.stderr
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="no curl")
+def test_clear_with_the_socket_refuses_and_its_advice_replaces_the_agent_s_token(
+    via_agent: Running, emu: Emulator
+) -> None:
+    env = _env(emu, Path(via_agent.path).parent, MEMORAM_AUTH_SOCK=via_agent.path)
+    first = str(via_agent.get(protocol.TOKEN_PATH)[1]["token"])
+    refused = _cli(env, "clear")
+    assert refused.returncode == 2
+    assert "holds its own" in refused.stderr
+    assert first not in refused.stderr
+    advice = refused.stderr.split("report it as rejected: ", 1)[1].split(" (restarting", 1)[0]
+    assert advice.startswith("curl --unix-socket")
+    # The advice, run as printed, in a shell where memoram-auth is the command under test.
+    env["PATH"] = f"{SCRIPT.parent}{os.pathsep}{env.get('PATH', '')}"
+    subprocess.run(["sh", "-c", advice], env=env, capture_output=True, timeout=60, check=True)
+    assert via_agent.get(protocol.TOKEN_PATH)[1]["token"] != first
+    assert emu.counters.token_requests == 2
+
+
 def test_the_agent_command_prints_the_export_line_and_stops_on_sigterm(
     emu: Emulator, short_dir: Path
 ) -> None:

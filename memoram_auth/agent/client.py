@@ -31,7 +31,15 @@ if TYPE_CHECKING:
 
     from ..core.steps import Answer, AsyncSend, Step, Transport
 
-__all__ = ["CONNECT_TIMEOUT", "TOTAL_TIMEOUT", "AgentProvider", "fetch", "request"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "STATUS_TIMEOUT",
+    "TOTAL_TIMEOUT",
+    "AgentProvider",
+    "fetch",
+    "request",
+    "status",
+]
 
 #: Seconds to connect, and to wait for each further part of an answer once it has begun.
 CONNECT_TIMEOUT = 2.0
@@ -39,6 +47,8 @@ CONNECT_TIMEOUT = 2.0
 #: a token for everyone within its retry policy (``RetryPolicy().total_timeout``, 30 s, not
 #: imported: the command line's path loads no ``typing``), plus the time to relay its error.
 TOTAL_TIMEOUT = 30.0 + CONNECT_TIMEOUT
+#: Seconds a status request may take in all: the agent answers it without a token request.
+STATUS_TIMEOUT = 5.0
 
 
 def describe(path: str) -> str:
@@ -147,6 +157,28 @@ def fetch(
             path, "POST", protocol.REJECTED_PATH, payload, headers, total_timeout=total_timeout
         )
     return _token_from(path, status, body, base_url)
+
+
+def status(path: str, *, total_timeout: float = STATUS_TIMEOUT) -> dict[str, object]:
+    """The agent's ``GET /v1/status`` answer (see :mod:`memoram_auth.agent.protocol`).
+
+    Raises:
+        MemoramAuthError: as :func:`request`; ``MalformedResponseError`` for an answer that is
+            not a status.
+    """
+    import json
+
+    where = describe(path)
+    code, body = request(path, "GET", protocol.STATUS_PATH, total_timeout=total_timeout)
+    if code != 200:
+        raise protocol.error_for(body, where)
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("base_url"), str):
+        raise MalformedResponseError(f"{where} answered no status")
+    return data
 
 
 def _token_from(path: str, status: int, body: bytes, base_url: str) -> tuple[Token, str]:

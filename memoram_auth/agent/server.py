@@ -413,6 +413,7 @@ class AgentServer:
             shown = {
                 "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(token.expires_at)),
                 "expires_in": round(token.expires_at - now, 1),
+                "lifetime": round(token.lifetime, 1),
             }
         return json.dumps(
             {
