@@ -15,6 +15,8 @@ from memoram_auth.cache import FileCache
 from memoram_auth.emulator import Emulator
 from memoram_auth.emulator._state import State
 
+from ._attempts import Attempts
+
 if TYPE_CHECKING:
     from ._proxy import ConnectProxy
 
@@ -23,6 +25,13 @@ pytest_plugins = ["pytester"]
 
 #: Retries without the real waits, so failure tests take milliseconds.
 FAST = RetryPolicy(backoff=0.01, max_backoff=0.02, retry_after_cap=0.05, total_timeout=5.0)
+
+
+@pytest.fixture
+def attempts() -> Iterator[Attempts]:
+    """The token requests the exchange begins in this test, and its pauses between them."""
+    with Attempts() as seen:
+        yield seen
 
 
 #: Tests marked ``network`` install packages from the package index: they run only when this is

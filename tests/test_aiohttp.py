@@ -15,7 +15,6 @@ import json
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +32,7 @@ from memoram_auth import (  # noqa: E402 - after the importorskip
     RetryPolicy,
 )
 from memoram_auth.emulator import Emulator, RecordedRequest  # noqa: E402
+from tests._attempts import Attempts  # noqa: E402
 from tests._proxy import ConnectProxy  # noqa: E402
 
 FAST = RetryPolicy(backoff=0.01, max_backoff=0.02, total_timeout=5.0)
@@ -453,7 +453,7 @@ def test_the_sessions_environment_proxy_carries_the_token_request(
 
 
 def test_an_untrusted_certificate_is_not_retried_and_names_the_ca_options(
-    tls_emulator: Emulator, tmp_path: Path
+    tls_emulator: Emulator, tmp_path: Path, attempts: Attempts
 ) -> None:
     emu = tls_emulator
     middleware = MemoramMiddleware(
@@ -464,10 +464,9 @@ def test_an_untrusted_certificate_is_not_retried_and_names_the_ca_options(
         async with tls_session(middleware) as session:
             return await status_of(session, "GET", f"{emu.base_url}/tags")
 
-    start = time.monotonic()
     with pytest.raises(MemoramAuthError) as caught:
         run(main)
-    assert time.monotonic() - start < 2.5  # no backoff: not retried
+    assert (attempts.begun, attempts.pauses) == (1, [])  # final: not retried
     message = str(caught.value)
     assert "did not verify" in message
     for option in ("verify=", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
@@ -475,7 +474,9 @@ def test_an_untrusted_certificate_is_not_retried_and_names_the_ca_options(
     assert emu.counters.token_requests == 0
 
 
-def test_https_to_a_plain_http_server_says_so(emu: Emulator, tmp_path: Path) -> None:
+def test_https_to_a_plain_http_server_says_so(
+    emu: Emulator, tmp_path: Path, attempts: Attempts
+) -> None:
     base_url = emu.base_url.replace("http:", "https:")
     middleware = MemoramMiddleware(
         emu.api_key, base_url=base_url, cache_dir=tmp_path, policy=SLOW_RETRY
@@ -485,10 +486,9 @@ def test_https_to_a_plain_http_server_says_so(emu: Emulator, tmp_path: Path) -> 
         async with tls_session(middleware) as session:
             return await status_of(session, "GET", f"{base_url}/tags")
 
-    start = time.monotonic()
     with pytest.raises(MemoramAuthError, match="plain-http server"):
         run(main)
-    assert time.monotonic() - start < 2.5
+    assert (attempts.begun, attempts.pauses) == (1, [])  # final: not retried
 
 
 @pytest.mark.parametrize(
@@ -500,7 +500,7 @@ def test_https_to_a_plain_http_server_says_so(emu: Emulator, tmp_path: Path) -> 
     ids=["socks-proxy", "missing-ca-bundle"],
 )
 def test_settings_aiohttp_cannot_use_fail_at_once(
-    emu: Emulator, tmp_path: Path, settings: dict[str, Any], match: str
+    emu: Emulator, tmp_path: Path, settings: dict[str, Any], match: str, attempts: Attempts
 ) -> None:
     middleware = MemoramMiddleware(
         emu.api_key, base_url=emu.base_url, cache_dir=tmp_path, policy=SLOW_RETRY, **settings
@@ -510,10 +510,10 @@ def test_settings_aiohttp_cannot_use_fail_at_once(
         async with tls_session(middleware) as session:
             return await status_of(session, "GET", f"{emu.base_url}/tags")
 
-    start = time.monotonic()
     with pytest.raises(EndpointUnavailableError, match=match):
         run(main)
-    assert time.monotonic() - start < 2.5
+    assert attempts.begun <= 1  # said before a request, or by the first: never retried
+    assert attempts.pauses == []
     assert emu.counters.token_requests == 0
 
 
@@ -530,7 +530,10 @@ def test_an_unreachable_token_endpoint_is_a_memoram_error(tmp_path: Path) -> Non
         run(main)
 
 
-def test_a_token_request_timeout_is_a_memoram_error(emu: Emulator, tmp_path: Path) -> None:
+@pytest.mark.timeout(60)  # about a deadline: the bound ends a hang (each answer takes 2 s)
+def test_a_token_request_timeout_is_a_memoram_error(
+    emu: Emulator, tmp_path: Path, attempts: Attempts
+) -> None:
     emu.delay_next(10, 2.0)
     policy = RetryPolicy(backoff=0.01, max_backoff=0.02, timeout=0.2, total_timeout=1.0)
     middleware = MemoramMiddleware(
@@ -541,10 +544,11 @@ def test_a_token_request_timeout_is_a_memoram_error(emu: Emulator, tmp_path: Pat
         async with tls_session(middleware) as session:
             return await status_of(session, "GET", f"{emu.base_url}/tags")
 
-    start = time.monotonic()
-    with pytest.raises(EndpointUnavailableError):
+    with pytest.raises(EndpointUnavailableError, match="no answer within") as caught:
         run(main)
-    assert time.monotonic() - start < 2.0
+    # Every attempt was cut at its 0.2 s: no answer of the emulator's 2 s was waited for.
+    assert f"after {attempts.begun} attempt(s)" in str(caught.value)
+    assert 1 <= attempts.begun <= policy.attempts
 
 
 # -- settings and the package ---------------------------------------------------------------------
