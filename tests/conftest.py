@@ -15,9 +15,8 @@ from memoram_auth.cache import FileCache
 from memoram_auth.emulator import Emulator
 from memoram_auth.emulator._state import State
 
-from ._attempts import Attempts
-
 if TYPE_CHECKING:
+    from ._attempts import Attempts
     from ._proxy import ConnectProxy
 
 # pytester runs throwaway test suites, to check the fixture users get through the entry point.
@@ -30,6 +29,9 @@ FAST = RetryPolicy(backoff=0.01, max_backoff=0.02, retry_after_cap=0.05, total_t
 @pytest.fixture
 def attempts() -> Iterator[Attempts]:
     """The token requests the exchange begins in this test, and its pauses between them."""
+    # Imported here: test_reliability runs a copy of this file where it has no package.
+    from ._attempts import Attempts
+
     with Attempts() as seen:
         yield seen
 

@@ -34,8 +34,8 @@ from memoram_auth import (  # noqa: E402 - after the importorskip
 from memoram_auth.emulator import Emulator, RecordedRequest  # noqa: E402
 from tests._attempts import Attempts  # noqa: E402
 from tests._proxy import ConnectProxy  # noqa: E402
+from tests.conftest import FAST  # noqa: E402
 
-FAST = RetryPolicy(backoff=0.01, max_backoff=0.02, total_timeout=5.0)
 #: If a failure were retried, its first backoff alone would take >= 2.5 s.
 SLOW_RETRY = RetryPolicy(backoff=5.0, max_backoff=5.0)
 

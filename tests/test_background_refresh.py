@@ -24,7 +24,7 @@ import httpx
 import pytest
 import requests
 
-from memoram_auth import MemoramAuth, RetryPolicy
+from memoram_auth import MemoramAuth
 from memoram_auth.adapters.requests import RequestsAuth
 from memoram_auth.cache import FileCache, MemoryOnlyCache
 from memoram_auth.core.refresher import FIRST_RETRY_DELAY, MAX_RETRY_DELAY, retry_delay
@@ -33,9 +33,8 @@ from memoram_auth.hookspecs import hookimpl
 from memoram_auth.provider import TokenProvider, get_provider
 from memoram_auth.token import Token
 
+from .conftest import FAST
 from .test_plugins import registered
-
-FAST = RetryPolicy(backoff=0.01, max_backoff=0.02, retry_after_cap=0.05, total_timeout=5.0)
 
 
 @pytest.fixture
