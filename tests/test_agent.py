@@ -196,6 +196,26 @@ def test_a_second_agent_refuses_and_a_dead_ones_socket_is_taken_over(
     assert not os.path.exists(agent.path)
 
 
+def test_a_socket_that_cannot_be_set_up_is_closed_not_left_to_the_collector(
+    emu: Emulator, short_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+    import warnings
+
+    def refuse(path: object, mode: int) -> None:
+        raise PermissionError(1, "Operation not permitted")  # as a chmod on a odd filesystem
+
+    provider = TokenProvider(emu.api_key, emu.base_url, cache=FileCache(short_dir / "cache"))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", ResourceWarning)
+        monkeypatch.setattr(os, "chmod", refuse)  # after the bind: the socket exists
+        with pytest.raises(PermissionError):
+            AgentServer(provider, str(short_dir / "s" / "agent.sock"), log=lambda line: None)
+        monkeypatch.undo()
+        gc.collect()  # an unclosed socket would say so now
+    assert [str(w.message) for w in seen if w.category is ResourceWarning] == []
+
+
 @pytest.mark.parametrize("mode", [0o755, 0o770, 0o1777])
 def test_a_directory_open_to_others_is_refused(short_dir: Path, mode: int) -> None:
     directory = short_dir / "open"
