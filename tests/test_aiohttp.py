@@ -10,7 +10,6 @@ proxies of the token request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import ssl
 import subprocess
@@ -34,6 +33,7 @@ from memoram_auth import (  # noqa: E402 - after the importorskip
 from memoram_auth.emulator import Emulator, RecordedRequest  # noqa: E402
 from tests._attempts import Attempts  # noqa: E402
 from tests._proxy import ConnectProxy  # noqa: E402
+from tests._sockets import tls_session  # noqa: E402
 from tests.conftest import FAST  # noqa: E402
 
 #: If a failure were retried, its first backoff alone would take >= 2.5 s.
@@ -76,19 +76,6 @@ async def status_of(session: Any, method: str, url: str, **kwargs: Any) -> int:
 
 def ca_context(ca_bundle: str) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_bundle)
-
-
-@contextlib.asynccontextmanager
-async def tls_session(middleware: MemoramMiddleware, **kwargs: Any) -> AsyncIterator[Any]:
-    """A session for TLS tests, closed as aiohttp's docs advise ("Graceful Shutdown").
-
-    Before 3.12.11 aiohttp closes TLS connections in the background: a loop closed at once
-    leaves their transports unclosed, a ResourceWarning that filterwarnings=error turns into a
-    failure of whichever test comes next.
-    """
-    async with aiohttp.ClientSession(middlewares=(middleware,), **kwargs) as session:
-        yield session
-    await asyncio.sleep(0.25)
 
 
 # -- which requests get the token ----------------------------------------------------------------
@@ -354,8 +341,7 @@ def test_the_sessions_connector_trusts_a_private_ca_for_the_token_request(
     middleware = MemoramMiddleware(emu.api_key, base_url=emu.base_url, cache_dir=tmp_path)
 
     async def main() -> int:
-        connector = aiohttp.TCPConnector(ssl=ca_context(ca_bundle))
-        async with tls_session(middleware, connector=connector) as s:
+        async with tls_session(middleware, ssl=ca_context(ca_bundle)) as s:
             return await status_of(s, "GET", f"{emu.base_url}/tags")
 
     assert run(main) == 200
@@ -442,14 +428,33 @@ def test_the_sessions_environment_proxy_carries_the_token_request(
     middleware = MemoramMiddleware(emu.api_key, base_url=emu.base_url, cache_dir=tmp_path)
 
     async def main() -> int:
-        connector = aiohttp.TCPConnector(ssl=ca_context(ca_bundle))
-        async with tls_session(middleware, connector=connector, trust_env=True) as session:
+        async with tls_session(middleware, ssl=ca_context(ca_bundle), trust_env=True) as session:
             return await status_of(session, "GET", f"{emu.base_url}/tags")
 
     assert run(main) == 200
     # Both through the session's proxy: the token request, then the user's request.
     assert connect_proxy.tunnels[0] == f"127.0.0.1:{emu.port}"
     assert emu.counters.token_requests == 1
+
+
+def test_a_tls_session_leaves_no_socket_open_when_its_block_ends(
+    tls_emulator: Emulator, ca_bundle: str, tmp_path: Path
+) -> None:
+    # What keeps an unclosed TLS socket from failing a later test (tests/_sockets.py).
+    emu = tls_emulator
+    middleware = MemoramMiddleware(emu.api_key, base_url=emu.base_url, cache_dir=tmp_path)
+    sockets: list[Any] = []
+
+    async def main() -> int:
+        async with tls_session(middleware, ssl=ca_context(ca_bundle)) as session:
+            status = await status_of(session, "GET", f"{emu.base_url}/tags")
+            recorded = session.connector.sockets  # type: ignore[union-attr]  # tls_session's
+            sockets.extend(recorded)
+        return status
+
+    assert run(main) == 200
+    assert sockets  # the token request's connection and the API request's
+    assert [sock.fileno() for sock in sockets] == [-1] * len(sockets)
 
 
 def test_an_untrusted_certificate_is_not_retried_and_names_the_ca_options(
