@@ -41,7 +41,7 @@ def main() -> None:
         # The one case where a request waits for a token: none in memory, or one in its
         # mandatory window that is not held over (a background refresh under way or failed
         # keeps it until expiry). Read before the request, from the provider's own state.
-        entry, now = provider._entry, time.time()
+        entry, now = provider.header.entry, time.time()
         return entry is None or (now >= entry.usable_until and not provider._holds_over(entry, now))
 
     def note(start: float, waits: bool) -> None:

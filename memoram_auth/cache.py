@@ -9,8 +9,8 @@ The file cache is safe to share between any number of processes:
 - The lock is a kernel ``flock``, so a holder killed with SIGKILL releases it as it dies.
 - The directory is created 0700 and files are 0600; the name of a file is a one-way digest of
   the base URL and key, and the API key itself is never written.
-- Nothing on disk is trusted that this user did not write where only this user can write
-  (issue 12): the directory must be a real directory (not a symlink) owned by this user without
+- Nothing on disk is trusted that this user did not write where only this user can write:
+  the directory must be a real directory (not a symlink) owned by this user without
   group or world write bits (loose bits on our own directory are tightened to 0700, with one
   warning). A token file is opened with ``O_NOFOLLOW | O_NONBLOCK`` and used only if it is a
   regular file of this user, private (``mode & 0o077 == 0``) and at most 64 KiB, written for
@@ -44,7 +44,7 @@ __all__ = ["CACHE_HEADER", "CachedEntry", "FileCache", "MemoryOnlyCache", "slot_
 CACHE_HEADER = "memoram-auth token cache v1"
 
 #: A token file is a few hundred bytes. Anything bigger is not ours: reading a 2 GiB sparse
-#: file (or a device) grew a process to ~4 GB in the review of issue 12.
+#: file (or a device) would grow a process to ~4 GB.
 MAX_FILE_SIZE = 64 * 1024
 
 #: How far ahead of our clock a cached token may say it was obtained. Another process's clock
@@ -77,8 +77,8 @@ if TYPE_CHECKING:
 
 #: Warnings already given in this process, by what they are about: a directory and its
 #: problem, or a damaged file's path. Every auth object with its own settings (another
-#: expires_in, another policy) builds its own FileCache for the same directory, and each used
-#: to warn again, whatever the warnings filters said (issue 16: three warnings, one twice).
+#: expires_in, another policy) builds its own FileCache for the same directory, and each
+#: would warn again, whatever the warnings filters say.
 #: set.add is atomic, so this needs no lock; a path leaves it when a new token replaces the
 #: file, and the next damage there is reported again.
 _warned: set[str] = set()
@@ -95,8 +95,8 @@ def slot_for(base_url: str, api_key: str, expires_in: int | None = None) -> str:
     """The cache slot of a (base URL, key, asked lifetime): a one-way digest, safe as a name.
 
     The lifetime a caller asks for (``expires_in``) is part of the slot: one object asking
-    for 60 s tokens and another asking for an hour, for the same key, each got the other's
-    token, in one process or across processes (issue 16). ``None`` (the server's default)
+    for 60 s tokens and another asking for an hour, for the same key, would otherwise get each
+    other's token, in one process or across processes. ``None`` (the server's default)
     keeps the slot of the versions before, which the command line also uses.
     """
     if expires_in is None:
@@ -180,7 +180,7 @@ def _decode(raw: bytes) -> tuple[Token, dict[str, str]] | None:
         obtained_at, expires_at = float(fields["obtained_at"]), float(fields["expires_at"])
     except (KeyError, ValueError):
         return None
-    # Infinite times passed the checks below ("inf <= inf") and crashed `status` (issue 12).
+    # Infinite times would pass the checks below ("inf <= inf") and crash `status`.
     if not (math.isfinite(obtained_at) and math.isfinite(expires_at)):
         return None
     # "not <=" also refuses NaN; no token lives two days (MAX_LIFETIME is one).
@@ -299,7 +299,7 @@ class FileCache:
     def _trust_directory(self, info: os.stat_result) -> bool:
         # lstat, not stat: a symlinked directory is someone else's choice of where our tokens
         # go (or come from). Only this user may be able to write in it: whoever can, can plant
-        # token files, lock-file symlinks or FIFOs (issue 12).
+        # token files, lock-file symlinks or FIFOs.
         if stat.S_ISLNK(info.st_mode):
             self._disable("it is a symbolic link", "Point it at a real directory of your own.")
             return False
@@ -491,7 +491,7 @@ class FileCache:
 
         Only names this library creates are touched (``<32 hex>.token`` and its own
         ``.<32 hex>.*.tmp`` files): the directory may be one the user named, with their own
-        ``notes.tmp`` or ``session.token`` in it (issue 12).
+        ``notes.tmp`` or ``session.token`` in it.
         """
         try:
             names = os.listdir(self.directory)
@@ -587,7 +587,7 @@ class _SlotLock:
         """The mode of the slot's lock file once it is known to be ours, else ``None``."""
         # Not left to the lock library alone: before 3.20.1 filelock opened lock files without
         # O_NOFOLLOW and with O_TRUNC, and a symlink planted at <slot>.lock truncated the
-        # victim's ~/.bashrc and made it 0600 (issue 12). So the file is created here, private
+        # victim's ~/.bashrc and made it 0600. So the file is created here, private
         # and without following links, and an existing one is used only if it is this user's
         # regular file; the lock library then opens a file that is known to be ours.
         try:

@@ -539,11 +539,76 @@ def _status_all(args: argparse.Namespace | SimpleNamespace) -> int:
     return EXIT_OK
 
 
+def _status_of_agent(args: argparse.Namespace | SimpleNamespace, path: str) -> int:
+    """``status`` with ``MEMORAM_AUTH_SOCK``: what the agent holds, as the agent says (its
+    ``/v1/status``); exit 2 when it serves another base URL than this client's."""
+    import json
+
+    from .agent.client import describe, status
+    from .settings import resolve_base_url
+    from .token import Token
+
+    base_url = resolve_base_url(args.base_url, option="--base-url")
+    data = status(path)
+    served = str(data["base_url"])
+    info: dict[str, Any] = {
+        "agent": path,
+        "pid": data.get("pid"),
+        "base_url": served,
+        "key": str(data.get("key")),
+        "cached": False,
+    }
+    held = data.get("token")
+    if isinstance(held, dict):
+        expires_in, lifetime = held.get("expires_in"), held.get("lifetime")
+        if isinstance(expires_in, (int, float)):
+            now = time.time()
+            # lifetime is absent from an older agent's answer: its windows then are unknown,
+            # and the token is shown as valid until it expires.
+            span = float(lifetime) if isinstance(lifetime, (int, float)) else float(expires_in)
+            token = Token("", now + expires_in - span, now + expires_in)
+            info.update(
+                cached=True,
+                expires_at=_utc(token.expires_at),
+                expires_in=round(expires_in, 1),
+                lifetime=round(span, 1) if lifetime is not None else None,
+                state=_state(token),
+            )
+    wrong = served != base_url
+    if args.json:
+        print(json.dumps({**info, "client_base_url": base_url}, indent=2))
+    else:
+        print(f"agent      {_printable(path)} (pid {info['pid']}), from MEMORAM_AUTH_SOCK")
+        print(f"base URL   {_printable(served)}")
+        print(f"key        {_printable(info['key'])}")
+        if not info["cached"]:
+            print("token      none held (the next request will make the agent ask for one)")
+        else:
+            due = {"refresh-due": "refresh due", "expired": "expired"}.get(info["state"], "valid")
+            life = f", lifetime {_duration(info['lifetime'])}" if info["lifetime"] else ""
+            print(
+                f"token      {due}, expires in {_duration(info['expires_in'])} "
+                f"({info['expires_at']}){life}"
+            )
+    if wrong:
+        print(
+            f"{PROG}: {describe(path)} serves {_printable(served)}, not {base_url}: set "
+            "MEMORAM_BASE_URL to the agent's base URL, or start an agent for this one",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    return EXIT_OK
+
+
 def _status(args: argparse.Namespace | SimpleNamespace) -> int:
     import json
 
     from .cache import FileCache
+    from .settings import agent_socket
 
+    socket = agent_socket(args.api_key)
+    if socket is not None:
+        return _status_of_agent(args, socket)
     provider = _provider(args)
     cache = provider.cache
     cached = provider.cached_token()
@@ -606,6 +671,22 @@ def _clear(args: argparse.Namespace | SimpleNamespace) -> int:
         removed = cache.clear_all()
         print(f"removed {removed} cached token(s) from {cache.directory}")
         return EXIT_OK
+    from .settings import agent_socket
+
+    socket = agent_socket(args.api_key)
+    if socket is not None:
+        from .agent.client import describe
+
+        # Clearing this machine's cache would change nothing the client gets: say what would.
+        raise ConfigurationError(
+            f"clear acts on this machine's token cache, but tokens come from {describe(socket)}, "
+            "which holds its own. To make the agent drop its token and get a new one, report "
+            'it as rejected: curl --unix-socket "$MEMORAM_AUTH_SOCK" -d '
+            '"{\\"token\\": \\"$(memoram-auth token)\\"}" '
+            "http://localhost/v1/token/rejected (restarting the agent is not enough: it "
+            "reads its cache again). To clear the local cache, run clear without "
+            "MEMORAM_AUTH_SOCK (env -u MEMORAM_AUTH_SOCK memoram-auth clear)."
+        )
     provider = _provider(args)
     had = provider.cached_token() is not None
     provider.cache.delete(provider.slot)

@@ -43,7 +43,7 @@ def _session() -> requests.Session:
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """One API call, and what it used."""
-    entry, now = provider._entry, time.time()
+    entry, now = provider.header.entry, time.time()
     unusable = entry is None or (now >= entry.usable_until and not provider._holds_over(entry, now))
     response = _session().get(API, auth=auth, timeout=10)
     sent = response.request.headers["Authorization"].removeprefix("Bearer ")

@@ -16,6 +16,7 @@ from memoram_auth.emulator import Emulator
 from memoram_auth.emulator._state import State
 
 if TYPE_CHECKING:
+    from ._attempts import Attempts
     from ._proxy import ConnectProxy
 
 # pytester runs throwaway test suites, to check the fixture users get through the entry point.
@@ -23,6 +24,16 @@ pytest_plugins = ["pytester"]
 
 #: Retries without the real waits, so failure tests take milliseconds.
 FAST = RetryPolicy(backoff=0.01, max_backoff=0.02, retry_after_cap=0.05, total_timeout=5.0)
+
+
+@pytest.fixture
+def attempts() -> Iterator[Attempts]:
+    """The token requests the exchange begins in this test, and its pauses between them."""
+    # Imported here: test_reliability runs a copy of this file where it has no package.
+    from ._attempts import Attempts
+
+    with Attempts() as seen:
+        yield seen
 
 
 #: Tests marked ``network`` install packages from the package index: they run only when this is

@@ -6,6 +6,7 @@ tests run the real ``memoram-auth agent`` and ``agent exec`` processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -26,7 +27,7 @@ import requests
 
 from memoram_auth import MemoramAuth
 from memoram_auth.agent import protocol
-from memoram_auth.agent.client import AgentProvider, request
+from memoram_auth.agent.client import CONNECT_TIMEOUT, AgentProvider, request
 from memoram_auth.agent.server import AgentServer, prepare_directory
 from memoram_auth.cache import FileCache
 from memoram_auth.emulator import Emulator
@@ -193,6 +194,26 @@ def test_a_second_agent_refuses_and_a_dead_ones_socket_is_taken_over(
         taken.server.stop()
         taken.thread.join(5)
     assert not os.path.exists(agent.path)
+
+
+def test_a_socket_that_cannot_be_set_up_is_closed_not_left_to_the_collector(
+    emu: Emulator, short_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+    import warnings
+
+    def refuse(path: object, mode: int) -> None:
+        raise PermissionError(1, "Operation not permitted")  # as a chmod on a odd filesystem
+
+    provider = TokenProvider(emu.api_key, emu.base_url, cache=FileCache(short_dir / "cache"))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", ResourceWarning)
+        monkeypatch.setattr(os, "chmod", refuse)  # after the bind: the socket exists
+        with pytest.raises(PermissionError):
+            AgentServer(provider, str(short_dir / "s" / "agent.sock"), log=lambda line: None)
+        monkeypatch.undo()
+        gc.collect()  # an unclosed socket would say so now
+    assert [str(w.message) for w in seen if w.category is ResourceWarning] == []
 
 
 @pytest.mark.parametrize("mode", [0o755, 0o770, 0o1777])
@@ -377,18 +398,33 @@ def test_the_socket_wins_over_the_environment_key_and_never_falls_back(
     assert emu.counters.token_requests == 0
 
 
-def _fake_agent(path: str, answer: bytes | None) -> threading.Thread:
+def _fake_agent(
+    path: str, answer: bytes | None, *, hold: bool = False, trickle: bool = False
+) -> threading.Thread:
+    """An agent that reads the request, sends *answer* (all at once, or with *trickle* a byte
+    at a time for as long as the client listens), then closes, or with *hold* waits for the
+    client to close first."""
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(path)
     listener.listen(1)
 
     def serve() -> None:
         conn, _ = listener.accept()
-        conn.recv(65536)
-        if answer is not None:
-            conn.sendall(answer)
-        conn.close()
-        listener.close()
+        try:
+            conn.recv(65536)
+            if trickle:
+                conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                with contextlib.suppress(OSError):
+                    while True:  # until the client gives up and closes
+                        conn.sendall(b"X")
+                        time.sleep(0.05)
+            elif answer is not None:
+                conn.sendall(answer)
+            if hold:
+                conn.recv(1)  # returns when the client closes
+        finally:
+            conn.close()
+            listener.close()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -400,6 +436,8 @@ def _fake_agent(path: str, answer: bytes | None) -> threading.Thread:
     [
         pytest.param(b"\x00\x01garbage", MalformedResponseError, id="garbage"),
         pytest.param(None, EndpointUnavailableError, id="dies"),
+        # Garbage from a connection left open is said at once, not after a read times out.
+        pytest.param(b"SSH-2.0-garbage\r\n", MalformedResponseError, id="garbage-kept-open"),
         pytest.param(
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", MalformedResponseError, id="no-token"
         ),
@@ -409,10 +447,32 @@ def test_a_broken_agent_is_a_clear_error(
     short_dir: Path, answer: bytes | None, error: type[Exception]
 ) -> None:
     path = str(short_dir / "fake.sock")
-    thread = _fake_agent(path, answer)
+    thread = _fake_agent(path, answer, hold=answer is not None and answer.startswith(b"SSH"))
     with pytest.raises(error, match="MEMORAM_AUTH_SOCK"):
         AgentProvider(path, "http://127.0.0.1:1/api/v1").get_token()
     thread.join(5)
+
+
+# About a bound: pytest-timeout ends a hang (the default bound, 32 s, would outlast it).
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("trickle", [False, True], ids=["silent", "trickling"])
+def test_a_hung_agent_is_a_clear_error_bounded_by_the_policy(
+    short_dir: Path, monkeypatch: pytest.MonkeyPatch, trickle: bool
+) -> None:
+    from memoram_auth import RetryPolicy
+
+    path = str(short_dir / "hung.sock")
+    thread = _fake_agent(path, None, hold=True, trickle=trickle)
+    monkeypatch.setenv("MEMORAM_AUTH_SOCK", path)
+    auth = MemoramAuth(base_url="http://127.0.0.1:1/api/v1", policy=RetryPolicy(total_timeout=0.5))
+    with pytest.raises(EndpointUnavailableError, match="MEMORAM_AUTH_SOCK") as caught:
+        auth.provider.get_token()
+    message = str(caught.value)
+    assert "agent" in message
+    assert f"within {0.5 + CONNECT_TIMEOUT:g} s" in message  # the policy's bound, and time to relay
+    assert ("did not finish" if trickle else "did not answer") in message
+    thread.join(5)
+    assert not thread.is_alive()  # the client closed the connection when it gave up
 
 
 def test_a_socket_with_no_agent_behind_it(short_dir: Path) -> None:
@@ -472,6 +532,67 @@ def test_token_and_header_commands_through_the_agent(via_agent: Running, emu: Em
     assert failed.returncode == 4
     assert "MEMORAM_AUTH_SOCK" in failed.stderr
     assert emu.counters.token_requests == 1
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*COMMAND, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_status_with_the_socket_shows_the_agent_s_token(via_agent: Running, emu: Emulator) -> None:
+    env = _env(emu, Path(via_agent.path).parent / "local", MEMORAM_AUTH_SOCK=via_agent.path)
+    empty = _cli(env, "status")
+    assert empty.returncode == 0, empty.stderr
+    assert via_agent.path in empty.stdout
+    assert "none held" in empty.stdout
+    via_agent.get(protocol.TOKEN_PATH)
+    shown = _cli(env, "status")
+    assert shown.returncode == 0, shown.stderr
+    assert emu.base_url in shown.stdout
+    assert "sha256:" in shown.stdout
+    assert "token      valid, expires in" in shown.stdout
+    assert "lifetime" in shown.stdout
+    data = json.loads(_cli(env, "status", "--json").stdout)
+    assert data["agent"] == via_agent.path
+    assert data["cached"] is True
+    assert data["state"] == "valid"
+    assert 0 < data["expires_in"] <= data["lifetime"]
+    assert emu.counters.token_requests == 1  # status asked the agent, which asked nobody
+    assert not (Path(via_agent.path).parent / "local").exists()  # no local cache touched
+
+
+def test_status_with_the_socket_fails_clearly_for_another_base_url_or_no_agent(
+    via_agent: Running, emu: Emulator
+) -> None:
+    other = "http://127.0.0.1:1/api/v1"
+    env = _env(emu, Path(via_agent.path).parent, MEMORAM_AUTH_SOCK=via_agent.path)
+    env["MEMORAM_BASE_URL"] = other
+    wrong = _cli(env, "status")
+    assert wrong.returncode == 2
+    assert f"serves {emu.base_url}, not {other}" in wrong.stderr
+    assert "MEMORAM_AUTH_SOCK" in wrong.stderr
+    env["MEMORAM_AUTH_SOCK"] = via_agent.path + ".gone"
+    gone = _cli(env, "status")
+    assert gone.returncode == 4
+    assert "MEMORAM_AUTH_SOCK" in gone.stderr
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="no curl")
+def test_clear_with_the_socket_refuses_and_its_advice_replaces_the_agent_s_token(
+    via_agent: Running, emu: Emulator
+) -> None:
+    env = _env(emu, Path(via_agent.path).parent, MEMORAM_AUTH_SOCK=via_agent.path)
+    first = str(via_agent.get(protocol.TOKEN_PATH)[1]["token"])
+    refused = _cli(env, "clear")
+    assert refused.returncode == 2
+    assert "holds its own" in refused.stderr
+    assert first not in refused.stderr
+    advice = refused.stderr.split("report it as rejected: ", 1)[1].split(" (restarting", 1)[0]
+    assert advice.startswith("curl --unix-socket")
+    # The advice, run as printed, in a shell where memoram-auth is the command under test.
+    env["PATH"] = f"{SCRIPT.parent}{os.pathsep}{env.get('PATH', '')}"
+    subprocess.run(["sh", "-c", advice], env=env, capture_output=True, timeout=60, check=True)
+    assert via_agent.get(protocol.TOKEN_PATH)[1]["token"] != first
+    assert emu.counters.token_requests == 2
 
 
 def test_the_agent_command_prints_the_export_line_and_stops_on_sigterm(
@@ -638,11 +759,3 @@ def test_a_client_in_another_mount_namespace_uses_a_bind_mounted_socket(
     assert result.stdout.split() == ["200", "False"], result.stderr
     assert not (inside / "agent.sock").exists()  # the bind mount stayed in its namespace
     assert emu.counters.token_requests == 1
-
-
-def test_the_client_spells_the_header_as_the_core_does() -> None:
-    # The client keeps its own copy so that the command line's path loads no core.
-    from memoram_auth.agent import client
-    from memoram_auth.core.provider import BEARER
-
-    assert client.BEARER == BEARER

@@ -10,12 +10,10 @@ proxies of the token request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,9 +31,11 @@ from memoram_auth import (  # noqa: E402 - after the importorskip
     RetryPolicy,
 )
 from memoram_auth.emulator import Emulator, RecordedRequest  # noqa: E402
+from tests._attempts import Attempts  # noqa: E402
 from tests._proxy import ConnectProxy  # noqa: E402
+from tests._sockets import tls_session  # noqa: E402
+from tests.conftest import FAST  # noqa: E402
 
-FAST = RetryPolicy(backoff=0.01, max_backoff=0.02, total_timeout=5.0)
 #: If a failure were retried, its first backoff alone would take >= 2.5 s.
 SLOW_RETRY = RetryPolicy(backoff=5.0, max_backoff=5.0)
 
@@ -76,19 +76,6 @@ async def status_of(session: Any, method: str, url: str, **kwargs: Any) -> int:
 
 def ca_context(ca_bundle: str) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_bundle)
-
-
-@contextlib.asynccontextmanager
-async def tls_session(middleware: MemoramMiddleware, **kwargs: Any) -> AsyncIterator[Any]:
-    """A session for TLS tests, closed as aiohttp's docs advise ("Graceful Shutdown").
-
-    Before 3.12.11 aiohttp closes TLS connections in the background: a loop closed at once
-    leaves their transports unclosed, a ResourceWarning that filterwarnings=error turns into a
-    failure of whichever test comes next.
-    """
-    async with aiohttp.ClientSession(middlewares=(middleware,), **kwargs) as session:
-        yield session
-    await asyncio.sleep(0.25)
 
 
 # -- which requests get the token ----------------------------------------------------------------
@@ -354,8 +341,7 @@ def test_the_sessions_connector_trusts_a_private_ca_for_the_token_request(
     middleware = MemoramMiddleware(emu.api_key, base_url=emu.base_url, cache_dir=tmp_path)
 
     async def main() -> int:
-        connector = aiohttp.TCPConnector(ssl=ca_context(ca_bundle))
-        async with tls_session(middleware, connector=connector) as s:
+        async with tls_session(middleware, ssl=ca_context(ca_bundle)) as s:
             return await status_of(s, "GET", f"{emu.base_url}/tags")
 
     assert run(main) == 200
@@ -442,8 +428,7 @@ def test_the_sessions_environment_proxy_carries_the_token_request(
     middleware = MemoramMiddleware(emu.api_key, base_url=emu.base_url, cache_dir=tmp_path)
 
     async def main() -> int:
-        connector = aiohttp.TCPConnector(ssl=ca_context(ca_bundle))
-        async with tls_session(middleware, connector=connector, trust_env=True) as session:
+        async with tls_session(middleware, ssl=ca_context(ca_bundle), trust_env=True) as session:
             return await status_of(session, "GET", f"{emu.base_url}/tags")
 
     assert run(main) == 200
@@ -452,8 +437,28 @@ def test_the_sessions_environment_proxy_carries_the_token_request(
     assert emu.counters.token_requests == 1
 
 
+def test_a_tls_session_leaves_no_socket_open_when_its_block_ends(
+    tls_emulator: Emulator, ca_bundle: str, tmp_path: Path
+) -> None:
+    # What keeps an unclosed TLS socket from failing a later test (tests/_sockets.py).
+    emu = tls_emulator
+    middleware = MemoramMiddleware(emu.api_key, base_url=emu.base_url, cache_dir=tmp_path)
+    sockets: list[Any] = []
+
+    async def main() -> int:
+        async with tls_session(middleware, ssl=ca_context(ca_bundle)) as session:
+            status = await status_of(session, "GET", f"{emu.base_url}/tags")
+            recorded = session.connector.sockets  # type: ignore[union-attr]  # tls_session's
+            sockets.extend(recorded)
+        return status
+
+    assert run(main) == 200
+    assert sockets  # the token request's connection and the API request's
+    assert [sock.fileno() for sock in sockets] == [-1] * len(sockets)
+
+
 def test_an_untrusted_certificate_is_not_retried_and_names_the_ca_options(
-    tls_emulator: Emulator, tmp_path: Path
+    tls_emulator: Emulator, tmp_path: Path, attempts: Attempts
 ) -> None:
     emu = tls_emulator
     middleware = MemoramMiddleware(
@@ -464,10 +469,9 @@ def test_an_untrusted_certificate_is_not_retried_and_names_the_ca_options(
         async with tls_session(middleware) as session:
             return await status_of(session, "GET", f"{emu.base_url}/tags")
 
-    start = time.monotonic()
     with pytest.raises(MemoramAuthError) as caught:
         run(main)
-    assert time.monotonic() - start < 2.5  # no backoff: not retried
+    assert (attempts.begun, attempts.pauses) == (1, [])  # final: not retried
     message = str(caught.value)
     assert "did not verify" in message
     for option in ("verify=", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
@@ -475,7 +479,9 @@ def test_an_untrusted_certificate_is_not_retried_and_names_the_ca_options(
     assert emu.counters.token_requests == 0
 
 
-def test_https_to_a_plain_http_server_says_so(emu: Emulator, tmp_path: Path) -> None:
+def test_https_to_a_plain_http_server_says_so(
+    emu: Emulator, tmp_path: Path, attempts: Attempts
+) -> None:
     base_url = emu.base_url.replace("http:", "https:")
     middleware = MemoramMiddleware(
         emu.api_key, base_url=base_url, cache_dir=tmp_path, policy=SLOW_RETRY
@@ -485,10 +491,9 @@ def test_https_to_a_plain_http_server_says_so(emu: Emulator, tmp_path: Path) -> 
         async with tls_session(middleware) as session:
             return await status_of(session, "GET", f"{base_url}/tags")
 
-    start = time.monotonic()
     with pytest.raises(MemoramAuthError, match="plain-http server"):
         run(main)
-    assert time.monotonic() - start < 2.5
+    assert (attempts.begun, attempts.pauses) == (1, [])  # final: not retried
 
 
 @pytest.mark.parametrize(
@@ -500,7 +505,7 @@ def test_https_to_a_plain_http_server_says_so(emu: Emulator, tmp_path: Path) -> 
     ids=["socks-proxy", "missing-ca-bundle"],
 )
 def test_settings_aiohttp_cannot_use_fail_at_once(
-    emu: Emulator, tmp_path: Path, settings: dict[str, Any], match: str
+    emu: Emulator, tmp_path: Path, settings: dict[str, Any], match: str, attempts: Attempts
 ) -> None:
     middleware = MemoramMiddleware(
         emu.api_key, base_url=emu.base_url, cache_dir=tmp_path, policy=SLOW_RETRY, **settings
@@ -510,10 +515,10 @@ def test_settings_aiohttp_cannot_use_fail_at_once(
         async with tls_session(middleware) as session:
             return await status_of(session, "GET", f"{emu.base_url}/tags")
 
-    start = time.monotonic()
     with pytest.raises(EndpointUnavailableError, match=match):
         run(main)
-    assert time.monotonic() - start < 2.5
+    assert attempts.begun <= 1  # said before a request, or by the first: never retried
+    assert attempts.pauses == []
     assert emu.counters.token_requests == 0
 
 
@@ -530,7 +535,10 @@ def test_an_unreachable_token_endpoint_is_a_memoram_error(tmp_path: Path) -> Non
         run(main)
 
 
-def test_a_token_request_timeout_is_a_memoram_error(emu: Emulator, tmp_path: Path) -> None:
+@pytest.mark.timeout(60)  # about a deadline: the bound ends a hang (each answer takes 2 s)
+def test_a_token_request_timeout_is_a_memoram_error(
+    emu: Emulator, tmp_path: Path, attempts: Attempts
+) -> None:
     emu.delay_next(10, 2.0)
     policy = RetryPolicy(backoff=0.01, max_backoff=0.02, timeout=0.2, total_timeout=1.0)
     middleware = MemoramMiddleware(
@@ -541,10 +549,11 @@ def test_a_token_request_timeout_is_a_memoram_error(emu: Emulator, tmp_path: Pat
         async with tls_session(middleware) as session:
             return await status_of(session, "GET", f"{emu.base_url}/tags")
 
-    start = time.monotonic()
-    with pytest.raises(EndpointUnavailableError):
+    with pytest.raises(EndpointUnavailableError, match="no answer within") as caught:
         run(main)
-    assert time.monotonic() - start < 2.0
+    # Every attempt was cut at its 0.2 s: no answer of the emulator's 2 s was waited for.
+    assert f"after {attempts.begun} attempt(s)" in str(caught.value)
+    assert 1 <= attempts.begun <= policy.attempts
 
 
 # -- settings and the package ---------------------------------------------------------------------

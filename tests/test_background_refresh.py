@@ -24,7 +24,7 @@ import httpx
 import pytest
 import requests
 
-from memoram_auth import MemoramAuth, RetryPolicy
+from memoram_auth import MemoramAuth
 from memoram_auth.adapters.requests import RequestsAuth
 from memoram_auth.cache import FileCache, MemoryOnlyCache
 from memoram_auth.core.refresher import FIRST_RETRY_DELAY, MAX_RETRY_DELAY, retry_delay
@@ -33,9 +33,8 @@ from memoram_auth.hookspecs import hookimpl
 from memoram_auth.provider import TokenProvider, get_provider
 from memoram_auth.token import Token
 
+from .conftest import FAST
 from .test_plugins import registered
-
-FAST = RetryPolicy(backoff=0.01, max_backoff=0.02, retry_after_cap=0.05, total_timeout=5.0)
 
 
 @pytest.fixture
@@ -337,7 +336,7 @@ def test_an_endpoint_down_for_the_last_quarter_fails_no_call(
         emu.api_key, emu.base_url, cache=FileCache(tmp_path), policy=FAST, background_refresh=True
     )
     old = in_advisory_window(provider, emu, lifetime=4)
-    usable_until = provider._entry.token.usable_until  # type: ignore[union-attr]
+    usable_until = provider.header.entry.token.usable_until  # type: ignore[union-attr]
     emu.fail_next(1000, status=503)
     gate = Gate(hold=False)
     served: list[str] = []
@@ -415,7 +414,7 @@ def test_the_token_serves_until_it_expires_while_the_endpoint_is_down(
     provider = auth.provider
     assert isinstance(provider, TokenProvider)
     old = in_advisory_window(provider, emu, lifetime=4)
-    token = provider._entry.token  # type: ignore[union-attr]
+    token = provider.header.entry.token  # type: ignore[union-attr]
     emu.fail_next(10_000, status=503)
     failed_at: list[float] = []
 
@@ -698,7 +697,7 @@ def test_a_slow_endpoint_moves_a_short_tokens_refresh_earlier(
         long_lived = provider._fresh_until(
             Token("x", obtained_at=time.time(), expires_at=time.time() + 3600)
         )
-    entry = provider._entry
+    entry = provider.header.entry
     assert entry is not None
     if background:
         assert entry.fresh_until < token.fresh_until
@@ -751,7 +750,7 @@ def test_a_fleets_spread_never_begins_a_refresh_too_late_to_end_before_expiry(
         for _ in range(20):
             now = time.time()
             provider._adopt(Token("x", obtained_at=now, expires_at=now + lifetime), "test")
-            entry = provider._entry
+            entry = provider.header.entry
             assert entry is not None
             seen.append(entry.fresh_until - now)
     assert max(starts[4]) == pytest.approx(2.5)  # 1.5 s before expiry, not spread later
@@ -772,7 +771,7 @@ def _preforked_worker(auth: MemoramAuth, url: str, seconds: float, gate: Gate) -
     def serve() -> None:
         with requests.Session() as session:
             while time.time() < end:
-                entry = provider._entry
+                entry = provider.header.entry
                 # A request waits only for a token it cannot use: none, or one in its
                 # mandatory window.
                 waits = entry is None or time.time() >= entry.usable_until
@@ -811,7 +810,7 @@ def test_preforked_workers_keep_fresh_tokens_without_waiting(emu: Emulator, tmp_
     )
     url = f"{emu.base_url}/tags"
     requests.get(url, auth=auth, timeout=10).raise_for_status()
-    lifetime = auth.provider._entry.token.lifetime  # type: ignore[union-attr]
+    lifetime = auth.provider.header.entry.token.lifetime  # type: ignore[union-attr]
     gate = Gate(hold=False)
     workers: list[tuple[int, int]] = []
     with gate.registered():

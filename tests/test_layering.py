@@ -198,7 +198,10 @@ LAYERS: list[tuple[str, set[str]]] = [
         },
     ),
     ("storage", {"cache"}),
-    ("core", {"core", "core.steps", "core.exchange", "core.provider", "core.refresher"}),
+    (
+        "core",
+        {"core", "core.steps", "core.header", "core.exchange", "core.provider", "core.refresher"},
+    ),
     ("transports", {"transport", "transports", "transports.*"}),
     (
         "configuration and plugins",

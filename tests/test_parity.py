@@ -134,7 +134,7 @@ def _in_process(column: str, base_url: str, key: str, tmp_path: Path, ca: str | 
         with httpx.Client(auth=auth, verify=verify, follow_redirects=True) as client:
             client.get(url).raise_for_status()
     else:
-        aiohttp = pytest.importorskip("aiohttp")
+        pytest.importorskip("aiohttp")
         import ssl
 
         from memoram_auth import MemoramMiddleware
@@ -142,12 +142,11 @@ def _in_process(column: str, base_url: str, key: str, tmp_path: Path, ca: str | 
         middleware = MemoramMiddleware(key, **options)
         context = ssl.create_default_context(cafile=ca) if ca else None
 
+        from tests._sockets import tls_session
+
         async def main() -> None:
-            connector = aiohttp.TCPConnector(ssl=context) if context else None
             async with (
-                aiohttp.ClientSession(
-                    middlewares=(middleware,), connector=connector, trust_env=True
-                ) as session,
+                tls_session(middleware, ssl=context or True, trust_env=True) as session,
                 session.get(url) as response,
             ):
                 await response.read()  # a body left unread leaves its transport open

@@ -157,12 +157,10 @@ def test_a_killed_lock_holder_does_not_delay_the_next_caller(tmp_path: Path) -> 
             os.kill(holder.pid, signal.SIGKILL)
             holder.wait(timeout=10)
         emu.token_delay = 0
-        killed_at = time.monotonic()
-        # A 30 s lock timeout: a lock left held would show as a 30 s wait (and a warning).
-        token = provider_for(emu, tmp_path, lock_timeout=30.0).get_token()
-        waited = time.monotonic() - killed_at
+        # A lock left held would be waited for up to its timeout, past pytest-timeout's 120 s,
+        # and then warned about (an error here): the kill released it, so neither happens.
+        token = provider_for(emu, tmp_path, lock_timeout=600.0).get_token()
         assert api_status(emu, token.value) == 200
-        assert waited < 5.0, f"waited {waited:.2f} s after the kill"
 
 
 def test_a_lock_held_too_long_is_waited_for_only_up_to_the_timeout(
@@ -756,7 +754,7 @@ def test_a_cache_may_spread_when_refreshes_ahead_of_expiry_start(
             memoram_emulator.api_key, memoram_emulator.base_url, cache=cache_class()
         )
         token = provider.get_token()
-        entry = provider._entry
+        entry = provider.header.entry
         assert entry is not None
         window = token.usable_until - token.fresh_until
         assert token.fresh_until <= entry.fresh_until <= token.fresh_until + window / 2

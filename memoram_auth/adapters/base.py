@@ -109,10 +109,16 @@ class AuthCore:
         self.settings: Resolved | None = None
         self.provider: TokenProvider | AgentProvider
         if socket is not None:
-            from ..agent.client import AgentProvider
+            from ..agent.client import CONNECT_TIMEOUT, AgentProvider
 
             url = resolve_base_url(base_url)
-            self.provider = AgentProvider(socket, url)
+            # The agent holds the key and sends the token requests; the policy given here
+            # bounds how long this client waits for it (plus the time to relay its error).
+            self.provider = AgentProvider(
+                socket,
+                url,
+                total_timeout=(policy or RetryPolicy()).total_timeout + CONNECT_TIMEOUT,
+            )
         else:
             self.settings = resolve(
                 given,

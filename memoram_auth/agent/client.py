@@ -9,7 +9,9 @@ runs inside async flows, where no I/O may happen).
 
 Failures are fast and name the agent and ``MEMORAM_AUTH_SOCK``: no agent behind the socket,
 an agent that dies mid-answer or answers garbage is an error within :data:`CONNECT_TIMEOUT`
-seconds, never a silent fallback to a key.
+seconds; one that accepts the connection and then never answers, or trickles its answer, is
+an error once the whole exchange has taken the retry policy's total timeout plus
+:data:`CONNECT_TIMEOUT` (:data:`TOTAL_TIMEOUT` by default). Never a silent fallback to a key.
 """
 
 from __future__ import annotations
@@ -20,26 +22,33 @@ import time
 from .. import _log
 from .._env import AUTH_SOCK_ENV
 from ..exceptions import ConfigurationError, EndpointUnavailableError, MalformedResponseError
-from ..token import FRESH, MANDATORY, Token, freshness
+from ..token import MANDATORY, Token, freshness
 from . import protocol
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Callable, Generator
 
     from ..core.steps import Answer, AsyncSend, Step, Transport
 
-__all__ = ["CONNECT_TIMEOUT", "RESPONSE_TIMEOUT", "AgentProvider", "fetch", "request"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "STATUS_TIMEOUT",
+    "TOTAL_TIMEOUT",
+    "AgentProvider",
+    "fetch",
+    "request",
+    "status",
+]
 
-#: What comes before the token in the ``Authorization`` header (as the core's ``BEARER``,
-#: which this module does not import: the command line's path loads no core).
-BEARER = "Bearer "
-
-#: Seconds to connect and to read each part of an answer once it has begun.
+#: Seconds to connect, and to wait for each further part of an answer once it has begun.
 CONNECT_TIMEOUT = 2.0
-#: Seconds to wait for an answer to begin: the agent may be fetching a token for everyone,
-#: within its own retry policy (30 s by default).
-RESPONSE_TIMEOUT = 45.0
+#: Seconds one exchange with the agent may take in all, by default: the agent may be fetching
+#: a token for everyone within its retry policy (``RetryPolicy().total_timeout``, 30 s, not
+#: imported: the command line's path loads no ``typing``), plus the time to relay its error.
+TOTAL_TIMEOUT = 30.0 + CONNECT_TIMEOUT
+#: Seconds a status request may take in all: the agent answers it without a token request.
+STATUS_TIMEOUT = 5.0
 
 
 def describe(path: str) -> str:
@@ -47,12 +56,21 @@ def describe(path: str) -> str:
 
 
 def request(
-    path: str, method: str, target: str, body: bytes = b"", headers: dict[str, str] | None = None
+    path: str,
+    method: str,
+    target: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    *,
+    total_timeout: float = TOTAL_TIMEOUT,
 ) -> tuple[int, bytes]:
     """One HTTP/1.1 exchange with the agent at *path*: (status, body).
 
+    Connecting, and each read once the answer has begun, may take :data:`CONNECT_TIMEOUT`
+    seconds; the whole exchange *total_timeout* seconds, however the agent trickles it.
+
     Raises:
-        EndpointUnavailableError: no agent there, or it closed or stalled mid-answer.
+        EndpointUnavailableError: no agent there, or it closed, stalled or took too long.
         MalformedResponseError: an answer that is not HTTP or too large.
     """
     where = describe(path)
@@ -60,25 +78,41 @@ def request(
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     if body or method == "POST":
         lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+    deadline = time.monotonic() + total_timeout
+    chunks: list[bytes] = []
+    size = 0
+    checked = False  # whether the answer's first bytes were seen to be HTTP
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.settimeout(CONNECT_TIMEOUT)
+        sock.settimeout(min(CONNECT_TIMEOUT, total_timeout))
         try:
             sock.connect(path)
             sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-            sock.settimeout(RESPONSE_TIMEOUT)
-            chunks = [sock.recv(65536)]
-            sock.settimeout(CONNECT_TIMEOUT)
-            size = len(chunks[0])
-            while chunks[-1] and size <= protocol.MAX_RESPONSE:
-                chunks.append(sock.recv(65536))
-                size += len(chunks[-1])
+            while size <= protocol.MAX_RESPONSE:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise socket.timeout
+                # The first part may wait for the agent's own token request; later parts not.
+                sock.settimeout(min(left, CONNECT_TIMEOUT) if chunks else left)
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if not checked and size >= 7:
+                    if not b"".join(chunks).startswith(b"HTTP/1."):
+                        break  # garbage: said at once, without waiting for the rest of it
+                    checked = True
         except FileNotFoundError:
             raise EndpointUnavailableError(f"no agent: {where} does not exist") from None
         except ConnectionRefusedError:
             raise EndpointUnavailableError(f"no agent is listening: {where}") from None
         except socket.timeout:
-            raise EndpointUnavailableError(f"{where} did not answer in time") from None
+            what = "did not finish its answer" if chunks else "did not answer"
+            raise EndpointUnavailableError(
+                f"{where} {what} within {total_timeout:g} s: is it hung? Restart it, "
+                "or unset MEMORAM_AUTH_SOCK to use a key"
+            ) from None
         except OSError as exc:
             raise EndpointUnavailableError(f"{where}: {exc.strerror or exc}") from None
     finally:
@@ -99,9 +133,12 @@ def request(
     return status, payload
 
 
-def fetch(path: str, base_url: str, rejected: str | None = None) -> tuple[Token, str]:
+def fetch(
+    path: str, base_url: str, rejected: str | None = None, *, total_timeout: float = TOTAL_TIMEOUT
+) -> tuple[Token, str]:
     """(token, key fingerprint) from the agent at *path* for *base_url*; with *rejected*, after
     reporting that token as rejected by the API. The command line's whole path.
+    *total_timeout* bounds the exchange as in :func:`request`.
 
     Raises:
         MemoramAuthError: as :func:`request`; the agent's own errors with their type
@@ -109,13 +146,39 @@ def fetch(path: str, base_url: str, rejected: str | None = None) -> tuple[Token,
     """
     headers = {protocol.BASE_URL_HEADER: base_url}
     if rejected is None:
-        status, body = request(path, "GET", protocol.TOKEN_PATH, b"", headers)
+        status, body = request(
+            path, "GET", protocol.TOKEN_PATH, b"", headers, total_timeout=total_timeout
+        )
     else:
         import json
 
         payload = json.dumps({"token": rejected}).encode()
-        status, body = request(path, "POST", protocol.REJECTED_PATH, payload, headers)
+        status, body = request(
+            path, "POST", protocol.REJECTED_PATH, payload, headers, total_timeout=total_timeout
+        )
     return _token_from(path, status, body, base_url)
+
+
+def status(path: str, *, total_timeout: float = STATUS_TIMEOUT) -> dict[str, object]:
+    """The agent's ``GET /v1/status`` answer (see :mod:`memoram_auth.agent.protocol`).
+
+    Raises:
+        MemoramAuthError: as :func:`request`; ``MalformedResponseError`` for an answer that is
+            not a status.
+    """
+    import json
+
+    where = describe(path)
+    code, body = request(path, "GET", protocol.STATUS_PATH, total_timeout=total_timeout)
+    if code != 200:
+        raise protocol.error_for(body, where)
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("base_url"), str):
+        raise MalformedResponseError(f"{where} answered no status")
+    return data
 
 
 def _token_from(path: str, status: int, body: bytes, base_url: str) -> tuple[Token, str]:
@@ -130,16 +193,6 @@ def _token_from(path: str, status: int, body: bytes, base_url: str) -> tuple[Tok
         # The agent checks the header too; checked here as well, for an older or odd agent.
         raise ConfigurationError(f"{where} serves {served!r}, not {base_url!r}")
     return token, key
-
-
-class _Entry:
-    __slots__ = ("authorization", "fresh_until", "token", "usable_until")
-
-    def __init__(self, token: Token) -> None:
-        self.token = token
-        self.fresh_until = token.fresh_until
-        self.usable_until = token.usable_until
-        self.authorization = BEARER + token.value
 
 
 class _NoFlight:
@@ -166,16 +219,31 @@ class AgentProvider:
     Answers the questions the adapters ask a :class:`memoram_auth.provider.TokenProvider`;
     ``transport`` and ``send`` arguments are accepted and unused (the agent sends the token
     requests). Construction does no I/O.
+
+    Args:
+        path: the agent's socket.
+        base_url: the base URL the client calls; an agent serving another is an error.
+        total_timeout: seconds one exchange with the agent may take in all (default
+            :data:`TOTAL_TIMEOUT`; the adapters pass their retry policy's total timeout plus
+            :data:`CONNECT_TIMEOUT`).
     """
 
-    def __init__(self, path: str, base_url: str) -> None:
+    def __init__(self, path: str, base_url: str, *, total_timeout: float = TOTAL_TIMEOUT) -> None:
         import collections
         import threading
 
         self.path = path
         self.base_url = base_url
+        self.total_timeout = total_timeout
         self._key: str | None = None
-        self._entry: _Entry | None = None
+        # The core's holder, imported here: the command line's path (fetch) loads no core.
+        from ..core.header import HeaderHolder
+
+        #: The agent's token and its header: freshness is decided there, as for a provider.
+        self.header = HeaderHolder()
+        # The holder's own methods, not wrappers: the per-request path gains no call.
+        self.fresh_authorization = self.header.fresh_authorization
+        self.authorization_for = self.header.authorization_for
         self._lock = threading.Lock()
         self._rejected: collections.deque[str] = collections.deque(maxlen=8)
         self._unsent: str | None = None
@@ -188,18 +256,11 @@ class AgentProvider:
     def __repr__(self) -> str:
         return f"AgentProvider(path={self.path!r}, base_url={self.base_url!r})"
 
-    def fresh_authorization(self) -> str | None:
-        """``Bearer <token>`` while the agent's token in memory is fresh, else ``None``."""
-        entry = self._entry
-        if entry is not None and time.time() < entry.fresh_until:
-            return entry.authorization
-        return None
-
-    def authorization_for(self, token: Token) -> str:
-        entry = self._entry
-        if entry is not None and entry.token is token:
-            return entry.authorization
-        return BEARER + token.value
+    #: ``fresh_authorization()``: ``Bearer <token>`` while the agent's token in memory is
+    #: fresh, else ``None`` (one clock read).
+    fresh_authorization: Callable[[], str | None]
+    #: ``authorization_for(token)``: ``Bearer <token>``, built once per token.
+    authorization_for: Callable[[Token], str]
 
     def authorization(
         self, transport: Transport | None = None, *, within: float | None = None
@@ -234,7 +295,7 @@ class AgentProvider:
         return _NoFlight()
 
     def cached_token(self) -> Token | None:
-        entry = self._entry
+        entry = self.header.entry
         return entry.token if entry is not None else None
 
     def refresh_steps(self, *, within: float | None = None) -> Generator[Step, Answer, Token]:
@@ -246,12 +307,14 @@ class AgentProvider:
 
     def _fetch(self) -> Token:
         with self._lock:
-            entry = self._entry
-            if entry is not None and freshness(entry, time.time()) == FRESH:
-                return entry.token  # another thread asked while this one waited
+            fresh = self.header.fresh_token()
+            if fresh is not None:
+                return fresh  # another thread asked while this one waited
             rejected, self._unsent = self._unsent, None
             try:
-                token, self._key = fetch(self.path, self.base_url, rejected)
+                token, self._key = fetch(
+                    self.path, self.base_url, rejected, total_timeout=self.total_timeout
+                )
             except BaseException:
                 if rejected is not None and self._unsent is None:
                     self._unsent = rejected  # told next time
@@ -261,14 +324,14 @@ class AgentProvider:
                     f"{describe(self.path)} handed out a token the API rejected"
                 )
             if freshness(token, time.time()) != MANDATORY:
-                self._entry = _Entry(token)
+                self.header.hold(token)
             _log.debug("a token from the agent at %s, valid %.0f s", self.path, token.remaining())
             return token
 
     def invalidate(self, token: str) -> None:
         """The API rejected *token* (401): forget it; the next fetch tells the agent."""
         self._rejected.append(token)
-        entry = self._entry
+        entry = self.header.entry
         if entry is not None and entry.token.value == token:
-            self._entry = None
+            self.header.drop()
         self._unsent = token

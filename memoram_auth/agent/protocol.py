@@ -7,8 +7,10 @@
 - ``POST /v1/token/rejected`` with ``{"token": "..."}``: the API answered 401 to that token.
   The agent drops it unless its current token already replaces it (compare-and-invalidate),
   and answers as ``GET /v1/token`` does, with a token obtained after the rejection.
-- ``GET /v1/status``: ``{"version", "base_url", "key", "pid", "token": {"expires_at",
-  "expires_in"} | null}``; never the key, never a token.
+- ``GET /v1/status``: ``{"version", "base_url", "key", "pid", "socket", "token":
+  {"expires_at", "expires_in", "lifetime"} | null}``: the token the agent holds, if any
+  (``lifetime`` in seconds, so a client can tell a token due for refresh from a fresh one);
+  answered at once, without fetching a token; never the key, never a token.
 
 A client may send ``Memoram-Base-URL``: the agent answers 421 if it serves another base URL,
 so a client never receives another origin's token. Errors are ``{"error": message, "kind":

@@ -218,13 +218,17 @@ class AgentServer:
             os.unlink(self.path)
             self._log(f"took over the socket of an agent that is gone: {self.path}")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)  # created 0600: no moment where another user may connect
         try:
-            listener.bind(self.path)
-        finally:
-            os.umask(old)
-        os.chmod(self.path, 0o600)
-        listener.listen(BACKLOG)
+            old = os.umask(0o177)  # created 0600: no moment where another user may connect
+            try:
+                listener.bind(self.path)
+            finally:
+                os.umask(old)
+            os.chmod(self.path, 0o600)
+            listener.listen(BACKLOG)
+        except BaseException:
+            listener.close()  # a path too long, a full disk: not left for the collector
+            raise
         return listener
 
     # -- running ------------------------------------------------------------------------------
@@ -413,6 +417,7 @@ class AgentServer:
             shown = {
                 "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(token.expires_at)),
                 "expires_in": round(token.expires_at - now, 1),
+                "lifetime": round(token.lifetime, 1),
             }
         return json.dumps(
             {

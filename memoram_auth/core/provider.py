@@ -52,6 +52,7 @@ from .._policy import RetryPolicy
 from ..exceptions import EndpointUnavailableError, KeyRejectedError, MemoramAuthError
 from ..keys import ApiKey, refusal
 from ..token import ADVISORY, FRESH, MANDATORY, Token, freshness, token_digest
+from .header import BEARER, Entry, HeaderHolder
 from .steps import Blocking, drive, drive_async
 
 if TYPE_CHECKING:
@@ -71,37 +72,7 @@ ADVISORY_RETRY_INTERVAL = 5.0
 LEAD_FACTOR = 1.5
 
 
-#: What comes before the token in the ``Authorization`` header (see ``authorization()``).
-BEARER = "Bearer "
-_now = time.time  # a module global: one lookup fewer on the per-request path
-
-
-class _Entry:
-    # Deadlines and the header value precomputed once per token, so the per-request path is
-    # one clock read and a compare. A slotted class, not a NamedTuple: CPython reads slots
-    # faster than tuple fields, and the adapters read two of them for every request.
-    __slots__ = ("authorization", "fresh_until", "token", "usable_until")
-
-    def __init__(
-        self,
-        token: Token,
-        fresh_until: float,
-        spread: float = 0.0,
-        latest: float | None = None,
-    ) -> None:
-        self.token = token
-        self.fresh_until = fresh_until
-        self.usable_until = token.usable_until
-        # The spread's range ends at *latest* (the last start that leaves a refresh time to
-        # end: see Provider._latest_start), at most the usable life's end.
-        end = self.usable_until if latest is None else min(latest, self.usable_until)
-        if spread > 0 and end > self.fresh_until:
-            import random  # only for a cache that asks (a fleet's: see TokenCache)
-
-            # Later, never earlier: no refresh before the advisory window, as without it.
-            share = random.uniform(0, spread)  # noqa: S311 - jitter, not secrecy
-            self.fresh_until += share * (end - self.fresh_until)
-        self.authorization = BEARER + token.value
+_now = time.time  # a module global: one lookup fewer on the refresh checks
 
 
 _live_providers: weakref.WeakSet[Provider] = weakref.WeakSet()
@@ -166,7 +137,11 @@ class Provider:
             from .._derive import cache_secret  # hmac and hashlib only for caches that ask
 
             bind_secret(self._slot, cache_secret(key.reveal(), self.base_url, self.expires_in))
-        self._entry: _Entry | None = None
+        #: The token handed out and its header: freshness is decided there (core/header.py).
+        self.header = HeaderHolder()
+        # The holder's own methods, not wrappers: the per-request path gains no call.
+        self.fresh_authorization = self.header.fresh_authorization
+        self.authorization_for = self.header.authorization_for
         self._rejected: collections.deque[str] = collections.deque(maxlen=8)
         # (token, rejected_at) for the cache's reject(): sent by the next refresh, off any
         # event loop, since invalidate() runs inside the async auth flow.
@@ -192,7 +167,7 @@ class Provider:
 
     def _reset_locks(self) -> None:
         self._refresh_lock = threading.Lock()  # one refresh at a time in this process
-        self._entry_lock = threading.Lock()  # compare-and-set of _entry
+        self._entry_lock = threading.Lock()  # compare-and-set of the header's entry
         # The refresh under way on each event loop (see single_flight); keyed by the loop.
         self._flights: dict[object, _Flight] = {}
         # A background refresh is queued or running: later callers need not hand it over again.
@@ -217,32 +192,15 @@ class Provider:
 
     # -- the per-request path -----------------------------------------------------------------
 
-    def fresh_authorization(self) -> str | None:
-        """``Bearer <token>`` while the token in memory is fresh, else ``None``: one clock read.
-
-        What every adapter asks first, for every request.
-        """
-        # token.freshness()'s FRESH case, written out: a function call here would cost every
-        # request a tenth more (BENCHMARKS.md, section 1).
-        entry = self._entry
-        if entry is not None and _now() < entry.fresh_until:
-            return entry.authorization
-        return None
-
-    def authorization_for(self, token: Token) -> str:
-        """``Bearer <token>``, built once per token."""
-        entry = self._entry
-        if entry is not None and entry.token is token:
-            return entry.authorization
-        return BEARER + token.value
+    #: ``fresh_authorization()``: ``Bearer <token>`` while the token in memory is fresh, else
+    #: ``None``: one clock read. What every adapter asks first, for every request.
+    fresh_authorization: Callable[[], str | None]
+    #: ``authorization_for(token)``: ``Bearer <token>``, built once per token.
+    authorization_for: Callable[[Token], str]
 
     def cached_token(self) -> Token | None:
         """The token the cache holds for this key and base URL, or ``None``. No network."""
         return self._load(self._slot)
-
-    def _fresh_token(self) -> Token | None:
-        entry = self._entry
-        return entry.token if entry is not None and freshness(entry, _now()) == FRESH else None
 
     # -- sync ---------------------------------------------------------------------------------
 
@@ -295,7 +253,7 @@ class Provider:
         Raises:
             TokenRequestError: no usable token and the exchange failed (see the subclasses).
         """
-        token = self._fresh_token()
+        token = self.header.fresh_token()
         if token is not None:
             return token
         # A caller's own transport (requests' session=) also carries a refresh it hands over.
@@ -321,7 +279,7 @@ class Provider:
         while a token is fetched. *send* sends a token request without blocking the loop
         (default: this provider's transport in a worker thread).
         """
-        fresh = self._fresh_token()
+        fresh = self.header.fresh_token()
         if fresh is not None:
             return fresh
         async with self.single_flight() as flight:
@@ -369,7 +327,7 @@ class Provider:
                 fails the call within the time the caller gave it. ``None``: the policy's.
         """
         until = None if within is None else time.monotonic() + within
-        entry = self._entry
+        entry = self.header.entry
         now = _now()
         state = freshness(entry, now)
         if entry is not None and state == FRESH:
@@ -386,12 +344,8 @@ class Provider:
                 if not held.try_thread_lock():
                     return entry.token
                 self._inline_next = False
-                current = self._entry
-                if (
-                    current is not None
-                    and current is not entry
-                    and freshness(current, _now()) == FRESH
-                ):
+                current, current_state = self.header.state()
+                if current is not None and current is not entry and current_state == FRESH:
                     return current.token  # another thread refreshed while we were getting here
                 try:
                     token = yield from self._obtain_steps(held, advisory=True, until=until)
@@ -425,7 +379,7 @@ class Provider:
                     "way when the call's timeout ended the wait for it",
                     status=None,
                 )
-            entry = self._entry
+            entry = self.header.entry
             now = _now()
             if entry is not None and (
                 (freshness(entry, now) != MANDATORY and entry.token.value not in self._rejected)
@@ -456,7 +410,7 @@ class Provider:
             and self._postdates_rejection(token)
         )
 
-    def _holds_over(self, entry: _Entry | None, now: float) -> bool:
+    def _holds_over(self, entry: Entry | None, now: float) -> bool:
         """Whether callers keep *entry*'s token past its usable life, until it expires: with
         background refresh, while a refresh is queued or running, or after one failed (until
         a refresh succeeds). Waiting for it instead would hold every request of the
@@ -499,16 +453,15 @@ class Provider:
         # kept alive by the provider).
         transport, self._ahead_transport = self._ahead_transport, None
         try:
-            entry = self._entry
-            if entry is None or freshness(entry, _now()) == FRESH:
+            entry, state = self.header.state()
+            if entry is None or state == FRESH:
                 return  # refreshed meanwhile, or dropped after a 401: a caller's business now
             held = _Held(self)
             held.background = True
             if not held.try_thread_lock():
                 return  # a caller is refreshing
             try:
-                current = self._entry
-                if current is not None and freshness(current, _now()) == FRESH:
+                if self.header.fresh_token() is not None:
                     return
                 drive(self._obtain_steps(held, advisory=True), transport or self._transport)
             except Exception as exc:  # noqa: BLE001 - the requests still have their token
@@ -562,7 +515,7 @@ class Provider:
     def _latest_start(self, token: Token) -> float | None:
         """With background refresh, the latest moment a refresh ahead of *token* can begin
         and still end, as slow as the last one, before the token expires: where a fleet's
-        spread of the refresh's start ends (see _Entry). ``None``: the usable life's end."""
+        spread of the refresh's start ends (see Entry). ``None``: the usable life's end."""
         return token.expires_at - self._lead if self._lead else None
 
     def _postdates_rejection(self, token: Token) -> bool:
@@ -671,11 +624,11 @@ class Provider:
         # and other processes' tokens for the key may be fine.
         self.cache.delete(self._slot)
         with self._entry_lock:
-            self._entry = None
+            self.header.drop()
 
     def _adopt(self, token: Token, source: str) -> Token:
         with self._entry_lock:
-            self._entry = _Entry(
+            self.header.hold(
                 token, self._fresh_until(token), self._spread, self._latest_start(token)
             )
             if self._postdates_rejection(token):
@@ -705,13 +658,14 @@ class Provider:
         self._rejected.append(token)
         digest = token_digest(token)
         with self._entry_lock:
-            current = self._entry.token if self._entry is not None else None
+            held = self.header.entry
+            current = held.token if held is not None else None
             if current is not None:
                 if current.value != token and current.replaces == digest:
                     return  # its replacement: a late 401 for a request that went out before
             elif self._rejection is not None and self._rejection[1] == digest:
                 return  # another thread's 401 for the same token already did all this
-            self._entry = None
+            self.header.drop()
             seen_at = _now()
             self._rejection = (seen_at, digest)
             if self._reject is not None:
@@ -773,7 +727,7 @@ class _FlightGuard:
                 flight = flights[key] = _Flight()
                 self._flight, self._leader = flight, True
                 return flight
-            entry = self._provider._entry
+            entry = self._provider.header.entry
             now = _now()
             if entry is not None and (
                 freshness(entry, now) != MANDATORY or self._provider._holds_over(entry, now)

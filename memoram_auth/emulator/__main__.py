@@ -193,7 +193,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     print(f"Memoram emulator listening at {emulator.base_url}", flush=True)
     for key in emulator.api_keys:
         print(f"accepted API key: {key}", flush=True)
-    # Lines a shell takes as they are (issue 16): quoted, with no placeholder in them.
+    # Lines a shell takes as they are: quoted, with no placeholder in them.
     exports = f"{BASE_URL_ENV}={shlex.quote(emulator.base_url)} "
     exports += f"MEMORAM_API_KEY={shlex.quote(emulator.api_key)}"
     print("to use it, paste into a shell:", flush=True)

@@ -46,8 +46,8 @@ class EmulatorServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
-    # The listen backlog. socketserver's default of 5 dropped connections from about 30
-    # concurrent clients, which then saw ReadTimeouts (issue 16).
+    # The listen backlog. socketserver's default of 5 drops connections from about 30
+    # concurrent clients, which then see ReadTimeouts.
     request_queue_size = 128
 
     def __init__(

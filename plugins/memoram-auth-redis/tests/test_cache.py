@@ -531,11 +531,10 @@ def test_an_address_that_never_answers_costs_one_timeout(tmp_path: Path, emu: Em
         url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
         cache = RedisTokenCache.from_settings(Settings(url), cache_dir=str(tmp_path))
         provider = TokenProvider(emu.api_key, emu.base_url, cache=cache)
-        started = time.perf_counter()
+        # Without the timeout this would hang for good (pytest-timeout ends it): the warning
+        # names the timeout, and the open breaker spares the next caller the wait.
         with pytest.warns(MemoramAuthWarning, match="TimeoutError"):
             provider.get_token()
-        # Loose on purpose: without the timeout this would hang for good.
-        assert time.perf_counter() - started < 5
         assert cache.breaker.is_open
         provider.invalidate(provider.get_token().value)
         provider.get_token()  # the breaker is open: no second wait, no second warning

@@ -204,7 +204,7 @@ def test_machines_sharing_a_token_start_refreshing_at_different_moments(
     tokens = [p.get_token() for p in providers]
     assert len({t.value for t in tokens}) == 1
     assert emu.counters.token_requests == 1
-    starts = [p._entry.fresh_until for p in providers if p._entry is not None]
+    starts = [p.header.entry.fresh_until for p in providers if p.header.entry is not None]
     window = tokens[0].usable_until - tokens[0].fresh_until  # 540 s of a one-hour token
     for token, start in zip(tokens, starts):
         assert token.fresh_until <= start <= token.fresh_until + window / 2
