@@ -681,9 +681,8 @@ def _clear(args: argparse.Namespace | SimpleNamespace) -> int:
         raise ConfigurationError(
             f"clear acts on this machine's token cache, but tokens come from {describe(socket)}, "
             "which holds its own. To make the agent drop its token and get a new one, report "
-            'it as rejected: curl --unix-socket "$MEMORAM_AUTH_SOCK" -d '
-            '"{\\"token\\": \\"$(memoram-auth token)\\"}" '
-            "http://localhost/v1/token/rejected (restarting the agent is not enough: it "
+            'it as rejected: memoram-auth token --rejected "$(memoram-auth token)" '
+            "(restarting the agent is not enough: it "
             "reads its cache again). To clear the local cache, run clear without "
             "MEMORAM_AUTH_SOCK (env -u MEMORAM_AUTH_SOCK memoram-auth clear)."
         )

@@ -576,7 +576,6 @@ def test_status_with_the_socket_fails_clearly_for_another_base_url_or_no_agent(
     assert "MEMORAM_AUTH_SOCK" in gone.stderr
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="no curl")
 def test_clear_with_the_socket_refuses_and_its_advice_replaces_the_agent_s_token(
     via_agent: Running, emu: Emulator
 ) -> None:
@@ -587,7 +586,7 @@ def test_clear_with_the_socket_refuses_and_its_advice_replaces_the_agent_s_token
     assert "holds its own" in refused.stderr
     assert first not in refused.stderr
     advice = refused.stderr.split("report it as rejected: ", 1)[1].split(" (restarting", 1)[0]
-    assert advice.startswith("curl --unix-socket")
+    assert advice.startswith("memoram-auth token --rejected")
     # The advice, run as printed, in a shell where memoram-auth is the command under test.
     env["PATH"] = f"{SCRIPT.parent}{os.pathsep}{env.get('PATH', '')}"
     subprocess.run(["sh", "-c", advice], env=env, capture_output=True, timeout=60, check=True)
