@@ -329,11 +329,9 @@ class Provider:
         until = None if within is None else time.monotonic() + within
         entry = self.header.entry
         now = _now()
-        state = freshness(entry, now)
+        state = self._window(entry, now)
         if entry is not None and state == FRESH:
             return entry.token
-        if state == MANDATORY and self._holds_over(entry, now):
-            state = ADVISORY  # a background refresh is under way or failed: see _holds_over
         held = _Held(self, until)
         try:
             if entry is not None and state == ADVISORY:
@@ -352,9 +350,7 @@ class Provider:
                 except MemoramAuthError as exc:
                     now = _now()
                     self._next_advisory_try = now + self._inline_retry_delay()
-                    if entry.token.value in self._rejected or (
-                        freshness(entry, now) == MANDATORY and not self._holds_over(entry, now)
-                    ):
+                    if entry.token.value in self._rejected or self._window(entry, now) == MANDATORY:
                         # The refresh outlasted the token's usable life (the endpoint failing
                         # for its whole retry budget), or a 401 came for it meanwhile: handing
                         # it out would be a 401 caused by us.
@@ -381,9 +377,10 @@ class Provider:
                 )
             entry = self.header.entry
             now = _now()
-            if entry is not None and (
-                (freshness(entry, now) != MANDATORY and entry.token.value not in self._rejected)
-                or self._holds_over(entry, now)
+            if (
+                entry is not None
+                and self._window(entry, now) != MANDATORY
+                and entry.token.value not in self._rejected
             ):
                 return entry.token
             return (yield from self._obtain_steps(held, advisory=False, until=until))
@@ -409,6 +406,15 @@ class Provider:
             and token.value not in self._rejected
             and self._postdates_rejection(token)
         )
+
+    def _window(self, entry: Entry | None, now: float) -> int:
+        """Where *entry* stands at *now* for handing it out: its freshness, except that a
+        held-over token (see :meth:`_holds_over`) counts as ``ADVISORY`` in its mandatory
+        window, so that callers keep it while the refresh is under way or failed."""
+        state = freshness(entry, now)
+        if state == MANDATORY and self._holds_over(entry, now):
+            return ADVISORY
+        return state
 
     def _holds_over(self, entry: Entry | None, now: float) -> bool:
         """Whether callers keep *entry*'s token past its usable life, until it expires: with
@@ -729,9 +735,7 @@ class _FlightGuard:
                 return flight
             entry = self._provider.header.entry
             now = _now()
-            if entry is not None and (
-                freshness(entry, now) != MANDATORY or self._provider._holds_over(entry, now)
-            ):
+            if entry is not None and self._provider._window(entry, now) != MANDATORY:
                 # Advisory window (or a held-over token), and a refresh is already under way:
                 # the current token.
                 done = _Flight()
