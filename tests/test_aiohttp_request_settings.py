@@ -14,6 +14,7 @@ import pytest
 from memoram_auth import MemoramAuthError
 from memoram_auth.emulator import Emulator
 from tests._proxy import ConnectProxy
+from tests._sockets import RecordingConnector, wait_closed
 
 aiohttp = pytest.importorskip("aiohttp")
 
@@ -26,13 +27,16 @@ def _get(emu: Emulator, tmp_path: Path, **per_request: Any) -> int:
 
     async def main() -> int:
         # Connections are not reused, so that each request opens its own proxy tunnel.
-        connector = aiohttp.TCPConnector(force_close=True)
+        connector = RecordingConnector(force_close=True)
         async with (
             aiohttp.ClientSession(middlewares=(middleware,), connector=connector) as session,
             session.get(f"{emu.base_url}/tags", **per_request) as response,
         ):
             await response.read()  # a body left unread leaves its transport open
-            return int(response.status)
+            status = int(response.status)
+        # TLS connections (through the proxy too) may still be closing in the background.
+        await wait_closed(connector)
+        return status
 
     return asyncio.run(main())
 
@@ -76,13 +80,15 @@ def test_a_session_built_without_verification_applies_to_its_token_request(
     )
 
     async def main() -> int:
-        connector = aiohttp.TCPConnector(ssl=False)
+        connector = RecordingConnector(ssl=False)
         async with (
             aiohttp.ClientSession(middlewares=(middleware,), connector=connector) as session,
             session.get(f"{tls_emulator.base_url}/tags") as response,
         ):
             await response.read()
-            return int(response.status)
+            status = int(response.status)
+        await wait_closed(connector)
+        return status
 
     assert asyncio.run(main()) == 200
     assert tls_emulator.counters.token_requests == 1
